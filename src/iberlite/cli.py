@@ -1,0 +1,195 @@
+"""The `iberlite` command line: parse, call the library, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from .errors import UserError
+
+app = typer.Typer(
+    help="Evaluate compact LLMs on Iberian-language tasks on this device, with the device cost "
+    "of every answer.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+DbOpt = Annotated[Path, typer.Option("--db", help="SQLite results database.")]
+DataDirOpt = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", help="Folder with the evaluation data [env: IBERLITE_DATA_DIR; default ./data]."),
+]
+TasksDirOpt = Annotated[
+    Optional[list[Path]],
+    typer.Option("--tasks-dir", help="Extra folder of task YAML files (repeatable)."),
+]
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+
+
+def _data_dir(value: Path | None) -> Path:
+    from .data import default_data_dir
+
+    return value if value is not None else default_data_dir()
+
+
+class _ItemsPerSecond(TextColumn):
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def render(self, task):  # type: ignore[override]
+        speed = task.finished_speed or task.speed
+        return f"{speed:5.2f} items/s" if speed else "  -- items/s"
+
+
+@app.command()
+def models() -> None:
+    """List the catalog models: file, size, architecture, quantization, parameters."""
+    from .catalog import CATALOG, gguf_facts, resolve_model
+
+    table = Table(title="Models (any path to a .gguf file works too)")
+    for col in ("name", "file", "size", "arch", "quant", "params", "tensor types"):
+        table.add_column(col)
+    for name in CATALOG:
+        try:
+            mf = resolve_model(name)
+            f = gguf_facts(mf.path)
+            table.add_row(name, str(mf.path), f"{f.size_bytes / 2**20:.0f} MiB", f.architecture,
+                          f.file_type, f"{f.n_params / 1e6:.0f}M", f.tensor_types_label)
+        except UserError as exc:
+            table.add_row(name, f"[red]{exc}[/red]", "", "", "", "", "")
+    console.print(table)
+
+
+@app.command()
+def tasks(data_dir: DataDirOpt = None, tasks_dir: TasksDirOpt = None) -> None:
+    """List tasks: name, language, family, and how many items the data dir holds."""
+    from .data import count_docs
+    from .tasks.registry import load_task_specs
+
+    dd = _data_dir(data_dir)
+    table = Table(title=f"Tasks (data dir: {dd})")
+    for col in ("task", "group", "lang", "family", "output", "items", "prompt from"):
+        table.add_column(col)
+    for spec in load_task_specs(tasks_dir or ()).values():
+        n = count_docs(spec, dd)
+        table.add_row(spec.name, spec.group or "", spec.lang, spec.family, spec.output,
+                      str(n) if n is not None else "[yellow]no data[/yellow]", spec.reference)
+    console.print(table)
+
+
+@app.command()
+def run(
+    models: Annotated[Optional[str], typer.Option("--models", help="Comma-separated catalog names or .gguf paths [default: all catalog models].")] = None,
+    tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated task names, groups or families [default: the sample suite].")] = None,
+    langs: Annotated[Optional[str], typer.Option("--langs", help="Comma-separated languages: es,ca,eu,gl,pt,en [default: all].")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N items of each task.")] = None,
+    data_dir: DataDirOpt = None,
+    tasks_dir: TasksDirOpt = None,
+    db: DbOpt = Path("iberlite.db"),
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads [default: all cores].")] = None,
+    scoring: Annotated[str, typer.Option("--scoring", help="fast (shared-prefix batches) or naive (each choice from scratch).")] = "fast",
+    seed: Annotated[int, typer.Option("--seed", help="Seed for generation and bootstrap CIs.")] = 1234,
+    online: Annotated[bool, typer.Option("--online", help="Read task data from the Hugging Face Hub instead of the data dir.")] = False,
+) -> None:
+    """Evaluate models x tasks x languages on this device and store every item."""
+    from .catalog import DEFAULT_MODELS
+    from .runner import RunSpec, run as run_grid
+
+    spec = RunSpec(
+        models=_csv(models) or DEFAULT_MODELS, tasks=_csv(tasks), langs=_csv(langs), limit=limit,
+        data_dir=_data_dir(data_dir), tasks_dirs=tuple(tasks_dir or ()), db=db,
+        n_threads=threads, scoring=scoring, seed=seed, online=online,
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               _ItemsPerSecond(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    bars: dict[str, int] = {}
+    with Progress(*columns, console=err, transient=False) as prog:
+        def on_progress(model: str, task: str, done: int, total: int) -> None:
+            label = f"{model} [dim]{task}[/dim]"
+            if model not in bars:
+                bars[model] = prog.add_task(label, total=total, completed=done)
+            prog.update(bars[model], completed=done, description=label)
+
+        result = run_grid(spec, progress=on_progress, command=shlex.join(["iberlite", *sys.argv[1:]]))
+    console.print(f"Run {result.run_id} stored in {db}.")
+    _print_results(db, run_id=result.run_id)
+
+
+@app.command()
+def results(
+    db: DbOpt = Path("iberlite.db"),
+    signatures: Annotated[bool, typer.Option("--signatures", help="Show the signature behind each number.")] = False,
+) -> None:
+    """Show stored results: model x task x language, every metric with its 95% CI."""
+    if not db.exists():
+        raise UserError(f"No results database at {db}; run `iberlite run` first or pass --db.")
+    _print_results(db, show_signatures=signatures)
+
+
+def _fmt(value: float, lo: float, hi: float, percent_scale: bool) -> str:
+    if percent_scale:  # BLEU, chrF, TER are on 0-100
+        return f"{value:.1f} [{lo:.1f},{hi:.1f}]"
+    return f"{value:.2f} [{lo:.2f},{hi:.2f}]"
+
+
+def _print_results(db: Path, run_id: int | None = None, show_signatures: bool = False) -> None:
+    from .results import results_grid
+
+    grid = results_grid(db, run_id)
+    if not grid.rows:
+        console.print("No results stored yet.")
+        return
+    table = Table(title=f"Results ({db}): score (95% bootstrap CI)")
+    table.add_column("task", overflow="fold")
+    for col in ("lang", "metric", "n"):
+        table.add_column(col, no_wrap=True)
+    for m in grid.models:
+        table.add_column(m, justify="right", no_wrap=True)
+    for row in grid.rows:
+        cells = [row.task, row.lang, row.metric, str(row.n)]
+        for m in grid.models:
+            a = row.by_model.get(m)
+            cells.append(_fmt(a.value, a.ci_low, a.ci_high, row.metric in ("bleu", "chrf", "ter")) if a else "")
+        table.add_row(*cells)
+    console.print(table)
+    if show_signatures:
+        for row in grid.rows:
+            for m, a in row.by_model.items():
+                console.print(f"{row.task} {row.metric} {m}: {a.signature}", highlight=False)
+
+
+def main() -> None:
+    """Entry point: user errors print one sentence and exit non-zero, never a traceback."""
+    try:
+        app()
+    except UserError as exc:
+        err.print(f"Error: {exc}", highlight=False, markup=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("Interrupted; every finished chunk is stored: rerun the same command to continue.")
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,436 @@
+"""In-process llama.cpp engine (llama-cpp-python's low-level API).
+
+Why the low-level API: the high-level `Llama` class keeps one sequence per context and asks
+for logits at every position when scoring. Here a context holds many sequences in one
+unified KV cache, so a multiple-choice item evaluates the token prefix its choices share once
+and scores each choice's remaining tokens as its own sequence; several items are packed into
+one `llama_decode` call, and logits are requested only at the positions that are scored
+(on Gemma's 262k vocabulary the output layer dominates otherwise).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+from ..catalog import ModelFile, gguf_facts
+from ..errors import UserError
+from .base import (
+    EngineInfo,
+    GenerationRequest,
+    GenerationResult,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+)
+
+SCORING_MODES = ("fast", "naive")
+
+
+def _llama():
+    import llama_cpp
+    from llama_cpp import _logger
+
+    _logger.set_verbose(False)  # llama.cpp's load chatter stays off the terminal; errors still show
+    return llama_cpp
+
+
+@dataclass
+class _Seq:
+    """One request's token sequence and the index of its first scored token."""
+
+    req: int
+    tokens: list[int]
+    start: int
+
+
+@dataclass
+class _Entry:
+    """One token to evaluate: position, sequences it belongs to, and the (request, next
+    token) pairs its logits must score (empty: no logits needed)."""
+
+    token: int
+    pos: int
+    seq_ids: tuple[int, ...]
+    targets: list[tuple[int, int]] = field(default_factory=list)
+    group: int = 0
+
+
+def _log_softmax_at(row: np.ndarray, tokens: list[int]) -> tuple[list[float], int]:
+    """Logprobs of `tokens` under one logits row, and the row's argmax."""
+    top = int(row.argmax())
+    m = float(row[top])
+    lse = m + float(np.log(np.exp(row - m, dtype=np.float32).sum(dtype=np.float64)))
+    return [float(row[t]) - lse for t in tokens], top
+
+
+class LlamaCppEngine:
+    """llama.cpp in-process: loglikelihood with shared-prefix packing, greedy generation."""
+
+    def __init__(
+        self,
+        model: ModelFile,
+        *,
+        n_ctx: int = 4096,
+        n_batch: int = 512,
+        n_threads: int | None = None,
+        n_seq_max: int = 64,
+        seed: int = 1234,
+        scoring: str = "fast",
+        context_overrides: dict[str, object] | None = None,
+    ) -> None:
+        if scoring not in SCORING_MODES:
+            raise UserError(f"Unknown scoring {scoring!r}; valid: {', '.join(SCORING_MODES)}.", 2)
+        ll = _llama()
+        self._ll = ll
+        self.model_file = model
+        self.facts = gguf_facts(model.path)  # also rejects a corrupt file before llama.cpp sees it
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.n_ctx, self.n_batch, self.n_seq_max = n_ctx, n_batch, n_seq_max
+        self.seed, self.scoring = seed, scoring
+        t0 = time.perf_counter()
+        ll.llama_backend_init()
+        mparams = ll.llama_model_default_params()
+        self._model = ll.llama_model_load_from_file(str(model.path).encode(), mparams)
+        if not self._model:
+            raise UserError(f"llama.cpp could not load {model.path}; is it a complete GGUF file?")
+        self._vocab = ll.llama_model_get_vocab(self._model)
+        self.n_vocab = ll.llama_vocab_n_tokens(self._vocab)
+        cparams = ll.llama_context_default_params()
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = n_batch
+        cparams.n_ubatch = n_batch
+        cparams.n_seq_max = n_seq_max
+        cparams.n_threads = self.n_threads
+        cparams.n_threads_batch = self.n_threads
+        cparams.kv_unified = True  # sequences share one cache, so a shared prefix is stored once
+        cparams.swa_full = True  # sliding-window models (Gemma 3) keep every position for all seqs
+        cparams.no_perf = False
+        for key, value in (context_overrides or {}).items():  # experiments and benchmarks
+            setattr(cparams, key, value)
+        self._ctx = ll.llama_init_from_model(self._model, cparams)
+        if not self._ctx:
+            ll.llama_model_free(self._model)
+            raise UserError(f"llama.cpp could not create a context for {model.path} (n_ctx={n_ctx}).")
+        self._mem = ll.llama_get_memory(self._ctx)
+        self._batch = ll.llama_batch_init(n_batch, 0, n_seq_max)
+        self.load_ms = (time.perf_counter() - t0) * 1000
+        bos = ll.llama_vocab_bos(self._vocab)
+        self.bos = bos if bos >= 0 else ll.llama_vocab_eos(self._vocab)
+        self.add_bos = bool(ll.llama_vocab_get_add_bos(self._vocab))
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        """llama.cpp's own tokenization (special-token text is not parsed as control tokens)."""
+        raw = text.encode("utf-8")
+        cap = len(raw) + 8
+        buf = (self._ll.llama_token * cap)()
+        n = self._ll.llama_tokenize(self._vocab, raw, len(raw), buf, cap, add_special, False)
+        if n < 0:
+            cap = -n
+            buf = (self._ll.llama_token * cap)()
+            n = self._ll.llama_tokenize(self._vocab, raw, len(raw), buf, cap, add_special, False)
+        return list(buf[:n])
+
+    def _piece(self, token: int) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = self._ll.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._ll.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
+        return buf.raw[:n]
+
+    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], int]:
+        """Token sequence for (context, continuation) and the index of the first scored token.
+
+        As lm-evaluation-harness does: trailing whitespace of the context moves to the
+        continuation, boundaries come from tokenizing context and context+continuation, and
+        an empty context is scored right after BOS.
+        """
+        n_space = len(context) - len(context.rstrip())
+        if n_space:
+            continuation = context[-n_space:] + continuation
+            context = context[:-n_space]
+        if not context:
+            tokens = [self.bos] + self.tokenize(continuation, add_special=False)
+            return tokens, 1
+        whole = self.tokenize(context + continuation)
+        ctx_len = len(self.tokenize(context))
+        if ctx_len >= len(whole):
+            raise UserError(f"The continuation {continuation!r} tokenizes to nothing after its context.")
+        if len(whole) > self.n_ctx:  # keep the continuation, drop the oldest context tokens
+            cut = len(whole) - self.n_ctx
+            whole, ctx_len = whole[cut:], max(1, ctx_len - cut)
+        return whole, ctx_len
+
+    # -- loglikelihood ----------------------------------------------------------------------
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
+        """Score every request; requests of one group share their common token prefix."""
+        groups: list[list[_Seq]] = []
+        last_group: str | None = None
+        for i, req in enumerate(requests):
+            tokens, start = self._encode_pair(req.context, req.continuation)
+            seq = _Seq(req=i, tokens=tokens, start=start)
+            same = self.scoring == "fast" and req.group and req.group == last_group
+            if same and len(groups[-1]) < self.n_seq_max:
+                groups[-1].append(seq)
+            else:
+                groups.append([seq])
+            last_group = req.group
+        logprob = [0.0] * len(requests)
+        greedy = [True] * len(requests)
+        cost_tokens = [0.0] * len(requests)
+        cost_ms = [0.0] * len(requests)
+        for pack in self._packs(groups):
+            entries = [e for gi, g in pack for e in self._group_entries(g, gi)]
+            group_ms = self._run_entries(entries, logprob, greedy)
+            for gi, g in pack:
+                n_unique = sum(1 for e in entries if e.group == gi)
+                for s in g:
+                    cost_tokens[s.req] = n_unique / len(g)
+                    cost_ms[s.req] = group_ms.get(gi, 0.0) / len(g)
+        return self._ordered(groups, logprob, greedy, cost_tokens, cost_ms)
+
+    @staticmethod
+    def _ordered(groups, logprob, greedy, cost_tokens, cost_ms) -> list[LoglikelihoodResult]:
+        seqs = sorted((s for g in groups for s in g), key=lambda s: s.req)
+        return [
+            LoglikelihoodResult(
+                logprob=logprob[s.req],
+                n_tokens=len(s.tokens) - s.start,
+                is_greedy=greedy[s.req],
+                eval_tokens=cost_tokens[s.req],
+                ms=cost_ms[s.req],
+            )
+            for s in seqs
+        ]
+
+    def _unique_tokens(self, group: list[_Seq]) -> int:
+        shared = self._shared_len(group)
+        return shared + sum(len(s.tokens) - shared for s in group)
+
+    @staticmethod
+    def _shared_len(group: list[_Seq]) -> int:
+        """Length of the longest common token prefix of the group's sequences."""
+        if len(group) == 1:
+            return len(group[0].tokens)
+        first = group[0].tokens
+        n = min(len(s.tokens) for s in group)
+        for k in range(n):
+            t = first[k]
+            if any(s.tokens[k] != t for s in group[1:]):
+                return k
+        return n
+
+    def _packs(self, groups: list[list[_Seq]]):
+        """Greedily fill packs up to n_batch tokens, n_seq_max sequences and n_ctx KV cells."""
+        pack: list[tuple[int, list[_Seq]]] = []
+        tokens = seqs = 0
+        for gi, g in enumerate(groups):
+            n = self._unique_tokens(g)
+            if pack and (tokens + n > self.n_batch or seqs + len(g) > self.n_seq_max):
+                yield pack
+                pack, tokens, seqs = [], 0, 0
+            pack.append((gi, g))
+            tokens += n
+            seqs += len(g)
+        if pack:
+            yield pack
+
+    def _group_entries(self, group: list[_Seq], gi: int) -> list[_Entry]:
+        """Tokens to evaluate for one group: the shared prefix once, then each suffix.
+
+        The logits at position p predict token p+1; a position is requested only when some
+        sequence scores the token after it.
+        """
+        shared = self._shared_len(group)
+        ids = tuple(range(len(group)))  # local seq ids; offset when packed
+        entries = [_Entry(token=t, pos=p, seq_ids=ids, group=gi)
+                   for p, t in enumerate(group[0].tokens[:shared])]
+        for j, s in enumerate(group):
+            for p in range(shared, len(s.tokens)):
+                entries.append(_Entry(token=s.tokens[p], pos=p, seq_ids=(j,), group=gi))
+        by_key = {}
+        for e in entries:
+            for j in e.seq_ids:
+                by_key[(j, e.pos)] = e
+        for j, s in enumerate(group):
+            for p in range(s.start - 1, len(s.tokens) - 1):
+                by_key[(j, p)].targets.append((s.req, s.tokens[p + 1]))
+        return entries
+
+    def _run_entries(self, entries: list[_Entry], logprob: list[float], greedy: list[bool]) -> dict[int, float]:
+        """Decode a pack in n_batch chunks; accumulate scores; return wall ms per group."""
+        ll = self._ll
+        # sequence ids must be unique across the groups of a pack
+        offsets: dict[int, int] = {}
+        group_sizes: dict[int, int] = {}
+        for e in entries:
+            group_sizes[e.group] = max(group_sizes.get(e.group, 0), max(e.seq_ids) + 1)
+        next_id = 0
+        for g in group_sizes:
+            offsets[g] = next_id
+            next_id += group_sizes[g]
+        group_ms: dict[int, float] = {}
+        b = self._batch
+        for start in range(0, len(entries), self.n_batch):
+            chunk = entries[start:start + self.n_batch]
+            for i, e in enumerate(chunk):
+                b.token[i] = e.token
+                b.pos[i] = e.pos
+                off = offsets[e.group]
+                b.n_seq_id[i] = len(e.seq_ids)
+                for k, sid in enumerate(e.seq_ids):
+                    b.seq_id[i][k] = sid + off
+                b.logits[i] = 1 if e.targets else 0
+            b.n_tokens = len(chunk)
+            t0 = time.perf_counter()
+            rc = ll.llama_decode(self._ctx, b)
+            if rc != 0:
+                raise RuntimeError(f"llama_decode failed with code {rc}")
+            for i, e in enumerate(chunk):
+                if not e.targets:
+                    continue
+                ptr = ll.llama_get_logits_ith(self._ctx, i)
+                row = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+                lps, top = _log_softmax_at(row, [t for _, t in e.targets])
+                for (req, tok), lp in zip(e.targets, lps):
+                    logprob[req] += lp
+                    if top != tok:
+                        greedy[req] = False
+            elapsed = (time.perf_counter() - t0) * 1000
+            counts: dict[int, int] = {}
+            for e in chunk:
+                counts[e.group] = counts.get(e.group, 0) + 1
+            for g, c in counts.items():
+                group_ms[g] = group_ms.get(g, 0.0) + elapsed * c / len(chunk)
+        ll.llama_memory_clear(self._mem, True)
+        return group_ms
+
+    # -- generation -------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Greedy generation, one request at a time, each from a cleared cache."""
+        return [self._generate_one(r) for r in requests]
+
+    def _decode_tokens(self, tokens: list[int], start_pos: int) -> None:
+        """Decode tokens for sequence 0 in n_batch chunks, logits only for the last one."""
+        b = self._batch
+        for s in range(0, len(tokens), self.n_batch):
+            chunk = tokens[s:s + self.n_batch]
+            for i, t in enumerate(chunk):
+                b.token[i] = t
+                b.pos[i] = start_pos + s + i
+                b.n_seq_id[i] = 1
+                b.seq_id[i][0] = 0
+                b.logits[i] = 0
+            b.logits[len(chunk) - 1] = 1 if s + len(chunk) == len(tokens) else 0
+            b.n_tokens = len(chunk)
+            rc = self._ll.llama_decode(self._ctx, b)
+            if rc != 0:
+                raise RuntimeError(f"llama_decode failed with code {rc}")
+
+    def _last_row(self) -> np.ndarray:
+        ptr = self._ll.llama_get_logits_ith(self._ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def _generate_one(self, req: GenerationRequest) -> GenerationResult:
+        ll = self._ll
+        ll.llama_memory_clear(self._mem, True)
+        prompt = self.tokenize(req.prompt)
+        budget = max(1, min(req.max_tokens, self.n_ctx - 1))
+        if len(prompt) + budget > self.n_ctx:
+            prompt = prompt[len(prompt) + budget - self.n_ctx:]
+        t0 = time.perf_counter()
+        self._decode_tokens(prompt, 0)
+        t_prefill = time.perf_counter()
+        out: list[int] = []
+        text = b""
+        lp_sum = 0.0
+        stop_reason = "length"
+        ttft = None
+        cut_text: str | None = None
+        while len(out) < budget:
+            row = self._last_row()
+            tok = int(row.argmax())
+            lp_sum += _log_softmax_at(row, [tok])[0][0]
+            if ttft is None:
+                ttft = (time.perf_counter() - t0) * 1000
+            if ll.llama_vocab_is_eog(self._vocab, tok):
+                stop_reason = "eos"
+                break
+            out.append(tok)
+            text += self._piece(tok)
+            decoded = text.decode("utf-8", errors="ignore")
+            hits = [decoded.find(u) for u in req.until if u and u in decoded]
+            if hits:
+                cut_text = decoded[: min(hits)]
+                stop_reason = "until"
+                break
+            if len(out) >= budget:
+                break
+            self._decode_tokens([tok], len(prompt) + len(out) - 1)
+        t_end = time.perf_counter()
+        ll.llama_memory_clear(self._mem, True)
+        final = cut_text if cut_text is not None else text.decode("utf-8", errors="replace")
+        prefill_ms = (t_prefill - t0) * 1000
+        return GenerationResult(
+            text=final,
+            prompt_tokens=len(prompt),
+            gen_tokens=len(out),
+            prefill_ms=prefill_ms,
+            decode_ms=(t_end - t_prefill) * 1000,
+            ttft_ms=ttft if ttft is not None else prefill_ms,
+            wall_ms=(t_end - t0) * 1000,
+            stop_reason=stop_reason,
+            reused_tokens=0,
+            mean_logprob=lp_sum / max(1, len(out) + (stop_reason == "eos")),
+        )
+
+    # -- facts ------------------------------------------------------------------------------
+
+    def info(self) -> EngineInfo:
+        """Model and engine facts for the signature."""
+        f = self.facts
+        return EngineInfo(
+            engine="llama.cpp",
+            engine_version=f"llama-cpp-python {version('llama-cpp-python')}",
+            model_name=self.model_file.name,
+            model_path=str(self.model_file.path),
+            model_sha256=f.sha256,
+            architecture=f.architecture,
+            file_type=f.file_type,
+            tensor_types=f.tensor_types_label,
+            n_params=f.n_params,
+            size_bytes=f.size_bytes,
+            n_threads=self.n_threads,
+            n_ctx=self.n_ctx,
+            n_batch=self.n_batch,
+            scoring=self.scoring,
+            seed=self.seed,
+            load_ms=self.load_ms,
+            extra={"add_bos": str(self.add_bos)},
+        )
+
+    def close(self) -> None:
+        """Free the batch, context and model (idempotent)."""
+        ll = self._ll
+        if getattr(self, "_ctx", None):
+            ll.llama_batch_free(self._batch)
+            ll.llama_free(self._ctx)
+            ll.llama_model_free(self._model)
+            self._ctx = None
+
+    def __enter__(self) -> "LlamaCppEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

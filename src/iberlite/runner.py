@@ -1,0 +1,293 @@
+"""Plan and execute a grid of models x tasks on this device, storing every item.
+
+Stages: plan (resolve models, select tasks, load and render documents: every user error
+surfaces here, before a model is loaded) -> execute (per model: load the engine, evaluate the
+items not yet stored, in chunks, each chunk committed) -> score (aggregates with CIs and
+signatures, from the stored items).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from . import metrics
+from .catalog import DEFAULT_MODELS, ModelFile, resolve_model
+from .data import data_hash, default_data_dir, load_docs
+from .device import EnergyMeter, RssSampler, fingerprint
+from .engines.base import Engine, GenerationRequest, LoglikelihoodRequest
+from .language_id import identifier_signature, lang_ok
+from .signature import eval_key, signature
+from .store import AggregateRecord, ItemRecord, Store
+from .tasks.registry import load_task_specs, select_tasks
+from .tasks.render import Instance, render
+from .tasks.spec import TaskSpec
+
+ProgressFn = Callable[[str, str, int, int], None]
+"""Called with (model, current task, items done, items total for the model) as work advances."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to evaluate and where to store it. Empty `tasks` means the sample suite."""
+
+    models: tuple[str, ...] = DEFAULT_MODELS
+    tasks: tuple[str, ...] = ()
+    langs: tuple[str, ...] = ()
+    limit: int | None = None
+    data_dir: Path = field(default_factory=default_data_dir)
+    tasks_dirs: tuple[Path, ...] = ()
+    db: Path = Path("iberlite.db")
+    n_threads: int | None = None
+    scoring: str = "fast"
+    seed: int = 1234
+    online: bool = False
+    chunk_size: int = 16
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    """A task with its rendered instances and data hash, ready to run on any model."""
+
+    spec: TaskSpec
+    instances: tuple[Instance, ...]
+    data_hash: str
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """What one model scored on one task in this run."""
+
+    model: str
+    task: str
+    lang: str
+    family: str
+    n_items: int
+    n_new: int
+    scores: tuple[metrics.Score, ...]
+    signature: str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run: its id in the store and every task outcome."""
+
+    run_id: int
+    outcomes: tuple[TaskOutcome, ...]
+    cost: dict
+
+
+def plan(spec: RunSpec) -> tuple[list[ModelFile], list[PlannedTask]]:
+    """Resolve models and tasks and render every instance; raises UserError on bad input."""
+    models = [resolve_model(m) for m in spec.models]
+    specs = load_task_specs(spec.tasks_dirs)
+    tasks = select_tasks(specs, spec.tasks or None, spec.langs or None)
+    planned = []
+    for t in tasks:
+        docs = load_docs(t, spec.data_dir, spec.limit, online=spec.online)
+        dh = "hub" if spec.online else data_hash(t, spec.data_dir)
+        planned.append(PlannedTask(t, tuple(render(t, d) for d in docs), dh))
+    return models, planned
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("iberlite", "llama-cpp-python", "numpy", "sacrebleu", "langid"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    out["language_id"] = identifier_signature()
+    return out
+
+
+def _margin(logprobs: Sequence[float]) -> float:
+    """Confidence of a multiple-choice answer: top-1 minus top-2 probability after a softmax
+    over the choice logprobs (the cascade's routing signal)."""
+    m = max(logprobs)
+    probs = sorted((math.exp(lp - m) for lp in logprobs), reverse=True)
+    total = sum(probs)
+    return (probs[0] - (probs[1] if len(probs) > 1 else 0.0)) / total
+
+
+def _score_mc(engine: Engine, batch: Sequence[tuple[int, Instance]]) -> list[ItemRecord]:
+    reqs = [
+        LoglikelihoodRequest(inst.context, inst.target_delimiter + c, group=f"{seq}:{inst.doc_id}")
+        for seq, inst in batch
+        for c in inst.choices
+    ]
+    results = iter(engine.loglikelihood(reqs))
+    out = []
+    for seq, inst in batch:
+        rs = [next(results) for _ in inst.choices]
+        lps = tuple(r.logprob for r in rs)
+        pred = metrics.mc_prediction(lps)
+        out.append(ItemRecord(
+            doc_id=inst.doc_id, seq=seq, prompt=inst.context, gold=str(inst.gold),
+            choices=inst.choices, logprobs=lps, n_tokens=tuple(r.n_tokens for r in rs),
+            greedy=tuple(r.is_greedy for r in rs), prediction=str(pred),
+            correct=pred == inst.gold, eval_tokens=sum(r.eval_tokens for r in rs),
+            wall_ms=sum(r.ms for r in rs), prefill_ms=sum(r.ms for r in rs),
+            prompt_tokens=int(round(sum(r.eval_tokens for r in rs))),
+            confidence=_margin(lps),
+        ))
+    return out
+
+
+def _generate(engine: Engine, spec: TaskSpec, batch: Sequence[tuple[int, Instance]]) -> list[ItemRecord]:
+    reqs = [GenerationRequest(inst.context, inst.until, inst.max_tokens) for _, inst in batch]
+    results = engine.generate(reqs)
+    checks_answer = any(m.startswith("exact_match") for m in spec.metrics)
+    out = []
+    for (seq, inst), r in zip(batch, results):
+        correct = None
+        if checks_answer:
+            scorer = metrics.exact_match_flex if "exact_match_flex" in spec.metrics else metrics.exact_match
+            correct = scorer(r.text, str(inst.gold)) > 0
+        out.append(ItemRecord(
+            doc_id=inst.doc_id, seq=seq, prompt=inst.context, gold=str(inst.gold),
+            prediction=r.text, generated=r.text, correct=correct, stop_reason=r.stop_reason,
+            eval_tokens=float(r.prompt_tokens - r.reused_tokens + r.gen_tokens),
+            prompt_tokens=r.prompt_tokens, gen_tokens=r.gen_tokens, reused_tokens=r.reused_tokens,
+            wall_ms=r.wall_ms, prefill_ms=r.prefill_ms, decode_ms=r.decode_ms, ttft_ms=r.ttft_ms,
+            confidence=r.mean_logprob,
+        ))
+    return out
+
+
+def score_items(spec: TaskSpec, items: Sequence[ItemRecord], seed: int) -> list[metrics.Score]:
+    """Every metric of the task over the stored items, each with a bootstrap 95% CI."""
+    outcomes = [
+        metrics.ItemOutcome(
+            logprobs=it.logprobs, choices=it.choices,
+            gold=int(it.gold) if spec.output == "multiple_choice" else it.gold,
+            output=it.generated,
+        )
+        for it in items
+    ]
+    scores = []
+    for m in spec.metrics:
+        if m == "lang_ok":
+            flags = lang_ok([it.generated or "" for it in items], spec.output_lang)
+            value, lo, hi = metrics.mean_with_ci([float(f) for f in flags], seed=seed)
+            scores.append(metrics.Score("lang_ok", value, lo, hi, len(items)))
+        else:
+            scores.append(metrics.aggregate(m, outcomes, seed=seed))
+    return scores
+
+
+def _evaluate_task(engine: Engine, store: Store, run_id: int, model: ModelFile, task: PlannedTask,
+                   spec: RunSpec, device_id: str, advance: Callable[[str, int], None]) -> TaskOutcome:
+    info = engine.info()
+    t = task.spec
+    key = eval_key(info, t, task.data_hash)
+    store.ensure_eval(key, model=model.name, task=t.name, lang=t.lang, family=t.family,
+                      output=t.output, engine=asdict(info),
+                      task_info={"path": str(t.path), "prompt_hash": t.prompt_hash(),
+                                 "data_hash": task.data_hash, "reference": t.reference})
+    done = store.done_doc_ids(key)
+    todo = [(i, inst) for i, inst in enumerate(task.instances) if inst.doc_id not in done]
+    advance(t.name, len(task.instances) - len(todo))
+    for s in range(0, len(todo), spec.chunk_size):
+        batch = todo[s:s + spec.chunk_size]
+        records = _score_mc(engine, batch) if t.output == "multiple_choice" else _generate(engine, t, batch)
+        store.add_items(key, run_id, records)
+        advance(t.name, len(batch))
+    items = store.items(key, [inst.doc_id for inst in task.instances])
+    scores = score_items(t, items, spec.seed)
+    sig = signature(info, t, task.data_hash, len(items), device_id)
+    store.add_aggregates(run_id, [
+        AggregateRecord(key, model.name, t.name, t.lang, s.metric, s.value, s.ci_low, s.ci_high,
+                        s.n, sig)
+        for s in scores
+    ])
+    return TaskOutcome(model.name, t.name, t.lang, t.family, len(items), len(todo),
+                       tuple(scores), sig)
+
+
+def open_engine(model: ModelFile, spec: RunSpec) -> Engine:
+    """The llama.cpp engine for a model, set up as the run asks."""
+    from .engines.llamacpp import LlamaCppEngine
+
+    return LlamaCppEngine(model, n_threads=spec.n_threads, seed=spec.seed, scoring=spec.scoring)
+
+
+def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "") -> RunResult:
+    """Evaluate every (model, task) of the spec; store items and aggregates; return outcomes.
+
+    An interrupted run keeps every committed chunk and is marked `interrupted`; rerunning
+    the same spec continues where it stopped.
+    """
+    models, tasks = plan(spec)
+    store = Store(spec.db)
+    device = fingerprint(spec.n_threads or _threads())
+    run_id = store.start_run(_spec_dict(spec), command, device.to_dict(), _versions())
+    outcomes: list[TaskOutcome] = []
+    cost: dict[str, dict] = {}
+    status = "failed"
+    try:
+        total = sum(len(t.instances) for t in tasks)
+        for model in models:
+            done = 0
+
+            def advance(task_name: str, n: int, model_name: str = model.name) -> None:
+                nonlocal done
+                done += n
+                if progress:
+                    progress(model_name, task_name, done, total)
+
+            with RssSampler() as mem, EnergyMeter() as energy:
+                engine = open_engine(model, spec)
+                mem.mark("after_load")
+                try:
+                    for task in tasks:
+                        outcomes.append(_evaluate_task(engine, store, run_id, model, task, spec,
+                                                       device.fingerprint_id, advance))
+                finally:
+                    load_ms = engine.info().load_ms
+                    engine.close()
+            cost[model.name] = _model_cost(mem, energy, load_ms)
+        status = "done"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        store.end_run(run_id, status, cost)
+        store.close()
+    return RunResult(run_id, tuple(outcomes), cost)
+
+
+def _model_cost(mem: RssSampler, energy: EnergyMeter, load_ms: float) -> dict:
+    m, e = mem.reading, energy.reading
+    return {
+        "load_ms": load_ms,
+        "rss_start_bytes": m.start_bytes,
+        "rss_after_load_bytes": dict(m.marks).get("after_load"),
+        "peak_rss_bytes": m.peak_bytes,
+        "os_peak_rss_bytes": m.os_peak_bytes,
+        "energy_j": e.joules,
+        "energy_method": e.method,
+        "watts_assumed": e.watts_assumed,
+        "cpu_s": e.cpu_seconds,
+        "wall_s": e.wall_seconds,
+    }
+
+
+def _threads() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+def _spec_dict(spec: RunSpec) -> dict:
+    d = asdict(spec)
+    d["data_dir"] = str(spec.data_dir)
+    d["db"] = str(spec.db)
+    d["tasks_dirs"] = [str(p) for p in spec.tasks_dirs]
+    d["started"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    return d

@@ -1,0 +1,111 @@
+"""Render a document through its task's Jinja templates into an `Instance` the engine can run.
+
+Templates run in Jinja's sandbox with StrictUndefined: a task file can read fields and call
+safe methods, nothing else, and a misspelt field name fails loudly instead of rendering "".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from ..data import Doc
+from ..errors import TaskSpecError
+from .spec import TaskSpec
+
+_ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+_SINGLE_EXPR = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One rendered item: what the model is asked and what counts as right."""
+
+    task: str
+    doc_id: str
+    context: str
+    choices: tuple[str, ...]  # empty for generation
+    gold: int | str  # choice index for multiple choice, reference text for generation
+    target_delimiter: str
+    until: tuple[str, ...] = ()
+    max_tokens: int = 256
+
+    @property
+    def prompt(self) -> str:
+        """The context as the user reads it (for generation, exactly what the model sees)."""
+        return self.context
+
+
+@lru_cache(maxsize=512)
+def _compile(source: str) -> tuple[str, Any]:
+    """Compile a template once: a lone `{{ expr }}` keeps its Python type, else it is text."""
+    m = _SINGLE_EXPR.match(source)
+    if m and "{{" not in m.group(1) and "}}" not in m.group(1):
+        return "expr", _ENV.compile_expression(m.group(1).strip(), undefined_to_none=False)
+    return "text", _ENV.from_string(source)
+
+
+def _evaluate(spec: TaskSpec, key: str, source: str, doc: Doc) -> Any:
+    try:
+        kind, compiled = _compile(source)
+        return compiled(**doc.fields) if kind == "expr" else compiled.render(**doc.fields)
+    except TemplateError as exc:
+        raise TaskSpecError(
+            f"Task {spec.name}: {key} failed on document {doc.id} ({exc}); check the field "
+            f"names in {spec.path.name} against the data."
+        ) from exc
+
+
+def _choices(spec: TaskSpec, doc: Doc) -> tuple[str, ...]:
+    raw = spec.doc_to_choice
+    if raw is None:
+        return ()
+    if isinstance(raw, tuple):
+        return raw
+    value = _evaluate(spec, "doc_to_choice", raw, doc)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(c, str) for c in value):
+        raise TaskSpecError(
+            f"Task {spec.name}: doc_to_choice must give a list of strings, got {value!r}."
+        )
+    return tuple(value)
+
+
+def _gold_index(spec: TaskSpec, doc: Doc, target: Any, choices: tuple[str, ...]) -> int:
+    if isinstance(target, str) and target in choices:
+        return choices.index(target)
+    try:
+        index = int(target)
+    except (TypeError, ValueError):
+        index = -1
+    if not 0 <= index < len(choices):
+        raise TaskSpecError(
+            f"Task {spec.name}: document {doc.id} has target {target!r}, which is neither a "
+            f"choice index below {len(choices)} nor one of the choices."
+        )
+    return index
+
+
+def render(spec: TaskSpec, doc: Doc) -> Instance:
+    """Render one document: context, choices and gold for multiple choice, reference otherwise."""
+    context = _evaluate(spec, "doc_to_text", spec.doc_to_text, doc) if spec.doc_to_text else ""
+    target = _evaluate(spec, "doc_to_target", spec.doc_to_target, doc)
+    if spec.output == "multiple_choice":
+        choices = _choices(spec, doc)
+        gold: int | str = _gold_index(spec, doc, target, choices)
+    else:
+        choices, gold = (), str(target)
+    return Instance(
+        task=spec.name,
+        doc_id=doc.id,
+        context=str(context),
+        choices=choices,
+        gold=gold,
+        target_delimiter=spec.target_delimiter,
+        until=spec.generation.until,
+        max_tokens=spec.generation.max_tokens,
+    )
