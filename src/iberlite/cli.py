@@ -140,11 +140,49 @@ def run(
 def results(
     db: DbOpt = Path("iberlite.db"),
     signatures: Annotated[bool, typer.Option("--signatures", help="Show the signature behind each number.")] = False,
+    device: Annotated[bool, typer.Option("--device", help="Show what the answers cost on the device.")] = False,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write scores and device costs to this JSON file.")] = None,
 ) -> None:
     """Show stored results: model x task x language, every metric with its 95% CI."""
     if not db.exists():
         raise UserError(f"No results database at {db}; run `iberlite run` first or pass --db.")
-    _print_results(db, show_signatures=signatures)
+    if device:
+        _print_costs(db)
+    else:
+        _print_results(db, show_signatures=signatures)
+    if json_out is not None:
+        from .results import export_json
+
+        export_json(db, json_out)
+        console.print(f"Wrote {json_out}.")
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "" if value is None else format(value, fmt)
+
+
+def _print_costs(db: Path) -> None:
+    from .cost import device_costs
+
+    rows = device_costs(db)
+    if not rows:
+        console.print("No items stored yet.")
+        return
+    table = Table(title=f"Device cost ({db}); latency per item, energy per item and per 1k tokens")
+    for col in ("model", "task", "lang", "n", "p50 ms", "p95 ms", "TTFT p50/p95 ms", "prefill tok/s",
+                "decode tok/s", "peak RSS MiB", "J/item", "J/1k tok", "energy", "of ceiling"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        ttft = f"{r.ttft_p50_ms:.0f}/{r.ttft_p95_ms:.0f}" if r.ttft_p50_ms is not None else ""
+        table.add_row(r.model, r.task, r.lang, str(r.n), f"{r.latency_p50_ms:.0f}",
+                      f"{r.latency_p95_ms:.0f}", ttft, _num(r.prefill_tokens_per_s, ".0f"),
+                      _num(r.decode_tokens_per_s, ".0f"), _num(r.peak_rss_mb, ".0f"),
+                      _num(r.energy_per_item_j, ".2f"), _num(r.energy_per_1k_tokens_j, ".1f"),
+                      r.energy_method or "", _num(r.ceiling_share, ".0%"))
+    console.print(table)
+    if any(r.energy_method == "estimate" for r in rows):
+        console.print("energy 'estimate' = CPU time x assumed watts per core (no RAPL here); "
+                      "set IBERLITE_CPU_WATTS for your device. It is not a measurement.")
 
 
 def _fmt(value: float, lo: float, hi: float, percent_scale: bool) -> str:

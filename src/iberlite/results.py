@@ -54,3 +54,17 @@ def results_grid(db: Path, run_id: int | None = None) -> ResultGrid:
         row = rows.setdefault(key, ResultRow(a.task, a.lang, a.metric, a.n, {}))
         row.by_model[a.model] = a
     return ResultGrid(models, tuple(rows[k] for k in sorted(rows)))
+
+
+def export_json(db: Path, out: Path) -> None:
+    """Write every latest aggregate (with its signature) and the device costs as JSON."""
+    import json
+    from dataclasses import asdict
+
+    from .cost import device_costs
+
+    payload = {
+        "scores": [asdict(a) for a in results_table(db)],
+        "device": [r.to_dict() for r in device_costs(db)],
+    }
+    out.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -179,7 +179,8 @@ def _source(raw: Any, where: str) -> SourceSpec:
             format=_choice(_req(j, "format", where), ("tsv", "csv", "jsonl", "json"),
                            "source.join.format", where),
             files=_strs(_req(j, "files", where), "source.join.files", where),
-            on=str(_req(j, "on", where)),
+            # YAML 1.1 reads a bare `on:` key as the boolean True; accept both spellings
+            on=str(j["on"] if "on" in j else _req({"on": j.get(True)}, "on", where)),
         )
     columns = raw.get("columns")
     return SourceSpec(

@@ -1,0 +1,440 @@
+"""Raw engine throughput, llama-bench style: prefill (ppN) and decode (tgN) tokens per second.
+
+This is the ceiling every evaluation is compared against: the same llama.cpp context the
+evaluations use, with no task, prompt or scoring work around it.
+
+* ``pp``: from a cleared KV cache, decode ``pp`` tokens in one batch (chunks of the engine's
+  ``n_batch``), logits for the last token only. tokens/s = pp / time.
+* ``tg``: from a cleared KV cache, decode one token (not timed), then ``tg`` single-token
+  decodes, logits for each, feeding predetermined tokens back (as llama-bench does: no
+  sampling, so no sampler cost is counted). tokens/s = tg / time.
+
+Tokens are a seeded draw of *normal* vocabulary tokens (no control, byte or unused tokens),
+the same for every repetition and for both measurement paths. Warm-up runs are not counted;
+every repetition starts from a cleared KV cache. Time is wall clock (``perf_counter``) around
+the decode calls and a ``llama_synchronize``; llama.cpp's own perf counters are read as well
+and reported as a cross-check (``llama_tokens_per_s_median``), so the share of Python
+overhead in the wall-clock number is visible.
+
+:func:`direct_reference` measures the same thing through llama-cpp-python's high-level
+``Llama.eval`` — an independent path that validates the engine's numbers;
+:func:`bench_compare` runs both on one model with their repetitions interleaved, so load from
+other processes hits both alike.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .catalog import gguf_facts
+from .errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .engines.llamacpp import LlamaCppEngine
+
+__all__ = [
+    "BenchResult",
+    "bench_engine",
+    "direct_reference",
+    "bench_compare",
+    "bench_tokens",
+    "store_bench",
+    "load_benches",
+]
+
+TOKEN_SEED = 1234
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One test (``pp512`` or ``tg128``) on one model: tokens/s over ``reps`` repetitions.
+
+    ``tokens_per_s_std`` is the sample standard deviation (0 for one repetition);
+    ``samples`` are the per-repetition tokens/s in run order. ``llama_tokens_per_s_median``
+    is the median of llama.cpp's own timer over the same repetitions (a cross-check, not
+    stored in the database).
+    """
+
+    model: str
+    model_sha256: str
+    file_type: str
+    test: str
+    n_tokens: int
+    reps: int
+    tokens_per_s_median: float
+    tokens_per_s_min: float
+    tokens_per_s_max: float
+    tokens_per_s_std: float
+    n_threads: int
+    samples: tuple[float, ...]
+    llama_tokens_per_s_median: float | None = None
+
+
+# -- tokens ----------------------------------------------------------------------------------
+
+
+def bench_tokens(vocab, n_vocab: int, n: int, seed: int = TOKEN_SEED) -> list[int]:
+    """``n`` deterministic token ids in [0, n_vocab) whose vocabulary attribute is NORMAL."""
+    import llama_cpp as ll
+
+    rng = np.random.default_rng(seed)
+    out: list[int] = []
+    while len(out) < n:
+        for t in rng.integers(0, n_vocab, size=max(64, 2 * (n - len(out)))):
+            t = int(t)
+            if ll.llama_vocab_get_attr(vocab, t) & ll.LLAMA_TOKEN_ATTR_NORMAL:
+                out.append(t)
+                if len(out) == n:
+                    break
+    return out
+
+
+# -- one measurement path ----------------------------------------------------------------------
+
+
+class _Path:
+    """What a measurement needs from a context: clear it, decode tokens, read its timers."""
+
+    name: str
+    ctx: Any  # llama_context pointer
+
+    def clear(self) -> None:
+        raise NotImplementedError
+
+    def decode(self, tokens: list[int], pos: int) -> None:
+        """Decode tokens for sequence 0 at positions pos.., logits for the last one."""
+        raise NotImplementedError
+
+    def sync(self) -> None:
+        import llama_cpp as ll
+
+        ll.llama_synchronize(self.ctx)
+
+    def perf_reset(self) -> None:
+        import llama_cpp as ll
+
+        ll.llama_perf_context_reset(self.ctx)
+
+    def perf_ms(self) -> tuple[float, float]:
+        """llama.cpp's (prompt eval ms, eval ms) since the last reset."""
+        import llama_cpp as ll
+
+        d = ll.llama_perf_context(self.ctx)
+        return float(d.t_p_eval_ms), float(d.t_eval_ms)
+
+
+class _EnginePath(_Path):
+    """The engine's own context and its own decode routine (the generation code path)."""
+
+    def __init__(self, engine: "LlamaCppEngine") -> None:
+        self.engine = engine
+        self.ctx = engine._ctx
+        self.name = "engine"
+
+    def clear(self) -> None:
+        self.engine._ll.llama_memory_clear(self.engine._mem, True)
+
+    def decode(self, tokens: list[int], pos: int) -> None:
+        self.engine._decode_tokens(tokens, pos)
+
+
+class _DirectPath(_Path):
+    """llama-cpp-python's high-level ``Llama``: ``reset()`` then ``eval()``."""
+
+    def __init__(self, llm) -> None:
+        self.llm = llm
+        self.ctx = llm._ctx.ctx
+        self.name = "direct"
+
+    def clear(self) -> None:
+        self.llm.reset()
+        self.llm._ctx.kv_cache_clear()  # reset() alone clears only recurrent models' memory
+
+    def decode(self, tokens: list[int], pos: int) -> None:
+        assert pos == self.llm.n_tokens, (pos, self.llm.n_tokens)
+        self.llm.eval(tokens)
+
+
+@dataclass
+class _Samples:
+    wall_s: list[float]
+    llama_ms: list[float]
+
+
+def _run_pp(path: _Path, tokens: list[int]) -> tuple[float, float]:
+    path.clear()
+    path.perf_reset()
+    t0 = time.perf_counter()
+    path.decode(tokens, 0)
+    path.sync()
+    wall = time.perf_counter() - t0
+    p_ms, e_ms = path.perf_ms()
+    path.clear()
+    return wall, p_ms + e_ms  # a one-token pp counts as "eval" in llama.cpp's timers
+
+
+def _run_tg(paths: Sequence[_Path], tokens: list[int], tg: int) -> list[tuple[float, float]]:
+    """tg on every path; with several paths their single-token decodes alternate, so each
+    token's time on one path is paired with the neighbouring token's on the other."""
+    for path in paths:
+        path.clear()
+        path.decode(tokens[:1], 0)  # the one-token "prompt" is not timed
+        path.sync()
+        path.perf_reset()
+    n = len(tokens)
+    wall = [0.0] * len(paths)
+    order = list(range(len(paths)))
+    clock = time.perf_counter
+    for i in range(1, tg + 1):
+        tok = [tokens[i % n]]
+        for k in (order if i % 2 else order[::-1]):
+            path = paths[k]
+            t0 = clock()
+            path.decode(tok, i)
+            path.sync()
+            wall[k] += clock() - t0
+    out = []
+    for k, path in enumerate(paths):
+        p_ms, e_ms = path.perf_ms()
+        path.clear()
+        out.append((wall[k], p_ms + e_ms))
+    return out
+
+
+def _check_sizes(pp: int, tg: int, reps: int, warmup: int, n_ctx: int) -> None:
+    if pp < 1 or tg < 1:
+        raise ValueError(f"pp and tg must be >= 1 (got pp={pp}, tg={tg})")
+    if reps < 1 or warmup < 0:
+        raise ValueError(f"reps must be >= 1 and warmup >= 0 (got reps={reps}, warmup={warmup})")
+    if max(pp, tg + 1) > n_ctx:
+        raise ValueError(f"pp={pp} / tg={tg} do not fit the context (n_ctx={n_ctx})")
+
+
+def _measure(paths: Sequence[_Path], tokens: list[int], *, pp: int, tg: int, reps: int,
+             warmup: int, progress: Callable[[str], None] | None = None
+             ) -> list[dict[str, _Samples]]:
+    """Warm up, then ``reps`` repetitions of pp and tg on every path, interleaved.
+
+    With several paths, pp runs alternate their order each repetition (ABBA...) and tg runs
+    alternate token by token, so load from other processes hits every path alike.
+    """
+    pp_tokens = tokens[:pp]
+    for _ in range(warmup):
+        for path in paths:
+            _run_pp(path, pp_tokens)
+        _run_tg(paths, tokens, tg)
+    out = [{"pp": _Samples([], []), "tg": _Samples([], [])} for _ in paths]
+    order = list(range(len(paths)))
+    for r in range(reps):
+        for k in (order if r % 2 == 0 else order[::-1]):
+            wall, llama_ms = _run_pp(paths[k], pp_tokens)
+            out[k]["pp"].wall_s.append(wall)
+            out[k]["pp"].llama_ms.append(llama_ms)
+        if progress:
+            progress(f"pp{pp} rep {r + 1}/{reps}")
+        for k, (wall, llama_ms) in enumerate(_run_tg(paths, tokens, tg)):
+            out[k]["tg"].wall_s.append(wall)
+            out[k]["tg"].llama_ms.append(llama_ms)
+        if progress:
+            progress(f"tg{tg} rep {r + 1}/{reps}")
+    return out
+
+
+def _results(samples: dict[str, _Samples], *, model: str, sha256: str, file_type: str,
+             pp: int, tg: int, n_threads: int) -> list[BenchResult]:
+    results = []
+    for test, n in (("pp", pp), ("tg", tg)):
+        s = samples[test]
+        tps = [n / w for w in s.wall_s]
+        llama_tps = [n / (ms / 1000) for ms in s.llama_ms if ms > 0]
+        results.append(BenchResult(
+            model=model,
+            model_sha256=sha256,
+            file_type=file_type,
+            test=f"{test}{n}",
+            n_tokens=n,
+            reps=len(tps),
+            tokens_per_s_median=float(statistics.median(tps)),
+            tokens_per_s_min=float(min(tps)),
+            tokens_per_s_max=float(max(tps)),
+            tokens_per_s_std=float(statistics.stdev(tps)) if len(tps) > 1 else 0.0,
+            n_threads=n_threads,
+            samples=tuple(float(x) for x in tps),
+            llama_tokens_per_s_median=float(statistics.median(llama_tps)) if llama_tps else None,
+        ))
+    return results
+
+
+def _engine_tokens(engine: "LlamaCppEngine", n: int) -> list[int]:
+    return bench_tokens(engine._vocab, engine.n_vocab, n)
+
+
+# -- public API --------------------------------------------------------------------------------
+
+
+def bench_engine(engine: "LlamaCppEngine", *, pp: int = 512, tg: int = 128, reps: int = 5,
+                 warmup: int = 1, progress: Callable[[str], None] | None = None
+                 ) -> list[BenchResult]:
+    """pp and tg tokens/s of the engine's own context: ``[ppN, tgN]`` results."""
+    _check_sizes(pp, tg, reps, warmup, engine.n_ctx)
+    tokens = _engine_tokens(engine, max(pp, tg + 1))
+    (samples,) = _measure([_EnginePath(engine)], tokens, pp=pp, tg=tg, reps=reps,
+                          warmup=warmup, progress=progress)
+    f = engine.facts
+    return _results(samples, model=engine.model_file.name, sha256=f.sha256,
+                    file_type=f.file_type, pp=pp, tg=tg, n_threads=engine.n_threads)
+
+
+def open_direct(model_path: Path, *, n_threads: int, n_ctx: int = 4096, n_batch: int = 512,
+                flash_attn: bool = True):
+    """llama-cpp-python's high-level ``Llama`` set up like the engine's context.
+
+    ``flash_attn=True`` because the engine leaves llama.cpp's default (``auto``), which
+    resolves to enabled on CPU; ``Llama`` can only say on or off and defaults to off.
+    """
+    import llama_cpp
+    from llama_cpp import _logger
+
+    _logger.set_verbose(False)
+    return llama_cpp.Llama(
+        str(model_path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch, n_threads=n_threads,
+        n_threads_batch=n_threads, logits_all=False, flash_attn=flash_attn, verbose=False,
+    )
+
+
+def direct_reference(model_path: Path, *, pp: int = 512, tg: int = 128, reps: int = 5,
+                     n_threads: int, warmup: int = 1, n_ctx: int = 4096, flash_attn: bool = True,
+                     model_name: str | None = None,
+                     progress: Callable[[str], None] | None = None) -> list[BenchResult]:
+    """The same measurement through llama-cpp-python's ``Llama.eval`` (independent path)."""
+    model_path = Path(model_path)
+    _check_sizes(pp, tg, reps, warmup, n_ctx)
+    facts = gguf_facts(model_path)
+    llm = open_direct(model_path, n_threads=n_threads, n_ctx=n_ctx, flash_attn=flash_attn)
+    try:
+        tokens = bench_tokens(llm._model.vocab, llm.n_vocab(), max(pp, tg + 1))
+        (samples,) = _measure([_DirectPath(llm)], tokens, pp=pp, tg=tg, reps=reps,
+                              warmup=warmup, progress=progress)
+    finally:
+        llm.close()
+    return _results(samples, model=model_name or model_path.stem, sha256=facts.sha256,
+                    file_type=facts.file_type, pp=pp, tg=tg, n_threads=n_threads)
+
+
+def bench_compare(engine: "LlamaCppEngine", *, pp: int = 512, tg: int = 128, reps: int = 5,
+                  warmup: int = 1, flash_attn: bool = True,
+                  progress: Callable[[str], None] | None = None
+                  ) -> tuple[list[BenchResult], list[BenchResult]]:
+    """Engine and direct ``Llama`` on the engine's model, repetitions interleaved.
+
+    Returns ``(engine_results, direct_results)``. Both contexts are loaded at once and get
+    the same tokens, thread count and context size; their repetitions alternate, so the
+    ratio engine/direct is robust to load from other processes.
+    """
+    _check_sizes(pp, tg, reps, warmup, engine.n_ctx)
+    tokens = _engine_tokens(engine, max(pp, tg + 1))
+    llm = open_direct(engine.model_file.path, n_threads=engine.n_threads, n_ctx=engine.n_ctx,
+                      n_batch=engine.n_batch, flash_attn=flash_attn)
+    try:
+        eng, direct = _measure([_EnginePath(engine), _DirectPath(llm)], tokens, pp=pp, tg=tg,
+                               reps=reps, warmup=warmup, progress=progress)
+    finally:
+        llm.close()
+    f = engine.facts
+    common = dict(model=engine.model_file.name, sha256=f.sha256, file_type=f.file_type,
+                  pp=pp, tg=tg, n_threads=engine.n_threads)
+    return _results(eng, **common), _results(direct, **common)
+
+
+# -- storage -----------------------------------------------------------------------------------
+
+_BENCH_SCHEMA = """
+CREATE TABLE IF NOT EXISTS benches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL,
+    model TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    file_type TEXT NOT NULL,
+    test TEXT NOT NULL,
+    n_tokens INTEGER NOT NULL,
+    reps INTEGER NOT NULL,
+    median REAL NOT NULL,
+    min REAL NOT NULL,
+    max REAL NOT NULL,
+    std REAL NOT NULL,
+    n_threads INTEGER NOT NULL,
+    device_json TEXT NOT NULL,
+    samples_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS benches_model ON benches(model_sha256, test);
+"""
+
+
+def _connect(db_path: Path) -> sqlite3.Connection:
+    db_path = Path(db_path)
+    if not db_path.parent.exists():
+        raise UserError(f"Cannot create the database {db_path}: folder {db_path.parent} does not exist.")
+    try:
+        db = sqlite3.connect(db_path, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")  # as the main store: readers never block a run
+        db.executescript(_BENCH_SCHEMA)
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{db_path} is not an iberlite database ({exc}).") from exc
+    return db
+
+
+def store_bench(db_path: Path, results: Sequence[BenchResult], device: dict) -> list[int]:
+    """Append results to the ``benches`` table (created if missing); returns the row ids."""
+    db = _connect(db_path)
+    try:
+        now = time.time()
+        ids = []
+        device_json = json.dumps(device, sort_keys=True, default=str)
+        with db:
+            for r in results:
+                cur = db.execute(
+                    "INSERT INTO benches (created_at, model, model_sha256, file_type, test, "
+                    "n_tokens, reps, median, min, max, std, n_threads, device_json, samples_json) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (now, r.model, r.model_sha256, r.file_type, r.test, r.n_tokens, r.reps,
+                     r.tokens_per_s_median, r.tokens_per_s_min, r.tokens_per_s_max,
+                     r.tokens_per_s_std, r.n_threads, device_json, json.dumps(list(r.samples))),
+                )
+                ids.append(int(cur.lastrowid))
+        return ids
+    finally:
+        db.close()
+
+
+def load_benches(db_path: Path) -> list[dict[str, Any]]:
+    """Every stored bench row, oldest first; ``device`` and ``samples`` parsed from JSON.
+
+    A missing database or one without a ``benches`` table gives ``[]`` (nothing is created).
+    """
+    db_path = Path(db_path)
+    if not db_path.is_file():
+        return []
+    db = sqlite3.connect(db_path, timeout=30)
+    try:
+        db.row_factory = sqlite3.Row
+        has = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='benches'").fetchone()
+        if not has:
+            return []
+        rows = []
+        for row in db.execute("SELECT * FROM benches ORDER BY id"):
+            d = dict(row)
+            d["device"] = json.loads(d.pop("device_json"))
+            d["samples"] = json.loads(d.pop("samples_json"))
+            rows.append(d)
+        return rows
+    finally:
+        db.close()
