@@ -84,6 +84,8 @@ def compare(run: dict) -> list[dict]:
         ratio = e["tokens_per_s_median"] / d["tokens_per_s_median"]
         llama_ratio = (e["llama_tokens_per_s_median"] / d["llama_tokens_per_s_median"]
                        if e["llama_tokens_per_s_median"] and d["llama_tokens_per_s_median"] else None)
+        cpu_ratio = (e["cpu_tokens_per_s_median"] / d["cpu_tokens_per_s_median"]
+                     if e["cpu_tokens_per_s_median"] and d["cpu_tokens_per_s_median"] else None)
         rows.append({
             "model": run["model"],
             "test": e["test"],
@@ -101,6 +103,7 @@ def compare(run: dict) -> list[dict]:
             "paired_ratio_median": statistics.median(paired),
             "paired_ratios": paired,
             "llama_timer_ratio": llama_ratio,
+            "cpu_time_ratio": cpu_ratio,
             # wall clock / llama.cpp's own timer, as tokens/s: 1.0 means no Python overhead
             "engine_wall_vs_llama": e["tokens_per_s_median"] / e["llama_tokens_per_s_median"]
             if e["llama_tokens_per_s_median"] else None,
@@ -117,8 +120,8 @@ def print_table(rows: list[dict]) -> None:
 
     table = Table(title=f"Engine ceiling: iberlite engine vs direct llama-cpp-python "
                         f"(tolerance ±{TOLERANCE:.0%})")
-    cols = ("model", "test", "thr", "reps", "engine t/s median [min-max] ±std",
-            "direct t/s median [min-max] ±std", "ratio", "paired", "llama timer", "ok")
+    cols = ("model", "test", "thr", "reps", "engine t/s median \\[min-max] ±std",
+            "direct t/s median \\[min-max] ±std", "ratio", "paired", "llama timer", "cpu time", "ok")
     for c in cols:
         table.add_column(c, justify="left" if c in ("model", "test") else "right")
     for r in rows:
@@ -128,9 +131,13 @@ def print_table(rows: list[dict]) -> None:
             f"{r['direct_median']:.1f} [{r['direct_min']:.1f}-{r['direct_max']:.1f}] ±{r['direct_std']:.1f}",
             f"{r['ratio']:.3f}", f"{r['paired_ratio_median']:.3f}",
             f"{r['llama_timer_ratio']:.3f}" if r["llama_timer_ratio"] else "-",
+            f"{r['cpu_time_ratio']:.3f}" if r["cpu_time_ratio"] else "-",
             "yes" if r["within_tolerance"] else "[red]NO[/red]",
         )
-    Console().print(table)
+    Console(width=max(160, Console().width)).print(table)
+    print("ratio: engine median / direct median (wall clock); paired: median of per-repetition "
+          "engine/direct; llama timer / cpu time: the same ratio from llama.cpp's own timer and "
+          "from process CPU time.")
 
 
 def main() -> int:

@@ -122,3 +122,24 @@ def test_corrupt_gguf_is_a_user_error(tmp_path):
     bad.write_bytes(b"GGUF" + b"\x00" * 64)
     with pytest.raises(UserError, match="bad.gguf"):
         LlamaCppEngine(ModelFile("bad", bad))
+
+
+def test_prefix_cache_reports_reused_tokens(engine):
+    """With the prefix cache on, a prompt sharing a prefix with the previous one reuses it, and
+    the result says so: reused tokens are not counted as a fresh prefill."""
+    engine.prefix_cache = True
+    try:
+        first = "English sentence: The weather is nice today.\nSpanish sentence:"
+        second = "English sentence: The weather is nice today.\nBasque sentence:"
+        engine.generate([GenerationRequest(first, until=("\n",), max_tokens=4)])
+        out = engine.generate([GenerationRequest(second, until=("\n",), max_tokens=4)])[0]
+        shared = 0
+        a, b = engine.tokenize(first), engine.tokenize(second)
+        while shared < min(len(a), len(b)) and a[shared] == b[shared]:
+            shared += 1
+        assert out.reused_tokens == shared > 0
+        assert out.prompt_tokens == len(b)
+    finally:
+        engine.prefix_cache = False
+    fresh = engine.generate([GenerationRequest(second, until=("\n",), max_tokens=4)])[0]
+    assert fresh.reused_tokens == 0

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -59,9 +59,12 @@ class BenchResult:
     """One test (``pp512`` or ``tg128``) on one model: tokens/s over ``reps`` repetitions.
 
     ``tokens_per_s_std`` is the sample standard deviation (0 for one repetition);
-    ``samples`` are the per-repetition tokens/s in run order. ``llama_tokens_per_s_median``
-    is the median of llama.cpp's own timer over the same repetitions (a cross-check, not
-    stored in the database).
+    ``samples`` are the per-repetition tokens/s in run order (wall clock). Two cross-checks
+    over the same repetitions, not stored in the database: ``llama_tokens_per_s_median``
+    from llama.cpp's own timer (equal to the wall-clock figure when the Python around the
+    decodes costs nothing), and ``cpu_tokens_per_s_median``, tokens per second of process
+    CPU time over all threads (less sensitive than wall clock to other processes taking the
+    cores; with one thread it is the compute cost itself).
     """
 
     model: str
@@ -77,6 +80,7 @@ class BenchResult:
     n_threads: int
     samples: tuple[float, ...]
     llama_tokens_per_s_median: float | None = None
+    cpu_tokens_per_s_median: float | None = None
 
 
 # -- tokens ----------------------------------------------------------------------------------
@@ -164,25 +168,27 @@ class _DirectPath(_Path):
         self.llm.eval(tokens)
 
 
-@dataclass
-class _Samples:
-    wall_s: list[float]
-    llama_ms: list[float]
+class _Sample(NamedTuple):
+    wall_s: float  # perf_counter around the decodes: the number reported
+    llama_ms: float  # llama.cpp's own timer over the same decodes
+    cpu_s: float  # process CPU time over the same decodes (all threads)
 
 
-def _run_pp(path: _Path, tokens: list[int]) -> tuple[float, float]:
+def _run_pp(path: _Path, tokens: list[int]) -> _Sample:
     path.clear()
     path.perf_reset()
+    c0 = time.process_time()
     t0 = time.perf_counter()
     path.decode(tokens, 0)
     path.sync()
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     p_ms, e_ms = path.perf_ms()
     path.clear()
-    return wall, p_ms + e_ms  # a one-token pp counts as "eval" in llama.cpp's timers
+    return _Sample(wall, p_ms + e_ms, cpu)  # a one-token pp counts as "eval" in llama.cpp
 
 
-def _run_tg(paths: Sequence[_Path], tokens: list[int], tg: int) -> list[tuple[float, float]]:
+def _run_tg(paths: Sequence[_Path], tokens: list[int], tg: int) -> list[_Sample]:
     """tg on every path; with several paths their single-token decodes alternate, so each
     token's time on one path is paired with the neighbouring token's on the other."""
     for path in paths:
@@ -192,21 +198,24 @@ def _run_tg(paths: Sequence[_Path], tokens: list[int], tg: int) -> list[tuple[fl
         path.perf_reset()
     n = len(tokens)
     wall = [0.0] * len(paths)
+    cpu = [0.0] * len(paths)
     order = list(range(len(paths)))
-    clock = time.perf_counter
+    clock, cpu_clock = time.perf_counter, time.process_time
     for i in range(1, tg + 1):
         tok = [tokens[i % n]]
         for k in (order if i % 2 else order[::-1]):
             path = paths[k]
+            c0 = cpu_clock()
             t0 = clock()
             path.decode(tok, i)
             path.sync()
             wall[k] += clock() - t0
+            cpu[k] += cpu_clock() - c0
     out = []
     for k, path in enumerate(paths):
         p_ms, e_ms = path.perf_ms()
         path.clear()
-        out.append((wall[k], p_ms + e_ms))
+        out.append(_Sample(wall[k], p_ms + e_ms, cpu[k]))
     return out
 
 
@@ -221,7 +230,7 @@ def _check_sizes(pp: int, tg: int, reps: int, warmup: int, n_ctx: int) -> None:
 
 def _measure(paths: Sequence[_Path], tokens: list[int], *, pp: int, tg: int, reps: int,
              warmup: int, progress: Callable[[str], None] | None = None
-             ) -> list[dict[str, _Samples]]:
+             ) -> list[dict[str, list[_Sample]]]:
     """Warm up, then ``reps`` repetitions of pp and tg on every path, interleaved.
 
     With several paths, pp runs alternate their order each repetition (ABBA...) and tg runs
@@ -232,30 +241,28 @@ def _measure(paths: Sequence[_Path], tokens: list[int], *, pp: int, tg: int, rep
         for path in paths:
             _run_pp(path, pp_tokens)
         _run_tg(paths, tokens, tg)
-    out = [{"pp": _Samples([], []), "tg": _Samples([], [])} for _ in paths]
+    out: list[dict[str, list[_Sample]]] = [{"pp": [], "tg": []} for _ in paths]
     order = list(range(len(paths)))
     for r in range(reps):
         for k in (order if r % 2 == 0 else order[::-1]):
-            wall, llama_ms = _run_pp(paths[k], pp_tokens)
-            out[k]["pp"].wall_s.append(wall)
-            out[k]["pp"].llama_ms.append(llama_ms)
+            out[k]["pp"].append(_run_pp(paths[k], pp_tokens))
         if progress:
             progress(f"pp{pp} rep {r + 1}/{reps}")
-        for k, (wall, llama_ms) in enumerate(_run_tg(paths, tokens, tg)):
-            out[k]["tg"].wall_s.append(wall)
-            out[k]["tg"].llama_ms.append(llama_ms)
+        for k, sample in enumerate(_run_tg(paths, tokens, tg)):
+            out[k]["tg"].append(sample)
         if progress:
             progress(f"tg{tg} rep {r + 1}/{reps}")
     return out
 
 
-def _results(samples: dict[str, _Samples], *, model: str, sha256: str, file_type: str,
+def _results(samples: dict[str, list[_Sample]], *, model: str, sha256: str, file_type: str,
              pp: int, tg: int, n_threads: int) -> list[BenchResult]:
     results = []
     for test, n in (("pp", pp), ("tg", tg)):
         s = samples[test]
-        tps = [n / w for w in s.wall_s]
-        llama_tps = [n / (ms / 1000) for ms in s.llama_ms if ms > 0]
+        tps = [n / x.wall_s for x in s]
+        llama_tps = [n / (x.llama_ms / 1000) for x in s if x.llama_ms > 0]
+        cpu_tps = [n / x.cpu_s for x in s if x.cpu_s > 0]
         results.append(BenchResult(
             model=model,
             model_sha256=sha256,
@@ -270,6 +277,7 @@ def _results(samples: dict[str, _Samples], *, model: str, sha256: str, file_type
             n_threads=n_threads,
             samples=tuple(float(x) for x in tps),
             llama_tokens_per_s_median=float(statistics.median(llama_tps)) if llama_tps else None,
+            cpu_tokens_per_s_median=float(statistics.median(cpu_tps)) if cpu_tps else None,
         ))
     return results
 

@@ -109,6 +109,7 @@ def run(
     db: DbOpt = Path("iberlite.db"),
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads [default: all cores].")] = None,
     scoring: Annotated[str, typer.Option("--scoring", help="fast (shared-prefix batches) or naive (each choice from scratch).")] = "fast",
+    prefix_cache: Annotated[bool, typer.Option("--prefix-cache", help="Generation: reuse the KV of a prompt prefix shared with the previous item (reported as reused tokens).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for generation and bootstrap CIs.")] = 1234,
     online: Annotated[bool, typer.Option("--online", help="Read task data from the Hugging Face Hub instead of the data dir.")] = False,
 ) -> None:
@@ -119,7 +120,7 @@ def run(
     spec = RunSpec(
         models=_csv(models) or DEFAULT_MODELS, tasks=_csv(tasks), langs=_csv(langs), limit=limit,
         data_dir=_data_dir(data_dir), tasks_dirs=tuple(tasks_dir or ()), db=db,
-        n_threads=threads, scoring=scoring, seed=seed, online=online,
+        n_threads=threads, scoring=scoring, prefix_cache=prefix_cache, seed=seed, online=online,
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                _ItemsPerSecond(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
@@ -211,6 +212,10 @@ def _print_results(db: Path, run_id: int | None = None, show_signatures: bool = 
             cells.append(_fmt(a.value, a.ci_low, a.ci_high, row.metric in ("bleu", "chrf", "ter")) if a else "")
         table.add_row(*cells)
     console.print(table)
+    if any(row.metric == "lang_ok" for row in grid.rows):
+        console.print("lang_ok: share of outputs that langid.py (restricted to es/ca/eu/gl/pt/en) "
+                      "puts in the target language; it misreads about 1 Galician sentence in 10 "
+                      "and short outputs more often (docs/language_id.md).", highlight=False)
     if show_signatures:
         for row in grid.rows:
             for m, a in row.by_model.items():

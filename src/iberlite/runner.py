@@ -45,6 +45,7 @@ class RunSpec:
     db: Path = Path("iberlite.db")
     n_threads: int | None = None
     scoring: str = "fast"
+    prefix_cache: bool = False
     seed: int = 1234
     online: bool = False
     chunk_size: int = 16
@@ -214,7 +215,8 @@ def open_engine(model: ModelFile, spec: RunSpec) -> Engine:
     """The llama.cpp engine for a model, set up as the run asks."""
     from .engines.llamacpp import LlamaCppEngine
 
-    return LlamaCppEngine(model, n_threads=spec.n_threads, seed=spec.seed, scoring=spec.scoring)
+    return LlamaCppEngine(model, n_threads=spec.n_threads, seed=spec.seed, scoring=spec.scoring,
+                          prefix_cache=spec.prefix_cache)
 
 
 def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "") -> RunResult:

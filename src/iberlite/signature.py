@@ -24,6 +24,7 @@ def eval_key(info: EngineInfo, spec: TaskSpec, data_hash: str) -> str:
         "scoring": info.scoring,
         "n_ctx": info.n_ctx,
         "seed": info.seed,
+        "extra": info.extra,
         "task": spec.name,
         "prompt": spec.prompt_hash(),
         "data": data_hash,

@@ -83,6 +83,7 @@ class LlamaCppEngine:
         n_seq_max: int = 64,
         seed: int = 1234,
         scoring: str = "fast",
+        prefix_cache: bool = False,
         context_overrides: dict[str, object] | None = None,
     ) -> None:
         if scoring not in SCORING_MODES:
@@ -94,6 +95,8 @@ class LlamaCppEngine:
         self.n_threads = n_threads or os.cpu_count() or 1
         self.n_ctx, self.n_batch, self.n_seq_max = n_ctx, n_batch, n_seq_max
         self.seed, self.scoring = seed, scoring
+        self.prefix_cache = prefix_cache
+        self._cached: list[int] = []  # tokens whose KV sits in sequence 0 (generation only)
         t0 = time.perf_counter()
         ll.llama_backend_init()
         mparams = ll.llama_model_default_params()
@@ -270,6 +273,7 @@ class LlamaCppEngine:
     def _run_entries(self, entries: list[_Entry], logprob: list[float], greedy: list[bool]) -> dict[int, float]:
         """Decode a pack in n_batch chunks; accumulate scores; return wall ms per group."""
         ll = self._ll
+        ll.llama_memory_clear(self._mem, True)  # generation may have left a prefix behind
         # sequence ids must be unique across the groups of a pack
         offsets: dict[int, int] = {}
         group_sizes: dict[int, int] = {}
@@ -313,13 +317,35 @@ class LlamaCppEngine:
             for g, c in counts.items():
                 group_ms[g] = group_ms.get(g, 0.0) + elapsed * c / len(chunk)
         ll.llama_memory_clear(self._mem, True)
+        self._cached = []
         return group_ms
 
     # -- generation -------------------------------------------------------------------------
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        """Greedy generation, one request at a time, each from a cleared cache."""
+        """Greedy generation, one request at a time.
+
+        Each prompt is prefilled from a cleared cache unless `prefix_cache` is on; then the
+        tokens it shares with what the cache already holds are reused (not recomputed), and
+        `reused_tokens` says how many, so a reused prefix is never timed as a fresh prefill.
+        Off by default: llama.cpp's CPU kernels round differently when a prefix is computed
+        in another batch, so reuse can change a generation by a token (docs/engine.md).
+        """
         return [self._generate_one(r) for r in requests]
+
+    def _reuse_prefix(self, prompt: list[int]) -> int:
+        """Keep the cached tokens the prompt starts with; drop the rest; return how many."""
+        keep = 0
+        if self.prefix_cache:
+            limit = min(len(self._cached), len(prompt) - 1)  # at least one token to decode
+            while keep < limit and self._cached[keep] == prompt[keep]:
+                keep += 1
+        if keep == 0:
+            self._ll.llama_memory_clear(self._mem, True)
+        else:
+            self._ll.llama_memory_seq_rm(self._mem, 0, keep, -1)
+        self._cached = prompt[:keep]
+        return keep
 
     def _decode_tokens(self, tokens: list[int], start_pos: int) -> None:
         """Decode tokens for sequence 0 in n_batch chunks, logits only for the last one."""
@@ -337,6 +363,7 @@ class LlamaCppEngine:
             rc = self._ll.llama_decode(self._ctx, b)
             if rc != 0:
                 raise RuntimeError(f"llama_decode failed with code {rc}")
+            self._cached.extend(chunk)
 
     def _last_row(self) -> np.ndarray:
         ptr = self._ll.llama_get_logits_ith(self._ctx, -1)
@@ -344,13 +371,13 @@ class LlamaCppEngine:
 
     def _generate_one(self, req: GenerationRequest) -> GenerationResult:
         ll = self._ll
-        ll.llama_memory_clear(self._mem, True)
         prompt = self.tokenize(req.prompt)
         budget = max(1, min(req.max_tokens, self.n_ctx - 1))
         if len(prompt) + budget > self.n_ctx:
             prompt = prompt[len(prompt) + budget - self.n_ctx:]
         t0 = time.perf_counter()
-        self._decode_tokens(prompt, 0)
+        reused = self._reuse_prefix(prompt)
+        self._decode_tokens(prompt[reused:], reused)
         t_prefill = time.perf_counter()
         out: list[int] = []
         text = b""
@@ -379,7 +406,6 @@ class LlamaCppEngine:
                 break
             self._decode_tokens([tok], len(prompt) + len(out) - 1)
         t_end = time.perf_counter()
-        ll.llama_memory_clear(self._mem, True)
         final = cut_text if cut_text is not None else text.decode("utf-8", errors="replace")
         prefill_ms = (t_prefill - t0) * 1000
         return GenerationResult(
@@ -391,7 +417,7 @@ class LlamaCppEngine:
             ttft_ms=ttft if ttft is not None else prefill_ms,
             wall_ms=(t_end - t0) * 1000,
             stop_reason=stop_reason,
-            reused_tokens=0,
+            reused_tokens=reused,
             mean_logprob=lp_sum / max(1, len(out) + (stop_reason == "eos")),
         )
 
@@ -417,7 +443,7 @@ class LlamaCppEngine:
             scoring=self.scoring,
             seed=self.seed,
             load_ms=self.load_ms,
-            extra={"add_bos": str(self.add_bos)},
+            extra={"add_bos": str(self.add_bos), "prefix_cache": str(self.prefix_cache)},
         )
 
     def close(self) -> None:

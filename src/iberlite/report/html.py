@@ -95,8 +95,8 @@ class _Figures:
         )
         blob = json.dumps(fig.to_plotly_json(), cls=plotly.utils.PlotlyJSONEncoder)
         blob = blob.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-        return (f'<div class="chart" id="{fid}" data-fig="{fid}-data" style="height:{height}px;{css}"></div>'
-                f'<script type="application/json" id="{fid}-data">{blob}</script>')
+        return (f'<div class="plot"><div class="chart" id="{fid}" data-fig="{fid}-data" style="height:{height}px;{css}"></div>'
+                f'<script type="application/json" id="{fid}-data">{blob}</script></div>')
 
 
 def _go() -> Any:
@@ -126,10 +126,12 @@ def _scores_figure(figs: _Figures, template: str, scores: Sequence[Score], model
             hovertemplate=f"<b>{e(m)}</b><br>%{{customdata[0]}}<br>{e(metric)} %{{y:.3g}} "
                           "%{customdata[2]}<br>n=%{customdata[1]}<extra></extra>",
         ))
-    if chance is not None and metric in ("acc", "acc_norm"):
-        fig.add_hline(y=chance, line={"dash": "dot", "color": "#94a3b8", "width": 1},
-                      annotation_text=f"chance {chance:.2f}", annotation_position="top right",
-                      annotation_font={"size": 10, "color": "#64748b"})
+    if chance is not None and metric in ("acc", "acc_norm") and langs:
+        fig.add_trace(go.Scatter(
+            x=[-0.5, len(langs) - 0.5], y=[chance, chance], mode="lines", xaxis="x2",
+            name=f"chance ({chance:.2f})", line={"dash": "dot", "color": "#64748b", "width": 1.2},
+            hoverinfo="skip"))
+        fig.update_layout(xaxis2={"overlaying": "x", "range": [-0.5, len(langs) - 0.5], "visible": False})
     fig.update_layout(
         title={"text": f"{e(_template_label(template))} · {e(metric)} (95% CI)", "font": {"size": 13}},
         barmode="group", bargap=0.25, showlegend=True,
@@ -153,10 +155,13 @@ def _gap_figure(figs: _Figures, template: str, gaps: Sequence[Gap], models: Sequ
             continue
         xs = [langs.index(g.lang) + offsets[m] for g in gs]
         fig.add_trace(go.Scatter(
-            name=m, x=xs, y=[g.test.gap for g in gs], mode="markers",
+            name=m, x=[None], y=[None], mode="markers", legendgroup=m,
+            marker={"color": colors[m], "size": 10, "line": {"color": colors[m], "width": 2}}))
+        fig.add_trace(go.Scatter(
+            name=m, x=xs, y=[g.test.gap for g in gs], mode="markers", legendgroup=m, showlegend=False,
             marker={"color": [colors[m] if g.test.significant else "white" for g in gs],
                     "line": {"color": colors[m], "width": 2}, "size": 11,
-                    "symbol": "circle"},
+                    "symbol": ["circle" if g.test.paired else "diamond" for g in gs]},
             error_y={"type": "data", "symmetric": False, "color": colors[m], "thickness": 1.5,
                      "array": [g.test.ci_high - g.test.gap for g in gs],
                      "arrayminus": [g.test.gap - g.test.ci_low for g in gs]},
@@ -168,6 +173,12 @@ def _gap_figure(figs: _Figures, template: str, gaps: Sequence[Gap], models: Sequ
                            "<br>es %{customdata[5]} → %{customdata[6]}"
                            "<br>p=%{customdata[2]} (%{customdata[3]}, %{customdata[4]})<extra></extra>"),
         ))
+    fig.add_trace(go.Scatter(name="filled: significant · hollow: n.s.", x=[None], y=[None], mode="markers",
+                             marker={"color": "white", "size": 10, "line": {"color": "#64748b", "width": 2}}))
+    if any(not g.test.paired for g in gaps):
+        fig.add_trace(go.Scatter(name="◆ unpaired test (documents differ)", x=[None], y=[None], mode="markers",
+                                 marker={"color": "white", "size": 10, "symbol": "diamond",
+                                         "line": {"color": "#b45309", "width": 2}}))
     fig.add_hline(y=0, line={"color": "#64748b", "width": 1})
     fig.update_layout(
         title={"text": f"{e(_template_label(template))} · {e(gaps[0].metric)}: language − Spanish",
@@ -274,7 +285,7 @@ def _leaderboard(report: Report, figs: _Figures, colors: dict[str, str]) -> str:
         lower = " (lower is better)" if s.metric in LOWER_IS_BETTER else ""
         out.append(
             f'<tr data-primary="{1 if s.primary else 0}">'
-            f'<td><span class="dot" style="background:{colors.get(s.model, "#333")}"></span>{e(s.model)}</td>'
+            f'<td class="model"><span class="dot" style="background:{colors.get(s.model, "#333")}"></span>{e(s.model)}</td>'
             f'<td>{e(s.task)}</td><td>{e(s.family)}</td>'
             f'<td data-v="{lang_key(s.lang)[0]}">{e(s.lang)}</td><td>{e(s.metric)}{e(lower)}</td>'
             f'<td class="num" data-v="{s.n}">{s.n}</td>'
@@ -306,7 +317,7 @@ def _gaps(report: Report, figs: _Figures, colors: dict[str, str]) -> str:
         'on the same task. Where the tasks are parallel (the same documents in every language, matched by '
         'document id) the test is a <strong>paired bootstrap</strong>: each resample draws documents and '
         'scores both languages on the same ones. Where the documents differ the test falls back to an '
-        '<strong>unpaired bootstrap</strong> and is labelled so. Filled markers: the 95% interval of the '
+        '<strong>unpaired bootstrap</strong> and is labelled so (◆ in the charts, <em>unpaired</em> in the table). Filled markers: the 95% interval of the '
         'gap excludes 0. Accuracy gaps are in accuracy units, chrF gaps in chrF points. No correction '
         'for multiple comparisons: with many rows, expect about one false "significant" in twenty.</p>')
     if not report.gaps:
@@ -335,7 +346,7 @@ def _gaps(report: Report, figs: _Figures, colors: dict[str, str]) -> str:
         test = ('<span class="badge paired">paired</span>' if t.paired
                 else '<span class="badge est">unpaired</span>')
         out.append(
-            f'<tr><td><span class="dot" style="background:{colors.get(g.model, "#333")}"></span>{e(g.model)}</td>'
+            f'<tr><td class="model"><span class="dot" style="background:{colors.get(g.model, "#333")}"></span>{e(g.model)}</td>'
             f'<td>{e(g.family)}</td><td>{e(_template_label(g.template))}</td><td>{e(g.metric)}</td>'
             f'<td data-v="{lang_key(g.lang)[0]}">{e(g.lang)}</td>'
             f'<td class="num" data-v="{t.base:.6f}">{_fmt_score(t.base, pct)}</td>'
@@ -343,7 +354,7 @@ def _gaps(report: Report, figs: _Figures, colors: dict[str, str]) -> str:
             f'<td class="num" data-v="{t.gap:.6f}"><strong>{_fmt_gap(t.gap, pct)}</strong></td>'
             f'<td class="num" data-v="{t.ci_low:.6f}">{_fmt_ci(t.ci_low, t.ci_high, pct)}</td>'
             f'<td class="num" data-v="{t.p_value:.6f}">{t.p_value:.3f}</td>'
-            f'<td title="{e(t.method)}">{test} <span class="small">{e(t.n_pairs if t.paired else f"{t.n_base}/{t.n_other}")} items</span></td>'
+            f'<td class="nowrap" title="{e(t.method)}">{test} <span class="small">{e(t.n_pairs if t.paired else f"{t.n_base}/{t.n_other}")} items</span></td>'
             f'<td>{verdict}</td></tr>')
     out.append("</tbody></table></div></section>")
     return "".join(out)
@@ -377,44 +388,46 @@ def _costs(report: Report, figs: _Figures, colors: dict[str, str]) -> str:
 
 
 def _cost_table(costs: Sequence[ModelCost], colors: dict[str, str]) -> str:
+    def two(a: str, b: str) -> str:
+        return f'{a}<div class="small">{b}</div>' if b else a
+
     rows = []
     for c in costs:
-        est = c.energy_is_estimate
-        tag = ' <span class="badge est">estimate</span>' if est else ""
-        energy = "" if c.energy_j is None else f"{c.energy_j:,.0f} J{tag or ' (RAPL)'}"
-        per_item = "" if c.energy_per_item_j is None else f"{c.energy_per_item_j:,.2f} J{tag}"
+        tag = ' <span class="badge est">estimate</span>' if c.energy_is_estimate else ""
+        energy = "" if c.energy_j is None else two(
+            f"{c.energy_per_item_j:,.2f} J / item{tag}" if c.energy_per_item_j is not None else f"{c.energy_j:,.0f} J{tag}",
+            f"{c.energy_j:,.0f} J over {c.energy_items} items" + ("" if c.energy_is_estimate else " (RAPL)"))
+        params = _num(c.n_params and c.n_params / 1e6, "{:,.0f}", "M params")
+        tput = " · ".join(x for x in (
+            _num(c.mc_tokens_per_s, "{:,.0f}", " MC"), _num(c.prefill_tokens_per_s, "{:,.0f}", " prefill"),
+            _num(c.decode_tokens_per_s, "{:,.1f}", " decode")) if x)
         rows.append(
-            f'<tr><td><span class="dot" style="background:{colors.get(c.model, "#333")}"></span>{e(c.model)}</td>'
-            f'<td>{e(c.file_type)}</td><td class="num" data-v="{c.n_params or 0}">{_num(c.n_params and c.n_params / 1e6, "{:,.0f}", "M")}</td>'
+            f'<tr><td class="model"><span class="dot" style="background:{colors.get(c.model, "#333")}"></span>{e(c.model)}</td>'
+            f'<td data-v="{c.size_bytes or 0}">{two(e(c.file_type), e(params))}</td>'
             f'<td class="num" data-v="{c.size_bytes or 0}">{_mib(c.size_bytes)}</td>'
-            f'<td class="num" data-v="{c.accuracy or 0}">{_num(c.accuracy, "{:.3f}")}</td>'
-            f'<td class="num" data-v="{c.p50_ms or 0}">{_num(c.p50_ms, "{:,.0f}", " ms")}</td>'
-            f'<td class="num" data-v="{c.p90_ms or 0}">{_num(c.p90_ms, "{:,.0f}", " ms")}</td>'
+            f'<td class="num" data-v="{c.accuracy or 0}"><strong>{_num(c.accuracy, "{:.3f}")}</strong>'
+            f'<div class="small">{c.accuracy_tasks} tasks</div></td>'
+            f'<td class="num" data-v="{c.p50_ms or 0}">{two(_num(c.p50_ms, "{:,.0f}", " ms"), _num(c.p90_ms, "p90 {:,.0f} ms"))}</td>'
             f'<td class="num" data-v="{c.load_ms or 0}">{_num(c.load_ms, "{:,.0f}", " ms")}</td>'
-            f'<td class="num" data-v="{c.rss_after_load_bytes or 0}">{_mib(c.rss_after_load_bytes)}</td>'
-            f'<td class="num" data-v="{c.peak_rss_bytes or 0}">{_mib(c.peak_rss_bytes)}</td>'
-            f'<td class="num" data-v="{c.energy_j or 0}">{energy}</td>'
-            f'<td class="num" data-v="{c.energy_per_item_j or 0}">{per_item}</td>'
-            f'<td class="num" data-v="{c.mc_tokens_per_s or 0}">{_num(c.mc_tokens_per_s, "{:,.0f}")}</td>'
-            f'<td class="num" data-v="{c.prefill_tokens_per_s or 0}">{_num(c.prefill_tokens_per_s, "{:,.0f}")}</td>'
-            f'<td class="num" data-v="{c.decode_tokens_per_s or 0}">{_num(c.decode_tokens_per_s, "{:,.1f}")}</td></tr>')
+            f'<td class="num" data-v="{c.peak_rss_bytes or 0}">{two(_mib(c.peak_rss_bytes), "after load " + _mib(c.rss_after_load_bytes) if c.rss_after_load_bytes else "")}</td>'
+            f'<td class="num" data-v="{c.energy_per_item_j or 0}">{energy}</td>'
+            f'<td class="num">{e(tput)}</td></tr>')
     return ('<h3>Per model</h3><div class="tablewrap"><table class="sortable" id="costtable"><thead><tr>'
-            '<th data-type="text">Model</th><th data-type="text">Quant</th><th data-type="num">Params</th>'
-            '<th data-type="num">File</th><th data-type="num">Accuracy</th><th data-type="num">p50 item</th>'
-            '<th data-type="num">p90 item</th><th data-type="num">Load</th><th data-type="num">RSS after load</th>'
-            '<th data-type="num">Peak RSS</th><th data-type="num">Energy</th><th data-type="num">Energy / item</th>'
-            '<th data-type="num" title="multiple-choice scoring throughput: evaluated tokens per second of item wall time">'
-            'MC tok/s</th><th data-type="num" title="generation: fresh prompt tokens per second of prefill">Prefill tok/s</th>'
-            '<th data-type="num" title="generation: generated tokens per second of decode">Decode tok/s</th>'
-            '</tr></thead><tbody>' + "".join(rows) + "</tbody></table></div>"
+            '<th data-type="text">Model</th><th data-type="num">Quantization</th><th data-type="num">File</th>'
+            '<th data-type="num">Accuracy</th><th data-type="num">Item latency p50</th><th data-type="num">Load</th>'
+            '<th data-type="num">Peak RSS</th><th data-type="num">Energy</th>'
+            '<th class="nosort" title="observed during evaluation: MC = evaluated tokens per second of item wall time; '
+            'prefill = fresh prompt tokens per second of prefill; decode = generated tokens per second of decode">'
+            'Observed tokens/s</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table></div>"
             '<p class="small">Latency percentiles are over the items behind the accuracy column. Energy per '
             'item divides the energy of the runs by the items those runs evaluated (model load included). '
-            'Throughput is observed during evaluation; the engine ceilings are in the device section.</p>')
+            'Throughput is observed during evaluation; the engine ceilings, if measured, are in the device section.</p>')
 
 
 def _browser(b: Browser, idx: int, colors: dict[str, str]) -> str:
     bid = f"br{idx}"
     mc = b.output == "multiple_choice"
+    with_prompt = any(it.prompt for it in b.items)
     out = [f'<section class="card browser" id="{bid}"><h3>{e(_template_label(b.template))} '
            f'<span class="small">({e(b.family)}, {"multiple choice" if mc else "generation"})</span></h3>']
     if b.lang_ok:
@@ -423,6 +436,8 @@ def _browser(b: Browser, idx: int, colors: dict[str, str]) -> str:
     cap_note = (f"Showing {shown} of {b.n_total} documents: the first {b.per_lang_cap} per language "
                 "(the page is capped to stay small; every item is in the database)."
                 if shown < b.n_total else f"All {b.n_total} documents.")
+    if not with_prompt and b.items:
+        cap_note += " The prompt context is empty for this task: the choices carry the whole text."
     opts = "".join(f'<option value="{e(lg)}">{e(lg)} — {e(LANG_NAMES.get(lg, lg))}</option>' for lg in b.langs)
     mopts = "".join(f'<option value="{i}">wrong by {e(m)}</option>' for i, m in enumerate(b.models))
     wrong_help = ("wrong choice" if mc else
@@ -430,38 +445,46 @@ def _browser(b: Browser, idx: int, colors: dict[str, str]) -> str:
     out.append(f'<div class="controls"><label>Language <select class="f-lang"><option value="">all</option>{opts}</select></label>'
                f'<label>Show <select class="f-wrong"><option value="">all items</option>'
                f'<option value="any">wrong by any model</option>{mopts}</select></label>'
-               f'<span class="count"></span><span class="small" title="{e(wrong_help)}">“wrong” = {e(wrong_help)}</span></div>')
-    out.append(f'<p class="small">{e(cap_note)}</p>')
+               f'<span class="count"></span></div>')
+    out.append(f'<p class="small">{e(cap_note)} “Wrong” = {e(wrong_help)}.'
+               + (' Coloured dots next to a choice show which model picked it.' if mc else "") + "</p>")
     head = "".join(f'<th><span class="dot" style="background:{colors.get(m, "#333")}"></span>{e(m)}</th>' for m in b.models)
     gold_head = "Choices (gold ✓)" if mc else "Reference"
-    out.append(f'<div class="tablewrap items"><table><thead><tr><th>Lang</th><th>Prompt</th><th>{gold_head}</th>'
-               f'{head}</tr></thead><tbody>')
+    cols = '<col class="c-lang">' + ('<col class="c-prompt">' if with_prompt else "") + \
+        f'<col class="c-gold{"" if with_prompt else " wide"}">' + '<col>' * len(b.models)
+    out.append(f'<div class="tablewrap items"><table><colgroup>{cols}</colgroup><thead><tr><th>Lang</th>'
+               f'{"<th>Prompt</th>" if with_prompt else ""}<th>{gold_head}</th>{head}</tr></thead><tbody>')
     for it in b.items:
-        out.append(_browser_row(it, b.models, mc))
+        out.append(_browser_row(it, b.models, mc, with_prompt, colors))
     out.append("</tbody></table></div></section>")
     return "".join(out)
 
 
-def _browser_row(it: BrowserItem, models: Sequence[str], mc: bool) -> str:
-    wrong = [str(i) for i, m in enumerate(models) for r in it.results if r.model == m and r.wrong]
-    prompt = (f'<div class="prompt">{e(it.prompt)}</div>' if it.prompt else
-              '<div class="prompt empty">(empty context: the choices carry the text)</div>')
-    prompt += f'<div class="small doc">{e(it.task)} · {e(it.doc_id)}</div>'
+def _browser_row(it: BrowserItem, models: Sequence[str], mc: bool, with_prompt: bool,
+                 colors: dict[str, str]) -> str:
+    by_model = {r.model: r for r in it.results}
+    wrong = [str(i) for i, m in enumerate(models) if m in by_model and by_model[m].wrong]
+    doc = f'<div class="small doc">{e(it.task)} · {e(it.doc_id)}</div>'
+    prompt = ""
+    if with_prompt:
+        prompt = (f'<td><div class="prompt">{e(it.prompt)}</div>{doc}</td>' if it.prompt else
+                  f'<td><div class="prompt empty">(empty context)</div>{doc}</td>')
     if mc and it.choices is not None:
         lis = []
         for k, c in enumerate(it.choices):
             gold = str(k) == it.gold
-            pickers = "".join(f'<span class="pick" title="{e(r.model)} picked this">{i + 1}</span>'
-                              for i, m in enumerate(models) for r in it.results
-                              if r.model == m and r.prediction == str(k))
+            pickers = "".join(f'<span class="pick" style="background:{colors.get(m, "#333")}" title="{e(m)} picked this"></span>'
+                              for m in models if m in by_model and by_model[m].prediction == str(k))
             lis.append(f'<li class="{"gold" if gold else ""}"><span class="k">{k}</span> {e(c)}'
                        f'{" <b>✓</b>" if gold else ""}{pickers}</li>')
         middle = f'<ol class="choices">{"".join(lis)}</ol>'
     else:
         middle = f'<div class="gold-text">{e(it.gold)}</div>'
+    if not with_prompt:
+        middle += doc
     cells = []
     for m in models:
-        r = next((r for r in it.results if r.model == m), None)
+        r = by_model.get(m)
         if r is None:
             cells.append('<td class="na">—</td>')
             continue
@@ -473,12 +496,13 @@ def _browser_row(it: BrowserItem, models: Sequence[str], mc: bool) -> str:
             lang = ""
             if r.lang_detected is not None or r.lang_ok is not None:
                 cls = "ok" if r.lang_ok else "bad"
-                lang = f'<span class="badge {cls}" title="language identified by langid">{e(r.lang_detected or "?")}</span>'
+                lang = (f'<span class="badge {cls}" title="language identified by langid.py; '
+                        f'{"target language" if r.lang_ok else "not the target language"}">{e(r.lang_detected or "?")}</span>')
             chrf = f'<span class="small">chrF {r.chrf:.1f}</span>' if r.chrf is not None else ""
             body = f'<div class="out">{e(r.generated)}</div><div class="meta">{mark}{lang}{chrf}</div>'
         cells.append(f'<td class="{"wrong" if r.wrong else ""}">{body}</td>')
     return (f'<tr data-lang="{e(it.lang)}" data-wrong="{" ".join(wrong)}"><td class="lang">{e(it.lang)}</td>'
-            f'<td>{prompt}</td><td>{middle}</td>{"".join(cells)}</tr>')
+            f'{prompt}<td>{middle}</td>{"".join(cells)}</tr>')
 
 
 def _lang_ok_table(b: Browser, colors: dict[str, str]) -> str:
@@ -496,7 +520,7 @@ def _lang_ok_table(b: Browser, colors: dict[str, str]) -> str:
             cls = "ok" if s.value >= 0.9 else "bad" if s.value < 0.5 else "warn"
             cells.append(f'<td class="num"><span class="rate {cls}" title="95% CI {_fmt_ci(s.ci_low, s.ci_high, False)}, n={s.n}">'
                          f'{s.value:.0%}</span></td>')
-        rows.append(f'<tr><td><span class="dot" style="background:{colors.get(m, "#333")}"></span>{e(m)}</td>{"".join(cells)}</tr>')
+        rows.append(f'<tr><td class="model"><span class="dot" style="background:{colors.get(m, "#333")}"></span>{e(m)}</td>{"".join(cells)}</tr>')
     return ('<p class="small"><strong>lang_ok</strong>: share of outputs identified (langid.py, restricted '
             'to es/ca/eu/gl/pt/en) as the target language. The identifier is weakest on Galician and on '
             'very short outputs.</p>'
@@ -610,7 +634,7 @@ def _methodology(report: Report) -> str:
     for t in report.tasks:
         choices = ""
         if t.example_choices is not None:
-            choices = "<ol start=\"0\" class=\"choices\">" + "".join(
+            choices = '<div class="small">choices, each scored as a continuation of the prompt (gold ✓):</div>' + "<ol class=\"choices\">" + "".join(
                 f'<li class="{"gold" if str(k) == t.example_gold else ""}">{e(c)}{" <b>✓</b>" if str(k) == t.example_gold else ""}</li>'
                 for k, c in enumerate(t.example_choices)) + "</ol>"
         else:
@@ -728,7 +752,9 @@ h3{margin:18px 0 8px;font-size:15px}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px;background:#f1f5f9;border-radius:4px;padding:0 4px}
 code.wrap,code.cmd{white-space:pre-wrap;word-break:break-all}
 .grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:14px;margin:8px 0 12px}
-.grid2>.chart,.grid2>figure{border:1px solid var(--line);border-radius:8px;background:#fff;min-width:0}
+.plot{border:1px solid var(--line);border-radius:8px;background:#fff;min-width:0;overflow:hidden}
+figure .plot{border:none;border-radius:0}
+.grid2>figure{border:1px solid var(--line);border-radius:8px;background:#fff;min-width:0;overflow:hidden}
 figure{margin:0;padding:0 0 6px}
 figcaption{font-size:12px;color:var(--muted);padding:0 12px}
 .tablewrap{overflow-x:auto;max-width:100%}
@@ -768,9 +794,11 @@ details.sig ul{margin:4px 0;padding-left:16px;font-family:ui-monospace,Menlo,Con
 .star{color:#1f2937}
 .browser h3{margin-top:0}
 .items table{table-layout:fixed}
-.items th:nth-child(1){width:52px}
-.items th:nth-child(2){width:34%}
-.items th:nth-child(3){width:28%}
+.items col.c-lang{width:52px}
+.items col.c-prompt{width:33%}
+.items col.c-gold{width:27%}
+.items col.c-gold.wide{width:50%}
+td.model,td.nowrap{white-space:nowrap}
 .items td.lang{font-weight:600}
 .prompt{max-height:9.5em;overflow:auto;white-space:pre-wrap;word-wrap:break-word}
 .prompt.empty{color:var(--muted);font-style:italic}
@@ -779,7 +807,7 @@ ol.choices{margin:0;padding-left:0;list-style:none}
 ol.choices li{margin:0 0 4px;padding:2px 6px;border-radius:4px}
 ol.choices li.gold{background:#f0fdf4}
 ol.choices .k{display:inline-block;min-width:16px;color:var(--muted);font-size:11px}
-.pick{display:inline-block;margin-left:6px;font-size:10px;line-height:15px;min-width:15px;text-align:center;border-radius:50%;background:#e2e8f0;color:#334155}
+.pick{display:inline-block;margin-left:5px;width:10px;height:10px;border-radius:50%;vertical-align:-1px;border:1px solid #fff;box-shadow:0 0 0 1px rgba(0,0,0,.15)}
 .gold-text{white-space:pre-wrap;color:#14532d}
 .out{white-space:pre-wrap;word-wrap:break-word;margin-bottom:4px}
 td.wrong{background:#fff7f7}
@@ -848,7 +876,7 @@ _JS = r"""
   // Item browsers: filter by language and by wrong answers.
   document.querySelectorAll('section.browser').forEach(function(sec){
     var lang = sec.querySelector('.f-lang'), wrong = sec.querySelector('.f-wrong');
-    var count = sec.querySelector('.count'), rows = sec.querySelectorAll('tbody tr');
+    var count = sec.querySelector('.count'), rows = sec.querySelectorAll('.items tbody tr');
     var apply = function(){
       var n = 0;
       rows.forEach(function(r){
