@@ -35,7 +35,7 @@ err = Console(stderr=True)
 DbOpt = Annotated[Path, typer.Option("--db", help="SQLite results database.")]
 DataDirOpt = Annotated[
     Optional[Path],
-    typer.Option("--data-dir", help="Folder with the evaluation data [env: IBERLITE_DATA_DIR; default ./data]."),
+    typer.Option("--data-dir", help="Folder with the evaluation data \\[env: IBERLITE_DATA_DIR; default ./data]."),
 ]
 TasksDirOpt = Annotated[
     Optional[list[Path]],
@@ -100,14 +100,14 @@ def tasks(data_dir: DataDirOpt = None, tasks_dir: TasksDirOpt = None) -> None:
 
 @app.command()
 def run(
-    models: Annotated[Optional[str], typer.Option("--models", help="Comma-separated catalog names or .gguf paths [default: all catalog models].")] = None,
-    tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated task names, groups or families [default: the sample suite].")] = None,
-    langs: Annotated[Optional[str], typer.Option("--langs", help="Comma-separated languages: es,ca,eu,gl,pt,en [default: all].")] = None,
+    models: Annotated[Optional[str], typer.Option("--models", help="Comma-separated catalog names or .gguf paths \\[default: all catalog models].")] = None,
+    tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated task names, groups or families \\[default: the sample suite].")] = None,
+    langs: Annotated[Optional[str], typer.Option("--langs", help="Comma-separated languages: es,ca,eu,gl,pt,en \\[default: all].")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N items of each task.")] = None,
     data_dir: DataDirOpt = None,
     tasks_dir: TasksDirOpt = None,
     db: DbOpt = Path("iberlite.db"),
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads [default: all cores].")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads \\[default: all cores].")] = None,
     scoring: Annotated[str, typer.Option("--scoring", help="fast (shared-prefix batches) or naive (each choice from scratch).")] = "fast",
     prefix_cache: Annotated[bool, typer.Option("--prefix-cache", help="Generation: reuse the KV of a prompt prefix shared with the previous item (reported as reused tokens).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for generation and bootstrap CIs.")] = 1234,
@@ -227,10 +227,11 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        err.print(f"Error: {exc}", highlight=False, markup=False)
+        err.print(f"Error: {exc}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err.print("Interrupted; every finished chunk is stored: rerun the same command to continue.")
+        err.print("Interrupted; every finished chunk is stored: rerun the same command to continue.",
+                  soft_wrap=True)
         sys.exit(130)
 
 

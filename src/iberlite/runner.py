@@ -17,10 +17,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from . import metrics
-from .catalog import DEFAULT_MODELS, ModelFile, resolve_model
+from .catalog import DEFAULT_MODELS, ModelFile, gguf_facts, resolve_model
 from .data import data_hash, default_data_dir, load_docs
 from .device import EnergyMeter, RssSampler, fingerprint
 from .engines.base import Engine, GenerationRequest, LoglikelihoodRequest
+from .errors import UserError
 from .language_id import identifier_signature, lang_ok
 from .signature import eval_key, signature
 from .store import AggregateRecord, ItemRecord, Store
@@ -85,7 +86,13 @@ class RunResult:
 
 def plan(spec: RunSpec) -> tuple[list[ModelFile], list[PlannedTask]]:
     """Resolve models and tasks and render every instance; raises UserError on bad input."""
+    from .engines.llamacpp import SCORING_MODES
+
+    if spec.scoring not in SCORING_MODES:
+        raise UserError(f"Unknown scoring {spec.scoring!r}; valid: {', '.join(SCORING_MODES)}.", 2)
     models = [resolve_model(m) for m in spec.models]
+    for m in models:
+        gguf_facts(m.path)  # a corrupt file fails now, not after the models before it ran
     specs = load_task_specs(spec.tasks_dirs)
     tasks = select_tasks(specs, spec.tasks or None, spec.langs or None)
     planned = []

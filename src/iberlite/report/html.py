@@ -19,7 +19,6 @@ from typing import Any
 from .model import (
     LANG_NAMES,
     LOWER_IS_BETTER,
-    REFERENCE_LANG,
     Browser,
     BrowserItem,
     CostAxis,
@@ -176,7 +175,7 @@ def _gap_figure(figs: _Figures, template: str, gaps: Sequence[Gap], models: Sequ
     fig.add_trace(go.Scatter(name="filled: significant · hollow: n.s.", x=[None], y=[None], mode="markers",
                              marker={"color": "white", "size": 10, "line": {"color": "#64748b", "width": 2}}))
     if any(not g.test.paired for g in gaps):
-        fig.add_trace(go.Scatter(name="◆ unpaired test (documents differ)", x=[None], y=[None], mode="markers",
+        fig.add_trace(go.Scatter(name="unpaired test (documents differ)", x=[None], y=[None], mode="markers",
                                  marker={"color": "white", "size": 10, "symbol": "diamond",
                                          "line": {"color": "#b45309", "width": 2}}))
     fig.add_hline(y=0, line={"color": "#64748b", "width": 1})
@@ -382,6 +381,12 @@ def _costs(report: Report, figs: _Figures, colors: dict[str, str]) -> str:
     else:
         out.append('<p class="empty">No accuracy-vs-cost plot: it needs tasks with per-item correctness '
                    'that every model ran, and the cost of those runs.</p>')
+    missing = [name for key, name in (("latency", "latency"), ("memory", "peak memory"),
+                                      ("energy", "energy"), ("size", "model size"))
+               if key not in {a.key for a in report.cost_axes}]
+    if report.cost_axes and missing:
+        out.append(f'<p class="small">No plot for {e(", ".join(missing))}: not recorded for these runs '
+                   '(a run records its memory and energy when it finishes).</p>')
     out.append(_cost_table(report.costs, colors))
     out.append("</section>")
     return "".join(out)

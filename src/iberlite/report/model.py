@@ -101,6 +101,8 @@ class RunInfo:
             parts += ["--limit", str(s["limit"])]
         if s.get("scoring") and s["scoring"] != "fast":
             parts += ["--scoring", str(s["scoring"])]
+        if s.get("prefix_cache"):
+            parts.append("--prefix-cache")
         if s.get("seed") is not None and s.get("seed") != 1234:
             parts += ["--seed", str(s["seed"])]
         if s.get("n_threads"):
@@ -744,7 +746,10 @@ def _costs(conn: sqlite3.Connection, runs: list[RunInfo], chosen: dict[tuple[str
         evs = [ev for (m, _t), ev in chosen.items() if m == model]
         engine = max(evs, key=lambda e: e.created_at).engine
         costs = [(r, r.cost[model]) for r in dev_runs.values() if isinstance(r.cost.get(model), dict)]
-        energy_runs = [(r, c) for r, c in costs if c.get("energy_j") is not None]
+        # a rerun that found every item stored spent energy on loading only: it would inflate
+        # the per-item figure, so only runs that evaluated items count
+        energy_runs = [(r, c) for r, c in costs
+                       if c.get("energy_j") is not None and new_items.get((r.id, model), 0) > 0]
         methods = sorted({str(c.get("energy_method")) for _r, c in energy_runs})
         method = methods[0] if len(methods) == 1 else ("mixed: " + ", ".join(methods) if methods else None)
         watts = sorted({c.get("watts_assumed") for _r, c in energy_runs if c.get("watts_assumed") is not None})

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
 from ..data import Doc
@@ -53,8 +53,13 @@ def _compile(source: str) -> tuple[str, Any]:
 def _evaluate(spec: TaskSpec, key: str, source: str, doc: Doc) -> Any:
     try:
         kind, compiled = _compile(source)
-        return compiled(**doc.fields) if kind == "expr" else compiled.render(**doc.fields)
-    except TemplateError as exc:
+        if kind == "text":
+            return compiled.render(**doc.fields)
+        value = compiled(**doc.fields)
+        if isinstance(value, Undefined):  # an expression does not raise on a missing field
+            value._fail_with_undefined_error()
+        return value
+    except Exception as exc:  # TemplateError, or a Python error raised inside the template
         raise TaskSpecError(
             f"Task {spec.name}: {key} failed on document {doc.id} ({exc}); check the field "
             f"names in {spec.path.name} against the data."

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from .. import metrics
 from ..errors import TaskSpecError
 
 LANGS = ("es", "ca", "eu", "gl", "pt", "en")
@@ -24,8 +25,8 @@ FAMILIES = (
 OUTPUTS = ("multiple_choice", "generate")
 FORMATS = ("tsv", "csv", "jsonl", "json", "lines")
 PREPROCESS = ("xnli_es", "strip")
-MC_METRICS = ("acc", "acc_norm", "f1_macro")
-GEN_METRICS = ("exact_match", "exact_match_flex", "bleu", "chrf", "ter", "lang_ok")
+MC_METRICS = metrics.MC_METRICS
+GEN_METRICS = (*metrics.GEN_METRICS, "lang_ok")  # lang_ok is scored by language_id, not metrics
 
 
 @dataclass(frozen=True)
