@@ -46,8 +46,13 @@ def test_both_tests_with_sane_statistics(results, engine):
 
 def test_kv_cache_is_left_clear(results, engine):
     """The bench leaves the engine's cache empty, so an evaluation can follow it."""
+    from iberlite.engines.base import GenerationRequest
+
     ll = engine._ll
     assert ll.llama_memory_seq_pos_max(engine._mem, 0) == -1
+    assert getattr(engine, "_cached", []) == []  # the generation prefix cache agrees
+    (out,) = engine.generate([GenerationRequest("The capital of France is", max_tokens=4)])
+    assert out.prompt_tokens > 0 and out.gen_tokens >= 1 and out.reused_tokens == 0
 
 
 def test_rows_stored_in_benches(results, tmp_path):

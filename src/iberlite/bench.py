@@ -12,9 +12,10 @@ evaluations use, with no task, prompt or scoring work around it.
 Tokens are a seeded draw of *normal* vocabulary tokens (no control, byte or unused tokens),
 the same for every repetition and for both measurement paths. Warm-up runs are not counted;
 every repetition starts from a cleared KV cache. Time is wall clock (``perf_counter``) around
-the decode calls and a ``llama_synchronize``; llama.cpp's own perf counters are read as well
-and reported as a cross-check (``llama_tokens_per_s_median``), so the share of Python
-overhead in the wall-clock number is visible.
+the decode calls and a ``llama_synchronize``. Two cross-checks are read over the same decodes:
+llama.cpp's own perf counters (``llama_tokens_per_s_median``: equal to the wall-clock figure
+when the Python around the decodes costs nothing) and process CPU time
+(``cpu_tokens_per_s_median``: less sensitive to other processes taking the cores).
 
 :func:`direct_reference` measures the same thing through llama-cpp-python's high-level
 ``Llama.eval`` — an independent path that validates the engine's numbers;
@@ -146,6 +147,10 @@ class _EnginePath(_Path):
 
     def clear(self) -> None:
         self.engine._ll.llama_memory_clear(self.engine._mem, True)
+        # the engine's record of what sequence 0 holds (its generation prefix cache) must
+        # match the cleared cache; _decode_tokens appends to it
+        if hasattr(self.engine, "_cached"):
+            self.engine._cached = []
 
     def decode(self, tokens: list[int], pos: int) -> None:
         self.engine._decode_tokens(tokens, pos)

@@ -174,6 +174,20 @@ def report(
     console.print(f"Report written to {path.resolve()}.")
 
 
+@app.command()
+def bench(
+    model: Annotated[str, typer.Argument(help="Catalog name or path to a .gguf file.")],
+    db: DbOpt = Path("iberlite.db"),
+    reps: Annotated[int, typer.Option("--reps", min=1, help="Timed repetitions per test (after one warm-up).")] = 5,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads \\[default: all cores].")] = None,
+    compare_direct: Annotated[bool, typer.Option("--compare-direct", help="Also time llama-cpp-python's own Llama class on the same file, interleaved.")] = False,
+) -> None:
+    """Engine ceiling, llama-bench style: prefill pp512 and decode tg128 tokens/s, stored in the DB."""
+    from .bench_cli import bench_command
+
+    bench_command(model, db, reps, threads, compare_direct, console=console)
+
+
 def _num(value: float | None, fmt: str) -> str:
     return "" if value is None else format(value, fmt)
 
