@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,11 +34,26 @@ from .base import (
 SCORING_MODES = ("fast", "naive")
 
 
-def _llama():
-    import llama_cpp
-    from llama_cpp import _logger
+_LOG_CALLBACK = None  # kept alive for as long as llama.cpp may call it
 
-    _logger.set_verbose(False)  # llama.cpp's load chatter stays off the terminal; errors still show
+
+def _llama():
+    """Import llama_cpp with llama.cpp's own logging reduced to errors.
+
+    Model loading prints hundreds of lines (and some warnings about the shipped GGUFs that a
+    user cannot act on); only llama.cpp errors reach stderr.
+    """
+    global _LOG_CALLBACK
+    import llama_cpp
+
+    if _LOG_CALLBACK is None:
+        @llama_cpp.llama_log_callback
+        def _errors_only(level, text, user_data):
+            if level == 4:  # GGML_LOG_LEVEL_ERROR (ggml: 1 debug, 2 info, 3 warn, 4 error)
+                sys.stderr.write(text.decode("utf-8", errors="replace"))
+
+        _LOG_CALLBACK = _errors_only
+        llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
     return llama_cpp
 
 
