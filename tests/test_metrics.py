@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,9 @@ from iberlite.metrics import (
     metric_signature,
 )
 
-FLORES = Path("/work/shared/data/flores200")
+# the data dir: $IBERLITE_DATA_DIR, else ../shared/data beside the repository
+FLORES = Path(os.environ.get("IBERLITE_DATA_DIR")
+              or Path(__file__).resolve().parents[2] / "shared" / "data") / "flores200"
 SACRE_CORPUS = {
     "bleu": sacrebleu.corpus_bleu,
     "chrf": sacrebleu.corpus_chrf,
