@@ -91,6 +91,17 @@ CREATE INDEX IF NOT EXISTS aggregates_task ON aggregates(model, task, metric);
 """
 
 
+def latest_aggregates_sql(where: str = "") -> str:
+    """SELECT of the newest aggregate row per (signature, metric), optionally filtered.
+
+    Shared with the report, which reads the database through its own read-only connection.
+    """
+    return (
+        "SELECT a.* FROM aggregates a JOIN (SELECT MAX(id) AS id FROM aggregates "
+        f"{where} GROUP BY signature, metric) l ON a.id = l.id"
+    )
+
+
 @dataclass(frozen=True)
 class ItemRecord:
     """One evaluated item as stored: what was asked, what came back, what it cost."""
@@ -250,11 +261,7 @@ class Store:
         """The newest aggregate per (signature, metric): one row per distinct measurement;
         with `run_id`, those computed by that run."""
         where, args = ("WHERE run_id = ?", (run_id,)) if run_id is not None else ("", ())
-        rows = self._rows(
-            "SELECT a.* FROM aggregates a JOIN (SELECT MAX(id) AS id FROM aggregates "
-            f"{where} GROUP BY signature, metric) l ON a.id = l.id ORDER BY a.model, a.task, a.metric",
-            args,
-        )
+        rows = self._rows(latest_aggregates_sql(where) + " ORDER BY a.model, a.task, a.metric", args)
         return [AggregateRecord(**{k: r[k] for k in AggregateRecord.__dataclass_fields__}) for r in rows]
 
     def _rows(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:

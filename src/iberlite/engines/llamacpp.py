@@ -14,6 +14,7 @@ import ctypes
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -209,18 +210,22 @@ class LlamaCppEngine:
         cost_tokens = [0.0] * len(requests)
         cost_ms = [0.0] * len(requests)
         for pack in self._packs(groups):
-            entries = [e for gi, g in pack for e in self._group_entries(g, gi)]
-            group_ms = self._run_entries(entries, logprob, greedy)
+            entries: list[_Entry] = []
+            first_id = 0  # sequence ids are unique across the groups of a pack
             for gi, g in pack:
-                n_unique = sum(1 for e in entries if e.group == gi)
+                entries.extend(self._group_entries(g, gi, first_id))
+                first_id += len(g)
+            group_ms = self._run_entries(entries, logprob, greedy)
+            n_unique = Counter(e.group for e in entries)
+            for gi, g in pack:
                 for s in g:
-                    cost_tokens[s.req] = n_unique / len(g)
+                    cost_tokens[s.req] = n_unique[gi] / len(g)
                     cost_ms[s.req] = group_ms.get(gi, 0.0) / len(g)
         return self._ordered(groups, logprob, greedy, cost_tokens, cost_ms)
 
     @staticmethod
     def _ordered(groups, logprob, greedy, cost_tokens, cost_ms) -> list[LoglikelihoodResult]:
-        seqs = sorted((s for g in groups for s in g), key=lambda s: s.req)
+        seqs = [s for g in groups for s in g]  # groups were built in request order
         return [
             LoglikelihoodResult(
                 logprob=logprob[s.req],
@@ -264,23 +269,23 @@ class LlamaCppEngine:
         if pack:
             yield pack
 
-    def _group_entries(self, group: list[_Seq], gi: int) -> list[_Entry]:
+    def _group_entries(self, group: list[_Seq], gi: int, first_id: int) -> list[_Entry]:
         """Tokens to evaluate for one group: the shared prefix once, then each suffix.
 
         The logits at position p predict token p+1; a position is requested only when some
         sequence scores the token after it.
         """
         shared = self._shared_len(group)
-        ids = tuple(range(len(group)))  # local seq ids; offset when packed
+        ids = tuple(range(first_id, first_id + len(group)))
         entries = [_Entry(token=t, pos=p, seq_ids=ids, group=gi)
                    for p, t in enumerate(group[0].tokens[:shared])]
         for j, s in enumerate(group):
             for p in range(shared, len(s.tokens)):
-                entries.append(_Entry(token=s.tokens[p], pos=p, seq_ids=(j,), group=gi))
+                entries.append(_Entry(token=s.tokens[p], pos=p, seq_ids=(ids[j],), group=gi))
         by_key = {}
         for e in entries:
-            for j in e.seq_ids:
-                by_key[(j, e.pos)] = e
+            for sid in e.seq_ids:
+                by_key[(sid - first_id, e.pos)] = e
         for j, s in enumerate(group):
             for p in range(s.start - 1, len(s.tokens) - 1):
                 by_key[(j, p)].targets.append((s.req, s.tokens[p + 1]))
@@ -290,15 +295,6 @@ class LlamaCppEngine:
         """Decode a pack in n_batch chunks; accumulate scores; return wall ms per group."""
         ll = self._ll
         ll.llama_memory_clear(self._mem, True)  # generation may have left a prefix behind
-        # sequence ids must be unique across the groups of a pack
-        offsets: dict[int, int] = {}
-        group_sizes: dict[int, int] = {}
-        for e in entries:
-            group_sizes[e.group] = max(group_sizes.get(e.group, 0), max(e.seq_ids) + 1)
-        next_id = 0
-        for g in group_sizes:
-            offsets[g] = next_id
-            next_id += group_sizes[g]
         group_ms: dict[int, float] = {}
         b = self._batch
         for start in range(0, len(entries), self.n_batch):
@@ -306,10 +302,9 @@ class LlamaCppEngine:
             for i, e in enumerate(chunk):
                 b.token[i] = e.token
                 b.pos[i] = e.pos
-                off = offsets[e.group]
                 b.n_seq_id[i] = len(e.seq_ids)
                 for k, sid in enumerate(e.seq_ids):
-                    b.seq_id[i][k] = sid + off
+                    b.seq_id[i][k] = sid
                 b.logits[i] = 1 if e.targets else 0
             b.n_tokens = len(chunk)
             t0 = time.perf_counter()

@@ -39,6 +39,7 @@ import numpy as np
 from ..analysis import language_gap as lg
 from ..analysis.pareto import pareto_front
 from ..errors import UserError
+from ..store import latest_aggregates_sql
 
 LANG_ORDER: tuple[str, ...] = ("es", "ca", "eu", "gl", "pt", "en")
 LANG_NAMES: dict[str, str] = {"es": "Spanish", "ca": "Catalan", "eu": "Basque", "gl": "Galician",
@@ -441,9 +442,7 @@ def _items(conn: sqlite3.Connection, eval_key: str) -> list[_Item]:
 
 
 def _leaderboard(conn: sqlite3.Connection, evals: dict[str, _Eval]) -> list[Score]:
-    rows = conn.execute(
-        "SELECT a.* FROM aggregates a JOIN (SELECT MAX(id) AS id FROM aggregates "
-        "GROUP BY signature, metric) l ON a.id = l.id").fetchall()
+    rows = conn.execute(latest_aggregates_sql()).fetchall()
     best: dict[tuple[str, str, str], sqlite3.Row] = {}
     for r in rows:
         key = (r["eval_key"], r["metric"], _device_of_signature(r["signature"]))
