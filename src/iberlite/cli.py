@@ -108,6 +108,7 @@ def run(
     tasks_dir: TasksDirOpt = None,
     db: DbOpt = Path("iberlite.db"),
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads \\[default: all cores].")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="llamacpp (in-process llama.cpp) or transformers (fp32 reference; needs the reference extra).")] = "llamacpp",
     scoring: Annotated[str, typer.Option("--scoring", help="fast (shared-prefix batches) or naive (each choice from scratch).")] = "fast",
     prefix_cache: Annotated[bool, typer.Option("--prefix-cache", help="Generation: reuse the KV of a prompt prefix shared with the previous item (reported as reused tokens).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for generation and bootstrap CIs.")] = 1234,
@@ -120,7 +121,7 @@ def run(
     spec = RunSpec(
         models=_csv(models) or DEFAULT_MODELS, tasks=_csv(tasks), langs=_csv(langs), limit=limit,
         data_dir=_data_dir(data_dir), tasks_dirs=tuple(tasks_dir or ()), db=db,
-        n_threads=threads, scoring=scoring, prefix_cache=prefix_cache, seed=seed, online=online,
+        n_threads=threads, engine=engine, scoring=scoring, prefix_cache=prefix_cache, seed=seed, online=online,
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                _ItemsPerSecond(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())

@@ -45,6 +45,7 @@ class RunSpec:
     tasks_dirs: tuple[Path, ...] = ()
     db: Path = Path("iberlite.db")
     n_threads: int | None = None
+    engine: str = "llamacpp"
     scoring: str = "fast"
     prefix_cache: bool = False
     seed: int = 1234
@@ -88,7 +89,9 @@ def plan(spec: RunSpec) -> tuple[list[ModelFile], list[PlannedTask]]:
     """Resolve models and tasks and render every instance; raises UserError on bad input."""
     from .engines.llamacpp import SCORING_MODES
 
-    if spec.scoring not in SCORING_MODES:
+    if spec.engine not in ENGINES:
+        raise UserError(f"Unknown engine {spec.engine!r}; valid: {', '.join(ENGINES)}.", 2)
+    if spec.engine == "llamacpp" and spec.scoring not in SCORING_MODES:
         raise UserError(f"Unknown scoring {spec.scoring!r}; valid: {', '.join(SCORING_MODES)}.", 2)
     models = [resolve_model(m) for m in spec.models]
     for m in models:
@@ -218,8 +221,16 @@ def _evaluate_task(engine: Engine, store: Store, run_id: int, model: ModelFile, 
                        tuple(scores), sig)
 
 
+ENGINES = ("llamacpp", "transformers")
+"""In-process engines for GGUF files: llama.cpp (the default) and the transformers reference."""
+
+
 def open_engine(model: ModelFile, spec: RunSpec) -> Engine:
-    """The llama.cpp engine for a model, set up as the run asks."""
+    """The engine for a model, set up as the run asks."""
+    if spec.engine == "transformers":
+        from .engines.transformers import TransformersEngine
+
+        return TransformersEngine(model, n_threads=spec.n_threads, seed=spec.seed)
     from .engines.llamacpp import LlamaCppEngine
 
     return LlamaCppEngine(model, n_threads=spec.n_threads, seed=spec.seed, scoring=spec.scoring,
