@@ -61,16 +61,27 @@ CATALOG: dict[str, CatalogEntry] = {
 DEFAULT_MODELS = tuple(CATALOG)
 
 
+REMOTE_PREFIX = "openai:"
+
+
 @dataclass(frozen=True)
 class ModelFile:
-    """A resolved model: its catalog name (or file stem) and its GGUF file."""
+    """A resolved model: its catalog name (or file stem) and its GGUF file, or for a model
+    behind an OpenAI-compatible endpoint (`openai:NAME`) the name the endpoint serves."""
 
     name: str
-    path: Path
+    path: Path | None
+    remote: str | None = None
 
 
 def resolve_model(name: str) -> ModelFile:
-    """A catalog name or a path to a `.gguf` file; anything else is a user error (exit 2)."""
+    """A catalog name, a path to a `.gguf` file or `openai:NAME`; anything else is a user
+    error (exit 2)."""
+    if name.startswith(REMOTE_PREFIX):
+        served = name[len(REMOTE_PREFIX):]
+        if not served:
+            raise UserError("A remote model needs a name: openai:NAME.", exit_code=2)
+        return ModelFile(name=name, path=None, remote=served)
     if name in CATALOG:
         path = CATALOG[name].locate()
         if not path.is_file():
@@ -82,7 +93,8 @@ def resolve_model(name: str) -> ModelFile:
             raise UserError(f"Model file {path} does not exist.", exit_code=2)
         return ModelFile(name=path.stem, path=path.resolve())
     raise UserError(
-        f"Unknown model {name!r}; valid models are {', '.join(CATALOG)} or a path to a .gguf file.",
+        f"Unknown model {name!r}; valid models are {', '.join(CATALOG)}, a path to a .gguf file "
+        "or openai:NAME with --base-url.",
         exit_code=2,
     )
 

@@ -109,6 +109,9 @@ def run(
     db: DbOpt = Path("iberlite.db"),
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads \\[default: all cores].")] = None,
     engine: Annotated[str, typer.Option("--engine", help="llamacpp (in-process llama.cpp) or transformers (fp32 reference; needs the reference extra).")] = "llamacpp",
+    base_url: Annotated[Optional[str], typer.Option("--base-url", envvar="IBERLITE_BASE_URL", help="OpenAI-compatible endpoint for openai:NAME models, e.g. http://127.0.0.1:8000/v1.")] = None,
+    api_key_env: Annotated[str, typer.Option("--api-key-env", help="Environment variable holding the endpoint's API key (the key is never stored).")] = "OPENAI_API_KEY",
+    api: Annotated[str, typer.Option("--api", help="Remote generation API: completions or chat.")] = "completions",
     scoring: Annotated[str, typer.Option("--scoring", help="fast (shared-prefix batches) or naive (each choice from scratch).")] = "fast",
     prefix_cache: Annotated[bool, typer.Option("--prefix-cache", help="Generation: reuse the KV of a prompt prefix shared with the previous item (reported as reused tokens).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for generation and bootstrap CIs.")] = 1234,
@@ -121,7 +124,7 @@ def run(
     spec = RunSpec(
         models=_csv(models) or DEFAULT_MODELS, tasks=_csv(tasks), langs=_csv(langs), limit=limit,
         data_dir=_data_dir(data_dir), tasks_dirs=tuple(tasks_dir or ()), db=db,
-        n_threads=threads, engine=engine, scoring=scoring, prefix_cache=prefix_cache, seed=seed, online=online,
+        n_threads=threads, engine=engine, base_url=base_url, api_key_env=api_key_env, api=api, scoring=scoring, prefix_cache=prefix_cache, seed=seed, online=online,
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                _ItemsPerSecond(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
@@ -268,3 +271,38 @@ def main() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Argument(help="Catalog name or .gguf path.")],
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: any free one).")] = 8000,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads \\[default: all cores].")] = None,
+    n_ctx: Annotated[int, typer.Option("--n-ctx", min=64, help="Context size in tokens.")] = 4096,
+    alias: Annotated[Optional[str], typer.Option("--alias", help="Model id the endpoint reports \\[default: the model name].")] = None,
+) -> None:
+    """Serve a GGUF model as a greedy OpenAI-compatible endpoint (a cloud tier for `decide`)."""
+    from .catalog import resolve_model
+    from .engines.llamacpp import LlamaCppEngine
+    from .serve import CompletionService, make_server
+
+    mf = resolve_model(model)
+    if mf.remote:
+        raise UserError("iberlite serve serves a local model, not openai:NAME.", 2)
+    engine = LlamaCppEngine(mf, n_threads=threads, n_ctx=n_ctx, scoring="naive")
+    try:
+        server = make_server(CompletionService(engine, alias or mf.name), host, port)
+    except OSError as exc:
+        engine.close()
+        raise UserError(f"Cannot listen on {host}:{port} ({exc.strerror}).", 2) from None
+    h, p = server.server_address[:2]
+    err.print(f"Serving {alias or mf.name} at http://{h}:{p}/v1 (Ctrl-C to stop).")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        engine.close()
+

@@ -108,7 +108,10 @@ def mc_prediction(logprobs: Sequence[float]) -> int:
     """
     if len(logprobs) == 0:
         raise ValueError("mc_prediction needs at least one choice log-probability")
-    return int(np.argmax(np.asarray(logprobs, dtype=float)))
+    arr = np.asarray(logprobs, dtype=float)
+    if np.all(arr == -np.inf):  # answered by generation and nothing parsable: no choice
+        return -1
+    return int(np.argmax(arr))
 
 
 def mc_prediction_norm(logprobs: Sequence[float], choices: Sequence[str]) -> int:
@@ -125,6 +128,8 @@ def mc_prediction_norm(logprobs: Sequence[float], choices: Sequence[str]) -> int
         )
     if len(choices) == 0:
         raise ValueError("mc_prediction_norm needs at least one choice")
+    if np.all(np.asarray(logprobs, dtype=float) == -np.inf):  # no parsable generated answer
+        return -1
     lengths = np.array([float(len(c)) for c in choices])
     with np.errstate(divide="ignore", invalid="ignore"):
         return int(np.argmax(np.asarray(logprobs, dtype=float) / lengths))

@@ -46,6 +46,9 @@ class RunSpec:
     db: Path = Path("iberlite.db")
     n_threads: int | None = None
     engine: str = "llamacpp"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    api: str = "completions"
     scoring: str = "fast"
     prefix_cache: bool = False
     seed: int = 1234
@@ -95,6 +98,11 @@ def plan(spec: RunSpec) -> tuple[list[ModelFile], list[PlannedTask]]:
         raise UserError(f"Unknown scoring {spec.scoring!r}; valid: {', '.join(SCORING_MODES)}.", 2)
     models = [resolve_model(m) for m in spec.models]
     for m in models:
+        if m.remote:
+            if not spec.base_url:
+                raise UserError(f"Model {m.name} is remote: pass --base-url (for example "
+                                "http://127.0.0.1:8000/v1).", 2)
+            continue
         gguf_facts(m.path)  # a corrupt file fails now, not after the models before it ran
     specs = load_task_specs(spec.tasks_dirs)
     tasks = select_tasks(specs, spec.tasks or None, spec.langs or None)
@@ -227,6 +235,11 @@ ENGINES = ("llamacpp", "transformers")
 
 def open_engine(model: ModelFile, spec: RunSpec) -> Engine:
     """The engine for a model, set up as the run asks."""
+    if model.remote:
+        from .engines.openai_http import EndpointConfig, OpenAIEngine
+
+        config = EndpointConfig(spec.base_url or "", api_key_env=spec.api_key_env, api=spec.api)
+        return OpenAIEngine(model.remote, config, seed=spec.seed)
     if spec.engine == "transformers":
         from .engines.transformers import TransformersEngine
 

@@ -79,6 +79,17 @@ class _Entry:
     group: int = 0
 
 
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One prompt token: id, bytes, logprob given what precedes it, and the top token there."""
+
+    token: int
+    piece: bytes
+    logprob: float | None
+    top_piece: bytes
+    top_logprob: float | None
+
+
 def _log_softmax_at(row: np.ndarray, tokens: list[int]) -> tuple[list[float], int]:
     """Logprobs of `tokens` under one logits row, and the row's argmax."""
     top = int(row.argmax())
@@ -431,6 +442,54 @@ class LlamaCppEngine:
             reused_tokens=reused,
             mean_logprob=lp_sum / max(1, len(out) + (stop_reason == "eos")),
         )
+
+    # -- per-token prompt logprobs (the HTTP server's `echo`) ---------------------------------
+
+    def prompt_logprobs(self, text: str) -> list[TokenLogprob]:
+        """Every token of `text` (BOS excluded) with its logprob given the tokens before it and
+        the most likely token at its position; the first token has no logprob without BOS.
+
+        One sequence from a cleared cache, logits at every position: the same numbers the
+        naive scorer gives a continuation that starts at that token.
+        """
+        tokens = self.tokenize(text)
+        if len(tokens) > self.n_ctx:
+            raise UserError(f"The prompt has {len(tokens)} tokens; this context holds {self.n_ctx}.")
+        entries = [_Entry(token=t, pos=p, seq_ids=(0,)) for p, t in enumerate(tokens)]
+        for p in range(len(tokens) - 1):
+            entries[p].targets.append((p + 1, tokens[p + 1]))
+        logprob = [0.0] * len(tokens)
+        top = [-1] * len(tokens)
+        top_lp = [0.0] * len(tokens)
+        ll = self._ll
+        ll.llama_memory_clear(self._mem, True)
+        b = self._batch
+        for start in range(0, len(entries), self.n_batch):
+            chunk = entries[start:start + self.n_batch]
+            for i, e in enumerate(chunk):
+                b.token[i], b.pos[i], b.n_seq_id[i] = e.token, e.pos, 1
+                b.seq_id[i][0] = 0
+                b.logits[i] = 1 if e.targets else 0
+            b.n_tokens = len(chunk)
+            if ll.llama_decode(self._ctx, b) != 0:
+                raise RuntimeError("llama_decode failed")
+            for i, e in enumerate(chunk):
+                for nxt, tok in e.targets:
+                    row = np.ctypeslib.as_array(ll.llama_get_logits_ith(self._ctx, i), shape=(self.n_vocab,))
+                    (lp, best_lp), best = _log_softmax_at(row, [tok, int(row.argmax())])
+                    logprob[nxt], top[nxt], top_lp[nxt] = lp, best, best_lp
+        ll.llama_memory_clear(self._mem, True)
+        self._cached = []
+        skip = 1 if self.add_bos and tokens and tokens[0] == self.bos else 0
+        return [
+            TokenLogprob(tokens[p], self._piece(tokens[p]), logprob[p] if p > 0 else None,
+                         self._piece(top[p]) if p > 0 else b"", top_lp[p] if p > 0 else None)
+            for p in range(skip, len(tokens))
+        ]
+
+    def detokenize_piece(self, token: int) -> bytes:
+        """The bytes one token stands for."""
+        return self._piece(token)
 
     # -- facts ------------------------------------------------------------------------------
 
