@@ -256,6 +256,43 @@ def _print_results(db: Path, run_id: int | None = None, show_signatures: bool = 
                 console.print(f"{row.task} {row.metric} {m}: {a.signature}", highlight=False)
 
 
+@app.command()
+def decide(
+    device: Annotated[str, typer.Option("--device", help="Device model (as stored by `iberlite run`).")],
+    cloud: Annotated[str, typer.Option("--cloud", help="Cloud model, e.g. openai:gemma3-270m.")],
+    profile: Annotated[Path, typer.Option("--profile", help="Cost profile YAML (see examples/cost_profile.yaml).")],
+    min_accuracy: Annotated[float, typer.Option("--min-accuracy", help="Accuracy each (task, language) must reach.")] = 0.6,
+    db: DbOpt = Path("iberlite.db"),
+    policy_out: Annotated[Path, typer.Option("--policy-out", help="Where to write the routing policy JSON.")] = Path("policy.json"),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the calibration/test split and the CIs.")] = 1234,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write every decision and curve as JSON.")] = None,
+) -> None:
+    """Device, cloud or cascade per task and language, from stored results; writes a policy."""
+    from .decide_cli import decide_command
+
+    decide_command(console, device=device, cloud=cloud, profile_path=profile, min_accuracy=min_accuracy,
+                   db=db, policy_out=policy_out, seed=seed, json_out=json_out,
+                   command=shlex.join(["iberlite", *sys.argv[1:]]))
+
+
+@app.command()
+def route(
+    text: Annotated[str, typer.Argument(help="Prompt text (generation) or a JSON document (multiple choice).")],
+    policy: Annotated[Path, typer.Option("--policy", help="Policy JSON written by `iberlite decide`.")],
+    task: Annotated[str, typer.Option("--task", help="Task whose prompt and route to use.")],
+    lang: Annotated[Optional[str], typer.Option("--lang", help="Language (checked against the task's).")] = None,
+    base_url: Annotated[Optional[str], typer.Option("--base-url", envvar="IBERLITE_BASE_URL", help="Endpoint of the cloud model.")] = None,
+    api_key_env: Annotated[str, typer.Option("--api-key-env", help="Environment variable holding the cloud API key.")] = "OPENAI_API_KEY",
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for the device model.")] = None,
+    tasks_dir: TasksDirOpt = None,
+) -> None:
+    """Answer one request as the policy says: on the device, or escalated to the cloud."""
+    from .decide_cli import route_command
+
+    route_command(console, policy_path=policy, task=task, lang=lang, text=text, base_url=base_url,
+                  api_key_env=api_key_env, threads=threads, tasks_dirs=tuple(tasks_dir or ()))
+
+
 def main() -> None:
     """Entry point: user errors print one sentence and exit non-zero, never a traceback."""
     try:

@@ -101,7 +101,7 @@ def _row(key, items, runs, run_wall, ceilings) -> CostRow:
     peaks = []
     for r in items:
         cost = runs.get(r[5], {}).get(model)
-        if not cost or not run_wall[(r[5], model)]:
+        if not cost or cost.get("energy_j") is None or not run_wall[(r[5], model)]:
             continue
         energy += cost["energy_j"] * (r[6] or 0.0) / run_wall[(r[5], model)]
         methods.add(cost["energy_method"])

@@ -50,6 +50,7 @@ __all__ = [
     "flexible_extract",
     "mc_prediction",
     "mc_prediction_norm",
+    "choice_margin",
     "mean_with_ci",
     "metric_signature",
 ]
@@ -112,6 +113,16 @@ def mc_prediction(logprobs: Sequence[float]) -> int:
     if np.all(arr == -np.inf):  # answered by generation and nothing parsable: no choice
         return -1
     return int(np.argmax(arr))
+
+
+def choice_margin(logprobs: Sequence[float]) -> float:
+    """Confidence of a multiple-choice answer: top-1 minus top-2 probability after a softmax
+    over the choice logprobs (the cascade's routing signal)."""
+    arr = np.asarray(logprobs, dtype=float)
+    if np.all(arr == -np.inf):
+        return 0.0
+    probs = np.sort(np.exp(arr - arr.max()))[::-1]
+    return float((probs[0] - (probs[1] if len(probs) > 1 else 0.0)) / probs.sum())
 
 
 def mc_prediction_norm(logprobs: Sequence[float], choices: Sequence[str]) -> int:

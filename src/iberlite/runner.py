@@ -125,15 +125,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _margin(logprobs: Sequence[float]) -> float:
-    """Confidence of a multiple-choice answer: top-1 minus top-2 probability after a softmax
-    over the choice logprobs (the cascade's routing signal)."""
-    m = max(logprobs)
-    probs = sorted((math.exp(lp - m) for lp in logprobs), reverse=True)
-    total = sum(probs)
-    return (probs[0] - (probs[1] if len(probs) > 1 else 0.0)) / total
-
-
 def _score_mc(engine: Engine, batch: Sequence[tuple[int, Instance]]) -> list[ItemRecord]:
     reqs = [
         LoglikelihoodRequest(inst.context, inst.target_delimiter + c, group=f"{seq}:{inst.doc_id}")
@@ -153,7 +144,7 @@ def _score_mc(engine: Engine, batch: Sequence[tuple[int, Instance]]) -> list[Ite
             correct=pred == inst.gold, eval_tokens=sum(r.eval_tokens for r in rs),
             wall_ms=sum(r.ms for r in rs), prefill_ms=sum(r.ms for r in rs),
             prompt_tokens=int(round(sum(r.eval_tokens for r in rs))),
-            confidence=_margin(lps),
+            confidence=metrics.choice_margin(lps),
         ))
     return out
 
@@ -284,7 +275,9 @@ def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "") ->
                 finally:
                     load_ms = engine.info().load_ms
                     engine.close()
-            cost[model.name] = _model_cost(mem, energy, load_ms)
+            # a remote model's energy and memory are spent elsewhere: only its load time counts
+            cost[model.name] = ({"load_ms": load_ms, "remote": True} if model.remote
+                                else _model_cost(mem, energy, load_ms))
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"

@@ -86,6 +86,16 @@ CREATE TABLE IF NOT EXISTS aggregates (
     signature TEXT NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL,
+    command TEXT,
+    device_model TEXT NOT NULL,
+    cloud_model TEXT NOT NULL,
+    min_accuracy REAL NOT NULL,
+    profile_json TEXT NOT NULL,
+    decisions_json TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS items_eval ON items(eval_key);
 CREATE INDEX IF NOT EXISTS aggregates_task ON aggregates(model, task, metric);
 """
@@ -264,6 +274,18 @@ class Store:
         rows = self._rows(latest_aggregates_sql(where) + " ORDER BY a.model, a.task, a.metric", args)
         return [AggregateRecord(**{k: r[k] for k in AggregateRecord.__dataclass_fields__}) for r in rows]
 
+    def add_decision(self, command: str, device: str, cloud: str, min_accuracy: float,
+                     profile: dict[str, Any], decisions: list[dict[str, Any]]) -> int:
+        """Store one `iberlite decide` outcome (infinite thresholds as null); return its id."""
+        cur = self.db.execute(
+            "INSERT INTO decisions (created_at, command, device_model, cloud_model, min_accuracy, "
+            "profile_json, decisions_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), command, device, cloud, min_accuracy, json.dumps(profile),
+             json.dumps(_finite(decisions))),
+        )
+        self.db.commit()
+        return int(cur.lastrowid)
+
     def _rows(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
         cur = self.db.execute(sql, args)
         names = [c[0] for c in cur.description]
@@ -276,3 +298,15 @@ def _item_from_row(r: dict[str, Any]) -> ItemRecord:
         kwargs[k] = tuple(json.loads(r[col])) if r[col] is not None else None
     kwargs["correct"] = None if r["correct"] is None else bool(r["correct"])
     return ItemRecord(**kwargs)
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe copy: infinities and NaN become null (browsers reject them in JSON)."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+

@@ -545,6 +545,78 @@ def _items(report: Report, colors: dict[str, str]) -> str:
     return "".join(out)
 
 
+def _option_label(o: dict | None) -> str:
+    if not o:
+        return "-"
+    t = f" t={o['threshold']:.3f}" if o["action"] == "cascade" and o.get("threshold") is not None else ""
+    return f"{o['action']}{t}"
+
+
+def _routing_figure(figs: _Figures, d: dict, device: str, cloud: str) -> str:
+    go = _go()
+    fig = go.Figure()
+    pts = sorted(d["curve"], key=lambda p: p["cloud_share"])
+    fig.add_trace(go.Scatter(
+        x=[p["cloud_share"] for p in pts], y=[p["accuracy"] for p in pts], mode="lines+markers",
+        name="cascade (test half)", line={"color": "#2563eb", "width": 2}, marker={"size": 5},
+        customdata=[[p["threshold"], p["cost_per_1k"], p["p95_ms"]] for p in pts],
+        hovertemplate=("cloud share %{x:.0%}<br>accuracy %{y:.3f}<br>threshold %{customdata[0]}<br>"
+                       "cost per 1k requests %{customdata[1]:.3f}<br>p95 %{customdata[2]:.0f} ms<extra></extra>"),
+    ))
+    marks = [("device only", d["device"], "#15803d", "circle"), ("cloud only", d["cloud"], "#b91c1c", "square"),
+             ("chosen", d["chosen"], "#f59e0b", "star")]
+    for label, o, color, symbol in marks:
+        fig.add_trace(go.Scatter(x=[o["cloud_share"]], y=[o["accuracy"]], mode="markers", name=label,
+                                 marker={"color": color, "size": 13 if label == "chosen" else 10, "symbol": symbol},
+                                 hovertemplate=f"{label}: {_option_label(o)}<br>accuracy %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(
+        title={"text": f"{e(d['task'])} ({e(d['lang'])}): accuracy vs share sent to {e(cloud)}", "font": {"size": 13}},
+        xaxis={"title": {"text": "share of requests escalated to the cloud"}, "tickformat": ".0%", "range": [-0.03, 1.03]},
+        yaxis={"title": {"text": "accuracy (test half)"}},
+        legend={"orientation": "h", "y": -0.3, "x": 0},
+    )
+    return figs.add(fig, 320)
+
+
+def _routing(report: Report, figs: _Figures, colors: dict[str, str]) -> str:
+    r = report.routing
+    if not r:
+        return ""
+    prof = r["profile"]
+    cur = prof.get("currency", "")
+    out = ['<section id="routing" class="card"><h2>Routing: device, cloud or cascade</h2>',
+           f'<p class="lead">Device model <b>{e(r["device"])}</b>, cloud model <b>{e(r["cloud"])}</b>, '
+           f'target accuracy {r["min_accuracy"]:.2f}. Each task\'s items are split in two halves by a seeded hash '
+           'of their id: the threshold and the recommendation are chosen on the calibration half, every number '
+           'below is measured on the test half. Confidence: probability margin between the top two choices '
+           '(multiple choice) or mean token logprob (generation).</p>']
+    if prof.get("illustrative"):
+        out.append(f'<div class="callout warn">The cost profile <code>{e(prof.get("source", ""))}</code> is marked '
+                   'illustrative: its prices are examples, not facts.</div>')
+    out.append('<div class="tablewrap"><table class="sortable" id="routetable"><thead><tr>'
+               '<th>task</th><th>lang</th><th>n cal/test</th><th>device acc</th><th>cloud acc</th><th>cascade</th>'
+               '<th>rule (per language)</th><th>recommendation</th><th>accuracy [95% CI]</th><th>cloud share</th>'
+               f'<th>monthly ({e(cur)})</th><th>break-even / month</th></tr></thead><tbody>')
+    for d in r["decisions"]:
+        c, cas = d["chosen"], d.get("cascade")
+        rec = _option_label(c) + ("" if d["meets_target"] else " (below target)")
+        be = "never" if d.get("break_even_volume") is None else f"{d['break_even_volume']:,.0f}"
+        cas_txt = "-" if not cas else f"{cas['accuracy']:.3f} ({cas['cloud_share']:.0%} cloud)"
+        out.append(
+            f'<tr><td>{e(d["task"])}</td><td>{e(d["lang"])}</td><td class="num">{d["n_calib"]}/{d["n_test"]}</td>'
+            f'<td class="num">{d["device"]["accuracy"]:.3f}</td><td class="num">{d["cloud"]["accuracy"]:.3f}</td>'
+            f'<td class="num">{e(cas_txt)}</td>'
+            f'<td>{e(d["rule"]["action"].removeprefix("rule:"))} {d["rule"]["accuracy"]:.3f}</td><td><b>{e(rec)}</b></td>'
+            f'<td class="num">{c["accuracy"]:.3f} [{c["ci_low"]:.2f}, {c["ci_high"]:.2f}]</td>'
+            f'<td class="num">{c["cloud_share"]:.0%}</td><td class="num">{c["monthly_cost"]:,.2f}</td>'
+            f'<td class="num">{e(be)}</td></tr>')
+    out.append('</tbody></table></div><div class="grid2">')
+    for d in r["decisions"]:
+        out.append(_routing_figure(figs, d, r["device"], r["cloud"]))
+    out.append(f'</div><p class="small">Command: <code class="cmd">{e(r.get("command") or "")}</code></p></section>')
+    return "".join(out)
+
+
 def _device(report: Report) -> str:
     out = ['<section id="device" class="card"><h2>Device</h2>']
     for fid, d in report.devices.items():
@@ -705,7 +777,9 @@ def _header(report: Report) -> str:
             f'<code>{e(report.db_path)}</code> · generated {e(_ts(report.generated_at))}</p>'
             f'<div class="chips">{"".join(f"<span>{e(c)}</span>" for c in chips)}</div></div></header>'
             f'<nav><div class="wrap"><a href="#leaderboard">Leaderboard</a><a href="#gaps">Language gaps</a>'
-            f'<a href="#cost">Accuracy vs cost</a><a href="#items">Items</a><a href="#device">Device</a>'
+            f'<a href="#cost">Accuracy vs cost</a><a href="#items">Items</a>'
+            + ('<a href="#routing">Routing</a>' if report.routing else '')
+            + f'<a href="#device">Device</a>'
             f'<a href="#methodology">Methodology</a></div></nav>'
             f'<main class="wrap">{"".join(notes)}')
 
@@ -722,6 +796,7 @@ def render_html(report: Report) -> str:
         _gaps(report, figs, colors),
         _costs(report, figs, colors),
         _items(report, colors),
+        _routing(report, figs, colors),
         _device(report),
         _methodology(report),
         '<footer>Made by iberlite. Self-contained page: no network access needed.</footer></main>',

@@ -79,6 +79,26 @@ def render_markdown(report: Report) -> str:
         out.append("No gaps: a task family needs Spanish and another language for the same model.")
     out.append("")
 
+    if report.routing:
+        r = report.routing
+        cur = r["profile"].get("currency", "")
+        out += ["## Routing: device, cloud or cascade", "",
+                f"Device {r['device']}, cloud {r['cloud']}, target accuracy {r['min_accuracy']:.2f}; chosen on the "
+                "calibration half, measured on the test half"
+                + (" (cost profile marked illustrative)." if r["profile"].get("illustrative") else "."), ""]
+        rows = []
+        for d in r["decisions"]:
+            c = d["chosen"]
+            act = c["action"] + (f" t={c['threshold']:.3f}" if c["action"] == "cascade" else "")
+            rows.append([d["task"], d["lang"], f"{d['n_calib']}/{d['n_test']}", f"{d['device']['accuracy']:.3f}",
+                         f"{d['cloud']['accuracy']:.3f}", act + ("" if d["meets_target"] else " (below target)"),
+                         _score(c["accuracy"], c["ci_low"], c["ci_high"], False), f"{c['cloud_share']:.0%}",
+                         f"{c['monthly_cost']:,.2f} {cur}".strip(),
+                         "never" if d.get("break_even_volume") is None else f"{d['break_even_volume']:,.0f}"])
+        out += _table(["task", "lang", "n cal/test", "device", "cloud", "recommendation", "accuracy",
+                       "cloud share", "monthly", "break-even/mo"], rows, ["l", "l", "r", "r", "r", "l", "r", "r", "r", "r"])
+        out.append("")
+
     out += ["## Cost (same forward passes)", ""]
     if report.costs:
         estimate = any(c.energy_is_estimate for c in report.costs if c.energy_j is not None)

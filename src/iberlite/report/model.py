@@ -307,6 +307,7 @@ class Report:
     benches: tuple[Bench, ...]
     has_bench_table: bool
     notes: tuple[str, ...]
+    routing: dict[str, Any] | None = None  # the latest `iberlite decide`, if any
 
     @property
     def devices(self) -> dict[str, dict[str, Any]]:
@@ -592,7 +593,21 @@ def _build(conn: sqlite3.Connection, db: Path, *, n_boot: int, seed: int,
         cost_axes=_cost_axes(costs), accuracy_label=acc_label, cost_device=cost_device,
         browsers=tuple(browsers), tasks=tuple(_task_infos(chosen, items, spec_of)),
         benches=tuple(benches), has_bench_table=has_bench, notes=tuple(notes),
+        routing=_routing(conn),
     )
+
+
+def _routing(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    """The latest routing decision stored by `iberlite decide` (None if there is none)."""
+    try:
+        row = conn.execute("SELECT id, created_at, command, device_model, cloud_model, min_accuracy, "
+                           "profile_json, decisions_json FROM decisions ORDER BY id DESC LIMIT 1").fetchone()
+    except sqlite3.OperationalError:  # a database from before decisions existed
+        return None
+    if row is None:
+        return None
+    return {"id": row[0], "created_at": row[1], "command": row[2], "device": row[3], "cloud": row[4],
+            "min_accuracy": row[5], "profile": _json(row[6], {}), "decisions": _json(row[7], [])}
 
 
 def _gap_metric(ev: _Eval, its: list[_Item], scores: list[Score]) -> str | None:

@@ -1,0 +1,335 @@
+"""Device, cloud or cascade, per (task, language), from stored items only (no re-run).
+
+For a device model D and a cloud model C scored on the same items: each device item has a
+confidence (multiple choice: top-1 minus top-2 probability after a softmax over the choice
+logprobs; generation: mean token logprob). The cascade answers on the device when
+confidence >= t and asks the cloud otherwise (the device has already run, so an escalated
+request pays both and waits for both). Items are split in two halves by a seeded hash of
+their doc id: the threshold and the recommendation are chosen on the calibration half and
+reported on the test half, so no number is judged on the items it was fitted to.
+
+Item score: 1/0 for a correct/incorrect answer; for translations (no single right answer)
+the sentence chrF / 100, so a cascade's score is the mean over its items.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sqlite3
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import metrics
+from ..cost_profile import CostProfile
+from ..errors import UserError
+
+ACTIONS = ("device", "cloud", "cascade")
+
+
+@dataclass(frozen=True)
+class PairedItem:
+    """One item answered by both models, with what each answer cost."""
+
+    doc_id: str
+    device_score: float
+    cloud_score: float
+    confidence: float
+    device_ms: float
+    cloud_ms: float
+    device_energy_j: float
+    cloud_input_tokens: float
+    cloud_output_tokens: float
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """The cascade at one threshold, on one set of items."""
+
+    threshold: float
+    accuracy: float
+    cloud_share: float
+    cost_per_1k: float
+    p50_ms: float
+    p95_ms: float
+    n: int
+
+
+@dataclass(frozen=True)
+class Option:
+    """One policy for a (task, language), judged on the test half."""
+
+    action: str
+    threshold: float | None
+    calib_accuracy: float
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    cloud_share: float
+    monthly_cost: float
+    p50_ms: float
+    p95_ms: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The recommendation for one (task, language) and everything it was chosen against."""
+
+    task: str
+    lang: str
+    output: str
+    n_calib: int
+    n_test: int
+    volume: int
+    chosen: Option
+    meets_target: bool
+    device: Option
+    cloud: Option
+    cascade: Option | None
+    rule: Option
+    break_even_volume: float | None  # requests/month above which the device is cheaper
+    curve: tuple[CurvePoint, ...]  # test half
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# -- loading --------------------------------------------------------------------------------
+
+
+def _latest_eval(db: sqlite3.Connection, model: str) -> dict[tuple[str, str, str], str]:
+    """Per (task, lang, output) the model's evaluation with the most items (latest on ties)."""
+    rows = db.execute(
+        "SELECT e.task, e.lang, e.output, e.eval_key, COUNT(i.id), e.created_at FROM evals e "
+        "JOIN items i USING (eval_key) WHERE e.model = ? GROUP BY e.eval_key", (model,)
+    ).fetchall()
+    best: dict[tuple[str, str, str], tuple[int, float, str]] = {}
+    for task, lang, output, key, n, created in rows:
+        cand = (n, created, key)
+        if best.get((task, lang, output), (-1, 0.0, ""))[:2] < cand[:2]:
+            best[(task, lang, output)] = cand
+    return {k: v[2] for k, v in best.items()}
+
+
+def _item_energy(db: sqlite3.Connection, model: str) -> dict[int, float]:
+    """Energy per item id: the run's measured (or estimated) energy for the model, shared by
+    wall time, as the device cost table does."""
+    runs = {rid: json.loads(c).get(model) if c else None
+            for rid, c in db.execute("SELECT id, cost_json FROM runs")}
+    rows = db.execute("SELECT i.id, i.run_id, i.wall_ms FROM items i JOIN evals e USING (eval_key) "
+                      "WHERE e.model = ?", (model,)).fetchall()
+    wall: dict[int, float] = defaultdict(float)
+    for _, run, ms in rows:
+        wall[run] += ms or 0.0
+    out = {}
+    for iid, run, ms in rows:
+        cost = runs.get(run)
+        if cost and cost.get("energy_j") is not None and wall[run]:
+            out[iid] = cost["energy_j"] * (ms or 0.0) / wall[run]
+    return out
+
+
+def _score(output: str, correct, generated: str | None, gold: str) -> float:
+    if correct is not None:
+        return float(correct)
+    if output == "generate":
+        from sacrebleu.metrics.chrf import CHRF
+
+        return CHRF().sentence_score(generated or "", [gold]).score / 100.0
+    return 0.0
+
+
+def load_pairs(db_path: Path, device: str, cloud: str) -> dict[tuple[str, str, str], list[PairedItem]]:
+    """Items both models answered, per (task, lang, output), paired by doc id."""
+    if not Path(db_path).is_file():
+        raise UserError(f"No results database at {db_path}; run `iberlite run` first.", 2)
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        try:
+            dev_evals, cloud_evals = _latest_eval(db, device), _latest_eval(db, cloud)
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{db_path} is not an iberlite results database ({exc}).", 2) from None
+        if not dev_evals:
+            raise UserError(f"No stored items for device model {device!r} in {db_path}.", 2)
+        if not cloud_evals:
+            raise UserError(f"No stored items for cloud model {cloud!r} in {db_path}.", 2)
+        energy = _item_energy(db, device)
+        sql = ("SELECT id, doc_id, correct, generated, gold, confidence, wall_ms, prompt_tokens, "
+               "gen_tokens, choices_json FROM items WHERE eval_key = ?")
+        out = {}
+        for key in sorted(set(dev_evals) & set(cloud_evals)):
+            dev = {r[1]: r for r in db.execute(sql, (dev_evals[key],))}
+            cl = {r[1]: r for r in db.execute(sql, (cloud_evals[key],))}
+            pairs = []
+            for doc in sorted(set(dev) & set(cl)):
+                d, c = dev[doc], cl[doc]
+                n_choices = len(json.loads(c[9])) if c[9] else 0
+                pairs.append(PairedItem(
+                    doc_id=doc,
+                    device_score=_score(key[2], d[2], d[3], d[4]),
+                    cloud_score=_score(key[2], c[2], c[3], c[4]),
+                    confidence=d[5] if d[5] is not None else -math.inf,
+                    device_ms=d[6] or 0.0, cloud_ms=c[6] or 0.0,
+                    device_energy_j=energy.get(d[0], 0.0),
+                    cloud_input_tokens=float(c[7] or 0),
+                    cloud_output_tokens=float(c[8] if c[8] is not None else n_choices),
+                ))
+            if pairs:
+                out[key] = pairs
+    finally:
+        db.close()
+    if not out:
+        raise UserError(f"{device} and {cloud} have no items in common in {db_path}.", 2)
+    return out
+
+
+# -- the split and the curve -----------------------------------------------------------------
+
+
+def split_items(items: Sequence[PairedItem], seed: int) -> tuple[list[PairedItem], list[PairedItem]]:
+    """(calibration, test): items ordered by a seeded hash of their doc id, cut in half."""
+    ordered = sorted(items, key=lambda it: hashlib.sha256(f"{seed}:{it.doc_id}".encode()).hexdigest())
+    half = len(ordered) // 2
+    return ordered[:half], ordered[half:]
+
+
+def request_cost(it: PairedItem, profile: CostProfile, escalate: bool, device_runs: bool = True) -> float:
+    """Variable cost of one request: device electricity if the device ran, plus the cloud
+    price if it was sent there (fixed device costs are added per month, not per request)."""
+    cost = profile.device_energy_cost(it.device_energy_j) if device_runs else 0.0
+    if escalate:
+        cost += profile.cloud_cost(it.cloud_input_tokens, it.cloud_output_tokens)
+    return cost
+
+
+def _latency(it: PairedItem, profile: CostProfile, escalate: bool, device_runs: bool = True) -> float:
+    ms = it.device_ms if device_runs else 0.0
+    return ms + (it.cloud_ms + profile.cloud_latency_overhead_ms if escalate else 0.0)
+
+
+def monthly(per_request: float, volume: int, uses_device: bool, profile: CostProfile) -> float:
+    """Monthly cost at a volume: variable cost per request plus the device's fixed cost."""
+    return per_request * volume + (profile.device_monthly_fixed if uses_device else 0.0)
+
+
+def cascade_point(items: Sequence[PairedItem], t: float, profile: CostProfile, volume: int) -> CurvePoint:
+    """Accuracy, cloud share, cost per 1k requests and latency of the cascade at threshold t."""
+    esc = [it.confidence < t for it in items]
+    scores = [it.cloud_score if e else it.device_score for it, e in zip(items, esc)]
+    per_req = float(np.mean([request_cost(it, profile, e) for it, e in zip(items, esc)]))
+    lat = [_latency(it, profile, e) for it, e in zip(items, esc)]
+    month = monthly(per_req, volume, True, profile)
+    return CurvePoint(
+        threshold=t, accuracy=float(np.mean(scores)), cloud_share=float(np.mean(esc)),
+        cost_per_1k=1000 * month / volume if volume else 1000 * per_req,
+        p50_ms=float(np.percentile(lat, 50)), p95_ms=float(np.percentile(lat, 95)), n=len(items),
+    )
+
+
+def thresholds(items: Sequence[PairedItem]) -> list[float]:
+    """Every threshold that changes the cascade on these items: all device (-inf), each
+    distinct confidence, and all escalated (+inf)."""
+    return [-math.inf, *sorted({it.confidence for it in items if math.isfinite(it.confidence)}), math.inf]
+
+
+def curve(items: Sequence[PairedItem], profile: CostProfile, volume: int,
+          ts: Sequence[float] | None = None) -> list[CurvePoint]:
+    """The cascade at every threshold (default: every distinct confidence of the items)."""
+    return [cascade_point(items, t, profile, volume) for t in (ts if ts is not None else thresholds(items))]
+
+
+# -- options and the decision ----------------------------------------------------------------
+
+
+def _option(action: str, t: float | None, calib: Sequence[PairedItem], test: Sequence[PairedItem],
+            profile: CostProfile, volume: int, seed: int) -> Option:
+    def outcome(items):
+        if action == "cloud":
+            scores = [it.cloud_score for it in items]
+            per_req = float(np.mean([request_cost(it, profile, True, device_runs=False) for it in items]))
+            lat = [_latency(it, profile, True, device_runs=False) for it in items]
+            return scores, per_req, lat, 1.0
+        thr = -math.inf if action == "device" else t
+        esc = [it.confidence < thr for it in items]
+        scores = [it.cloud_score if e else it.device_score for it, e in zip(items, esc)]
+        per_req = float(np.mean([request_cost(it, profile, e) for it, e in zip(items, esc)]))
+        lat = [_latency(it, profile, e) for it, e in zip(items, esc)]
+        return scores, per_req, lat, float(np.mean(esc))
+
+    cal_scores = outcome(calib)[0]
+    scores, per_req, lat, share = outcome(test)
+    value, lo, hi = metrics.mean_with_ci(scores, seed=seed)
+    return Option(
+        action=action, threshold=t, calib_accuracy=float(np.mean(cal_scores)), accuracy=value,
+        ci_low=lo, ci_high=hi, cloud_share=share,
+        monthly_cost=monthly(per_req, volume, action != "cloud", profile),
+        p50_ms=float(np.percentile(lat, 50)), p95_ms=float(np.percentile(lat, 95)),
+    )
+
+
+def choose_threshold(calib: Sequence[PairedItem], profile: CostProfile, volume: int,
+                     min_accuracy: float) -> float | None:
+    """The threshold with the smallest cloud share whose calibration accuracy reaches the
+    target (the cheapest on ties); None if no threshold reaches it."""
+    ok = [p for p in curve(calib, profile, volume) if p.accuracy >= min_accuracy]
+    if not ok:
+        return None
+    return min(ok, key=lambda p: (p.cloud_share, p.cost_per_1k)).threshold
+
+
+def _pick(options: Sequence[Option], min_accuracy: float) -> tuple[Option, bool]:
+    """Cheapest option whose calibration accuracy meets the target; else the most accurate."""
+    ok = [o for o in options if o.calib_accuracy >= min_accuracy]
+    if ok:
+        return min(ok, key=lambda o: (o.monthly_cost, -o.calib_accuracy)), True
+    return max(options, key=lambda o: (o.calib_accuracy, -o.monthly_cost)), False
+
+
+def _rule_actions(pairs: dict, min_accuracy: float, seed: int) -> dict[str, str]:
+    """The simple alternative: per language, device if the device's pooled calibration
+    accuracy over that language's tasks reaches the target, else cloud."""
+    pooled: dict[str, list[float]] = defaultdict(list)
+    for (task, lang, output), items in pairs.items():
+        pooled[lang] += [it.device_score for it in split_items(items, seed)[0]]
+    return {lang: "device" if v and np.mean(v) >= min_accuracy else "cloud" for lang, v in pooled.items()}
+
+
+def break_even(items: Sequence[PairedItem], profile: CostProfile) -> float | None:
+    """Monthly volume above which answering on the device costs less than the cloud: the
+    device's fixed monthly cost over the per-request saving (None: the device never wins)."""
+    dev = float(np.mean([request_cost(it, profile, False) for it in items]))
+    cl = float(np.mean([request_cost(it, profile, True, device_runs=False) for it in items]))
+    if cl <= dev:
+        return None
+    return profile.device_monthly_fixed / (cl - dev)
+
+
+def decide(pairs: dict[tuple[str, str, str], list[PairedItem]], profile: CostProfile,
+           min_accuracy: float, seed: int = 1234) -> list[Decision]:
+    """A decision per (task, language); see the module docstring for the method."""
+    rules = _rule_actions(pairs, min_accuracy, seed)
+    out = []
+    for (task, lang, output), items in sorted(pairs.items()):
+        calib, test = split_items(items, seed)
+        if len(calib) < 2 or len(test) < 2:
+            continue
+        volume = profile.monthly_volume(task, lang)
+        device = _option("device", None, calib, test, profile, volume, seed)
+        cloud = _option("cloud", None, calib, test, profile, volume, seed)
+        t = choose_threshold(calib, profile, volume, min_accuracy)
+        cascade = (_option("cascade", t, calib, test, profile, volume, seed)
+                   if t is not None and math.isfinite(t) else None)
+        rule = device if rules[lang] == "device" else cloud
+        chosen, meets = _pick([o for o in (device, cascade, cloud) if o is not None], min_accuracy)
+        out.append(Decision(
+            task=task, lang=lang, output=output, n_calib=len(calib), n_test=len(test),
+            volume=volume, chosen=chosen, meets_target=meets, device=device, cloud=cloud,
+            cascade=cascade, rule=Option(**{**asdict(rule), "action": f"rule:{rule.action}"}),
+            break_even_volume=break_even(items, profile), curve=tuple(curve(test, profile, volume)),
+        ))
+    return out
