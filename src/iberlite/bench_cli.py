@@ -59,6 +59,8 @@ def bench_command(model: str, db: Path, reps: int, threads: int | None,
     if threads is not None and threads < 1:
         raise UserError(f"--threads must be at least 1 (got {threads}).", 2)
     mf = resolve_model(model)
+    if mf.remote:
+        raise UserError("iberlite bench times a local GGUF model, not a remote openai:NAME one.", 2)
     with LlamaCppEngine(mf, n_threads=threads) as engine:
         device = fingerprint(engine.n_threads)
         what = "engine and direct llama-cpp-python, interleaved" if compare_direct else "engine"
