@@ -254,7 +254,7 @@ def test_hybrid_router_escalates_below_the_threshold(gemma_server):
     from iberlite.tasks.registry import load_task_specs
     from iberlite.data import load_docs
 
-    spec = next(s for s in load_task_specs(()) if s.name == "xstorycloze_es")
+    spec = load_task_specs(())["xstorycloze_es"]
     docs = load_docs(spec, DATA_DIR, 6)
     device = LlamaCppEngine(resolve_model("smollm2-135m"), n_threads=1, scoring="naive")
     cloud = OpenAIEngine("gemma3-270m", EndpointConfig(gemma_server))

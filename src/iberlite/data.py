@@ -189,6 +189,16 @@ def load_docs(
     return docs
 
 
+def doc_from_fields(spec: TaskSpec, fields: dict[str, Any], doc_id: str = "request") -> Doc:
+    """A document given as raw fields (a request at run time), preprocessed like the task's data."""
+    from .tasks.preprocess import apply_preprocess
+
+    try:
+        return Doc(id=doc_id, fields=apply_preprocess(spec.preprocess, dict(fields)))
+    except KeyError as exc:
+        raise UserError(f"Task {spec.name} needs the field {exc.args[0]!r} in the document.", 2) from None
+
+
 def count_docs(spec: TaskSpec, data_dir: Path) -> int | None:
     """How many documents the task has here, or None when its data files are missing."""
     try:

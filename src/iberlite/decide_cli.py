@@ -93,10 +93,12 @@ def route_command(console: Console, *, policy_path: Path, task: str, lang: str |
     from .engines.llamacpp import LlamaCppEngine
     from .engines.openai_http import EndpointConfig, OpenAIEngine
     from .router import HybridRouter
+    from .data import doc_from_fields
     from .tasks.registry import load_task_specs
+    from .tasks.render import render
 
     policy = Policy.load(policy_path)
-    specs = {s.name: s for s in load_task_specs(tasks_dirs)}
+    specs = load_task_specs(tasks_dirs)
     spec = specs.get(task)
     if spec is None:
         raise UserError(f"Unknown task {task!r}; `iberlite tasks` lists them.", 2)
@@ -111,17 +113,20 @@ def route_command(console: Console, *, policy_path: Path, task: str, lang: str |
             return OpenAIEngine(cloud_model.remote, EndpointConfig(base_url, api_key_env=api_key_env))
         return LlamaCppEngine(cloud_model, n_threads=threads)
 
+    doc = None
+    if spec.output == "multiple_choice":  # check the request before loading a model
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError:
+            pass
+        if not isinstance(doc, dict):
+            raise UserError(f"Task {task} is multiple choice: pass the document as a JSON object "
+                            "with the fields its prompt uses.", 2)
+        render(spec, doc_from_fields(spec, doc), with_target=False)
     device = LlamaCppEngine(resolve_model(policy.device_model), n_threads=threads)
     router = HybridRouter(policy, device, open_cloud)
     try:
-        if spec.output == "multiple_choice":
-            try:
-                doc = json.loads(text)
-            except json.JSONDecodeError:
-                doc = None
-            if not isinstance(doc, dict):
-                raise UserError(f"Task {task} is multiple choice: pass the document as a JSON object "
-                                "with the fields its prompt uses.", 2)
+        if doc is not None:
             ans = router.classify(spec, doc)
         else:
             ans = router.generate(text, spec.lang, task=spec.name)

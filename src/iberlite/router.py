@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .data import Doc, doc_from_fields
 from .engines.base import Engine, GenerationRequest, LoglikelihoodRequest
 from .errors import UserError
 from .metrics import choice_margin, mc_prediction
@@ -110,11 +111,11 @@ class HybridRouter:
             self._cloud = self._cloud()
         return self._cloud  # type: ignore[return-value]
 
-    def classify(self, task: TaskSpec, doc: dict) -> Answer:
-        """Answer one multiple-choice document of `task`."""
+    def classify(self, task: TaskSpec, doc: Doc | dict) -> Answer:
+        """Answer one multiple-choice document of `task` (a Doc, or its raw fields)."""
         if task.output != "multiple_choice":
             raise UserError(f"Task {task.name} is not multiple choice; use generate().", 2)
-        inst = render(task, doc)
+        inst = render(task, doc if isinstance(doc, Doc) else doc_from_fields(task, doc), with_target=False)
         route = self.policy.route(task.name, task.lang, task.output)
         reqs = [LoglikelihoodRequest(inst.context, inst.target_delimiter + c, group="route")
                 for c in inst.choices]

@@ -95,15 +95,19 @@ def _gold_index(spec: TaskSpec, doc: Doc, target: Any, choices: tuple[str, ...])
     return index
 
 
-def render(spec: TaskSpec, doc: Doc) -> Instance:
-    """Render one document: context, choices and gold for multiple choice, reference otherwise."""
+def render(spec: TaskSpec, doc: Doc, *, with_target: bool = True) -> Instance:
+    """Render one document: context, choices and gold for multiple choice, reference otherwise.
+
+    `with_target=False` renders a request that has no answer yet (routing at run time): the
+    gold is -1 for multiple choice and "" for generation.
+    """
     context = _evaluate(spec, "doc_to_text", spec.doc_to_text, doc) if spec.doc_to_text else ""
-    target = _evaluate(spec, "doc_to_target", spec.doc_to_target, doc)
+    target = _evaluate(spec, "doc_to_target", spec.doc_to_target, doc) if with_target else None
     if spec.output == "multiple_choice":
         choices = _choices(spec, doc)
-        gold: int | str = _gold_index(spec, doc, target, choices)
+        gold: int | str = _gold_index(spec, doc, target, choices) if with_target else -1
     else:
-        choices, gold = (), str(target)
+        choices, gold = (), str(target) if with_target else ""
     return Instance(
         task=spec.name,
         doc_id=doc.id,
