@@ -317,16 +317,16 @@ def rows_for(run: dict) -> list[dict]:
             base = {"model": m["name"], "types": m["tensor_types"], "task": task, "n": t["n_items"]}
             limit = t["engine_limit_items_per_s"]
             rows.append({**base, "system": "iberlite fast", "items_per_s": fast["items_per_s"],
-                         "items_per_cpu_s": fast["items_per_cpu_s"],
+                         "items_per_cpu_s": fast.get("items_per_cpu_s"),
                          "tokens_per_s": fast["tokens_per_s"], "tokens_per_item": fast["tokens_per_item"],
                          "peak_rss_bytes": ib["peak_rss_bytes"], "acc": fast["acc"]})
             rows.append({**base, "system": "iberlite naive", "items_per_s": t["naive"]["items_per_s"],
-                         "items_per_cpu_s": t["naive"]["items_per_cpu_s"],
+                         "items_per_cpu_s": t["naive"].get("items_per_cpu_s"),
                          "tokens_per_s": t["naive"]["tokens_per_s"],
                          "tokens_per_item": t["naive"]["tokens_per_item"],
                          "peak_rss_bytes": ib["peak_rss_bytes"], "acc": t["naive"]["acc"]})
             rows.append({**base, "system": "engine limit (pp512)", "items_per_s": limit,
-                         "items_per_cpu_s": t["engine_limit_items_per_cpu_s"],
+                         "items_per_cpu_s": t.get("engine_limit_items_per_cpu_s"),
                          "tokens_per_s": t["pp512"], "tokens_per_item": fast["tokens_per_item"],
                          "peak_rss_bytes": None, "acc": None})
             for bs, le in m.get("lm_eval", {}).items():
@@ -335,7 +335,7 @@ def rows_for(run: dict) -> list[dict]:
                     continue
                 ips = lt["n_items"] / lt["seconds"]
                 rows.append({**base, "system": f"lm-eval hf bs={bs}", "items_per_s": ips,
-                             "items_per_cpu_s": lt["n_items"] / lt["cpu_seconds"],
+                             "items_per_cpu_s": lt["n_items"] / lt["cpu_seconds"] if "cpu_seconds" in lt else None,
                              # lm-eval's work, counted as the naive path's tokens (llama.cpp tokenizer)
                              "tokens_per_s": ips * t["naive"]["tokens_per_item"],
                              "tokens_per_item": t["naive"]["tokens_per_item"],
@@ -349,7 +349,10 @@ def ratios_for(run: dict) -> list[dict]:
     out = []
     for m in run["models"]:
         for task, t in m["iberlite"]["tasks"].items():
-            fast, fast_cpu = t["fast"]["items_per_s"], t["fast"]["items_per_cpu_s"]
+            fast, fast_cpu = t["fast"]["items_per_s"], t["fast"].get("items_per_cpu_s")
+
+            def per_cpu(fast_rate, rate):  # None when the run predates CPU timing
+                return fast_rate / rate if fast_rate and rate else None
 
             def add(what, value, target, note="", cpu=None):
                 out.append({"model": m["name"], "task": task, "ratio": what, "value": value,
@@ -357,9 +360,9 @@ def ratios_for(run: dict) -> list[dict]:
                             "target": target, "met": None if target is None else value >= target})
 
             add("fast / engine limit", fast / t["engine_limit_items_per_s"], TARGETS["engine_limit"],
-                cpu=fast_cpu / t["engine_limit_items_per_cpu_s"])
+                cpu=per_cpu(fast_cpu, t.get("engine_limit_items_per_cpu_s")))
             add("fast / naive", fast / t["naive"]["items_per_s"], TARGETS["vs_naive"].get(task),
-                cpu=fast_cpu / t["naive"]["items_per_cpu_s"])
+                cpu=per_cpu(fast_cpu, t["naive"].get("items_per_cpu_s")))
             lm = m.get("lm_eval", {})
             best = [(bs, le["tasks"][task]) for bs, le in lm.items() if task in le.get("tasks", {})]
             if not best:
@@ -369,7 +372,7 @@ def ratios_for(run: dict) -> list[dict]:
                 if "Q4_1" in m["file_type"] else ""
             for bs, lt in best:
                 add(f"fast / lm-eval bs={bs}", fast / (lt["n_items"] / lt["seconds"]), target, note,
-                    cpu=fast_cpu / (lt["n_items"] / lt["cpu_seconds"]))
+                    cpu=per_cpu(fast_cpu, lt["n_items"] / lt["cpu_seconds"] if "cpu_seconds" in lt else None))
             low = min(lm[bs]["peak_rss_bytes"] for bs, _ in best)
             add("iberlite peak RSS / lm-eval's (its lowest)", m["iberlite"]["peak_rss_bytes"] / low, None)
             out[-1]["met"] = out[-1]["value"] <= TARGETS["rss_vs_lm_eval"]
@@ -389,7 +392,7 @@ def print_tables(runs: list[dict]) -> None:
         table.add_column(c, justify="left" if c in ("model", "tensor types", "task", "system") else "right")
     for r in rows:
         table.add_row(r["model"], r["types"], r["task"], str(r["n"]), r["system"],
-                      f"{r['items_per_s']:.2f}", f"{r['items_per_cpu_s']:.2f}", f"{r['tokens_per_s']:.0f}",
+                      f"{r['items_per_s']:.2f}", f"{r['items_per_cpu_s']:.2f}" if r["items_per_cpu_s"] else "-", f"{r['tokens_per_s']:.0f}",
                       f"{r['tokens_per_item']:.1f}",
                       f"{r['peak_rss_bytes'] / 2**20:.0f}" if r["peak_rss_bytes"] else "-",
                       f"{r['acc']:.3f}" if r["acc"] is not None else "-")
