@@ -1,0 +1,176 @@
+"""Why fast and naive logprobs differ: which layout change moves a sequence's logprob.
+
+One sequence (the first XStoryCloze-es item, first ending) is scored alone from a cleared
+cache, then again with one thing changed, with flash attention on and off:
+
+* ``rows+m``: m rows of another sequence appended to the same batch (same cells, bigger batch:
+  tests whether the matmul kernels give a row the same result whatever the batch size);
+* ``cells+m``: the KV cells shifted by m (another sequence decoded first; same batch);
+* ``split``: the context decoded in one call and the rest in a second call (same cells);
+
+and over ``--items`` items, each choice scored by the engine's ``fast`` and ``naive`` paths and
+by ``rewind``: the shared prefix decoded once at cells 0.., then each choice's remaining tokens
+decoded alone right after it (cell = position), compared with every choice alone from a
+cleared cache. Differences are in nats on the summed continuation logprob.
+
+    python benchmarks/mc_numerics.py --data-dir ../shared/data --models smollm2-135m@Q8_0,gemma3-270m
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mc_throughput import REPO, load_instances, model_file  # noqa: E402
+
+
+class Probe:
+    """Direct decodes on an engine's context: rows are (token, position, sequence id)."""
+
+    def __init__(self, engine) -> None:
+        import llama_cpp
+
+        self.ll, self.eng = llama_cpp, engine
+
+    def clear(self) -> None:
+        self.ll.llama_memory_clear(self.eng._mem, True)
+
+    def decode(self, rows, want=()) -> dict[int, np.ndarray]:
+        """Decode rows in one call; logits rows for the positions in `want` (sequence 0)."""
+        b, want = self.eng._batch, set(want)
+        for i, (tok, pos, seq) in enumerate(rows):
+            b.token[i], b.pos[i], b.n_seq_id[i] = tok, pos, 1
+            b.seq_id[i][0] = seq
+            b.logits[i] = seq == 0 and pos in want
+        b.n_tokens = len(rows)
+        if self.ll.llama_decode(self.eng._ctx, b) != 0:
+            raise RuntimeError("llama_decode failed")
+        return {pos: np.ctypeslib.as_array(self.ll.llama_get_logits_ith(self.eng._ctx, i),
+                                           shape=(self.eng.n_vocab,)).copy()
+                for i, (_, pos, seq) in enumerate(rows) if seq == 0 and pos in want}
+
+
+def _logprob(rows: dict[int, np.ndarray], tokens: list[int], start: int) -> float:
+    from iberlite.engines.llamacpp import _log_softmax_at
+
+    return sum(_log_softmax_at(rows[p], [tokens[p + 1]])[0][0] for p in range(start - 1, len(tokens) - 1))
+
+
+def layout_effects(probe: Probe, tokens: list[int], start: int, filler: list[int]) -> dict[str, float]:
+    want = range(start - 1, len(tokens) - 1)
+    seq = [(t, p, 0) for p, t in enumerate(tokens)]
+    probe.clear()
+    alone = _logprob(probe.decode(seq, want), tokens, start)
+    out = {}
+    for m in (1, 2, 3, 8, 16, 32, 64):
+        other = [(t, p, 1) for p, t in enumerate(filler[:m])]
+        probe.clear()
+        out[f"rows+{m}"] = _logprob(probe.decode(seq + other, want), tokens, start) - alone
+        probe.clear()
+        probe.decode(other)
+        out[f"cells+{m}"] = _logprob(probe.decode(seq, want), tokens, start) - alone
+    probe.clear()
+    rows = probe.decode(seq[:start - 1], want)
+    rows.update(probe.decode(seq[start - 1:], want))
+    out["split"] = _logprob(rows, tokens, start) - alone
+    return out
+
+
+def _shared(seqs: list[list[int]]) -> int:
+    n = min(len(s) for s in seqs)
+    k = next((k for k in range(n) if any(s[k] != seqs[0][k] for s in seqs)), n)
+    return min(k, n - 1)  # every choice keeps at least one token of its own
+
+
+def rewind_vs_alone(probe: Probe, pairs: list[tuple[list[int], int]]) -> tuple[list[float], list[float]]:
+    """Logprobs of an item's choices: each alone from a cleared cache, and by rewind."""
+    alone = []
+    for tokens, start in pairs:
+        probe.clear()
+        rows = probe.decode([(t, p, 0) for p, t in enumerate(tokens)], range(start - 1, len(tokens) - 1))
+        alone.append(_logprob(rows, tokens, start))
+    k = _shared([t for t, _ in pairs])
+    probe.clear()
+    first = pairs[0][0]
+    prefix_rows = probe.decode([(t, p, 0) for p, t in enumerate(first[:k])],
+                               range(min(s for _, s in pairs) - 1, k))
+    rewind = []
+    for tokens, start in pairs:
+        probe.ll.llama_memory_seq_rm(probe.eng._mem, 0, k, -1)
+        rows = dict(prefix_rows)
+        rows.update(probe.decode([(tokens[p], p, 0) for p in range(k, len(tokens))],
+                                 range(max(k, start - 1), len(tokens) - 1)))
+        rewind.append(_logprob(rows, tokens, start))
+    return alone, rewind
+
+
+def _summary(a: list[float], b: list[float]) -> dict:
+    d = [abs(x - y) for x, y in zip(a, b)]
+    return {"max": max(d), "median": statistics.median(d), "exact": sum(x == 0 for x in d),
+            "below_1e-3": sum(x < 1e-3 for x in d), "n": len(d)}
+
+
+def run_model(name: str, data_dir: Path, items: int, threads: int) -> list[dict]:
+    from iberlite.engines.llamacpp import LlamaCppEngine
+    from mc_throughput import _requests
+
+    mf = model_file(name, threads)
+    insts = load_instances("xstorycloze_es", data_dir, items)
+    reqs = _requests(insts)
+    out = []
+    for fa in (1, 0):
+        with LlamaCppEngine(mf, n_threads=threads, context_overrides={"flash_attn_type": fa}) as eng:
+            probe = Probe(eng)
+            tokens, start = eng._encode_pair(insts[0].context, " " + insts[0].choices[0])
+            filler = [eng.bos] + eng.tokenize(" uno dos tres" * 40, add_special=False)
+            row = {"model": mf.name, "flash_attn": bool(fa),
+                   "layout": layout_effects(probe, tokens, start, filler)}
+            alone, rewind = [], []
+            for inst in insts:
+                a, r = rewind_vs_alone(probe, [eng._encode_pair(inst.context, inst.target_delimiter + c)
+                                               for c in inst.choices])
+                alone += a
+                rewind += r
+            scored = {}
+            for mode in ("fast", "naive"):
+                eng.scoring = mode
+                scored[mode] = [r.logprob for r in eng.loglikelihood(reqs)]
+            row["rewind_vs_alone"] = _summary(rewind, alone)
+            row["fast_vs_naive"] = _summary(scored["fast"], scored["naive"])
+            row["naive_vs_alone"] = _summary(scored["naive"], alone)
+            out.append(row)
+            print(json.dumps(row), flush=True)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default="smollm2-135m,smollm2-135m@Q8_0,gemma3-270m")
+    ap.add_argument("--items", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--data-dir", type=Path, default=Path("data"))
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "mc_numerics.json")
+    args = ap.parse_args()
+    rows = [r for m in args.models.split(",") for r in run_model(m.strip(), args.data_dir, args.items, args.threads)]
+    print(f"\n{'model':20} {'FA':3} {'rows+1':>8} {'rows+3':>8} {'cells+1':>8} {'cells+8':>8} "
+          f"{'cells+32':>8} {'cells+64':>8} {'split':>8} | rewind=alone  fast~naive max")
+    for r in rows:
+        lay = r["layout"]
+        rw, fn = r["rewind_vs_alone"], r["fast_vs_naive"]
+        print(f"{r['model']:20} {'on' if r['flash_attn'] else 'off':3} "
+              + " ".join(f"{lay[k]:+8.1e}" for k in ("rows+1", "rows+3", "cells+1", "cells+8",
+                                                      "cells+32", "cells+64", "split"))
+              + f" | {rw['exact']:>3}/{rw['n']} exact  {fn['max']:.2e}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
