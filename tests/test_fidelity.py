@@ -47,10 +47,10 @@ def agreements(tmp_path_factory):
     local = write_task_dir(list(CASES), DATA_DIR, work / "tasks")
     out = {}
     for task, (n, kind, delim) in CASES.items():
-        run_lm_eval(model, [local[task]], work / "tasks", n, work / f"lm_{task}", n_threads=2,
+        run_lm_eval(model, [local[task]], work / "tasks", n, work / f"lm_{task}", n_threads=1,
                     log=work / "lm_eval.log")
         ref = read_samples(work / f"lm_{task}", task)
-        ours = run_iberlite("transformers", MODEL, [task], n, DATA_DIR, work / task, 2,
+        ours = run_iberlite("transformers", MODEL, [task], n, DATA_DIR, work / task, 1,
                             {task: delim})[task]
         out[task] = compare(ref, ours, kind)
     return out
