@@ -11,6 +11,7 @@ from .records import SystemRun, from_store
 def run_iberlite(engine: str, model: str, tasks: list[str], limit: int, data_dir: Path,
                  work: Path, threads: int, delimiters: dict[str, str]) -> dict[str, SystemRun]:
     """`iberlite run` with `engine` into a scratch DB in `work`; the stored items per task."""
+    work.mkdir(parents=True, exist_ok=True)
     db = work / f"{engine}.db"
     result = run(RunSpec(models=(model,), tasks=tuple(tasks), limit=limit, data_dir=data_dir,
                          db=db, n_threads=threads, engine=engine))
