@@ -16,10 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -e .
 	touch $@
 
-# Test tools and every optional extra, so CI exercises all of it. The report test drives
+# Test tools and every optional extra (the reference extra brings torch CPU, transformers and
+# lm-eval for the fidelity tests), so CI exercises all of it. The report test drives
 # Debian's Chromium through Playwright (never `playwright install`: it downloads a browser).
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -e '.[test]'
+	$(PIP) install -e '.[test,reference]'
 	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
 	touch $@
 
