@@ -6,7 +6,7 @@ says so. Money is in the profile's `currency`; tokens are priced per million.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
@@ -53,8 +53,6 @@ class CostProfile:
         return hw + self.device_fixed_monthly
 
     def to_dict(self) -> dict:
-        from dataclasses import asdict
-
         return asdict(self)
 
 

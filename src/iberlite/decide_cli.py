@@ -17,7 +17,7 @@ from .analysis.routing import Decision, Option, decide, load_pairs
 from .cost_profile import load_profile
 from .errors import UserError
 from .router import Policy, Route
-from .store import Store
+from .store import Store, json_safe
 
 
 def _money(x: float, currency: str) -> str:
@@ -81,9 +81,7 @@ def decide_command(console: Console, *, device: str, cloud: str, profile_path: P
     )
     policy.save(policy_out)
     if json_out:
-        from .store import _finite
-
-        json_out.write_text(json.dumps(_finite([d.to_dict() for d in decisions]), indent=2) + "\n")
+        json_out.write_text(json.dumps(json_safe([d.to_dict() for d in decisions]), indent=2) + "\n")
     console.print(f"Decision {decision_id} stored in {db}; policy written to {policy_out}.")
 
 

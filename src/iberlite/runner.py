@@ -8,7 +8,6 @@ signatures, from the stored items).
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence

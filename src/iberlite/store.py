@@ -281,7 +281,7 @@ class Store:
             "INSERT INTO decisions (created_at, command, device_model, cloud_model, min_accuracy, "
             "profile_json, decisions_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (time.time(), command, device, cloud, min_accuracy, json.dumps(profile),
-             json.dumps(_finite(decisions))),
+             json.dumps(json_safe(decisions))),
         )
         self.db.commit()
         return int(cur.lastrowid)
@@ -300,13 +300,13 @@ def _item_from_row(r: dict[str, Any]) -> ItemRecord:
     return ItemRecord(**kwargs)
 
 
-def _finite(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe copy: infinities and NaN become null (browsers reject them in JSON)."""
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 

@@ -29,9 +29,6 @@ from .. import metrics
 from ..cost_profile import CostProfile
 from ..errors import UserError
 
-ACTIONS = ("device", "cloud", "cascade")
-
-
 @dataclass(frozen=True)
 class PairedItem:
     """One item answered by both models, with what each answer cost."""
