@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -48,11 +49,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(url: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
+def wait_for(url: str, proc: subprocess.Popen, log, timeout: float = 300.0) -> None:
     t0 = time.time()
     while time.time() - t0 < timeout:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+            log.seek(0)
+            raise RuntimeError(f"server exited with {proc.returncode}: {log.read().decode()[-2000:]}")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -62,8 +64,11 @@ def wait_for(url: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
 
 
 def start(cmd: list[str], port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_for(f"http://127.0.0.1:{port}/v1/models", proc)
+    # The server's log goes to a file: a pipe nobody reads fills up and blocks llama.cpp's
+    # verbose loader.
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    wait_for(f"http://127.0.0.1:{port}/v1/models", proc, log)
     return proc
 
 
