@@ -144,6 +144,7 @@ def run_iberlite(engine, instances, chunk_size: int) -> dict:
     seconds = dict.fromkeys(modes, 0.0)
     cpu = dict.fromkeys(modes, 0.0)  # process CPU time: less sensitive to other processes
     tokens = dict.fromkeys(modes, 0.0)
+    rows = dict.fromkeys(modes, 0)  # decoded rows, the alignment padding included
     lps: dict[str, list[tuple[float, ...]]] = {m: [] for m in modes}
     pp: list[float] = []
     warm = instances[:chunk_size]
@@ -156,10 +157,11 @@ def run_iberlite(engine, instances, chunk_size: int) -> dict:
         reqs = _requests(chunk)
         for mode in (modes if k % 2 == 0 else modes[::-1]):
             engine.scoring = mode
-            t0, c0 = time.perf_counter(), time.process_time()
+            t0, c0, r0 = time.perf_counter(), time.process_time(), engine.decoded_rows
             results = engine.loglikelihood(reqs)
             seconds[mode] += time.perf_counter() - t0
             cpu[mode] += time.process_time() - c0
+            rows[mode] += engine.decoded_rows - r0
             tokens[mode] += sum(r.eval_tokens for r in results)
             it = iter(results)
             lps[mode].extend(tuple(next(it).logprob for _ in inst.choices) for inst in chunk)
@@ -178,6 +180,7 @@ def run_iberlite(engine, instances, chunk_size: int) -> dict:
             "items_per_cpu_s": n / cpu[mode],
             "tokens_per_s": tokens[mode] / seconds[mode],
             "tokens_per_item": tokens[mode] / n,
+            "rows_per_item": rows[mode] / n,
             "acc": sum(p == inst.gold for p, inst in zip(preds, instances)) / n,
             "predictions": preds,
             "logprobs": lps[mode],
@@ -319,11 +322,13 @@ def rows_for(run: dict) -> list[dict]:
             rows.append({**base, "system": "iberlite fast", "items_per_s": fast["items_per_s"],
                          "items_per_cpu_s": fast.get("items_per_cpu_s"),
                          "tokens_per_s": fast["tokens_per_s"], "tokens_per_item": fast["tokens_per_item"],
+                         "rows_per_item": fast.get("rows_per_item"),
                          "peak_rss_bytes": ib["peak_rss_bytes"], "acc": fast["acc"]})
             rows.append({**base, "system": "iberlite naive", "items_per_s": t["naive"]["items_per_s"],
                          "items_per_cpu_s": t["naive"].get("items_per_cpu_s"),
                          "tokens_per_s": t["naive"]["tokens_per_s"],
                          "tokens_per_item": t["naive"]["tokens_per_item"],
+                         "rows_per_item": t["naive"].get("rows_per_item"),
                          "peak_rss_bytes": ib["peak_rss_bytes"], "acc": t["naive"]["acc"]})
             rows.append({**base, "system": "engine limit (pp512)", "items_per_s": limit,
                          "items_per_cpu_s": t.get("engine_limit_items_per_cpu_s"),
@@ -388,12 +393,13 @@ def print_tables(runs: list[dict]) -> None:
     rows = [r for run in runs for r in rows_for(run)]
     table = Table(title="Multiple-choice throughput (same items, same GGUF file)")
     for c in ("model", "tensor types", "task", "n", "system", "items/s", "items/CPU-s", "tokens/s",
-              "tok/item", "peak RSS MB", "acc"):
+              "tok/item", "rows/item", "peak RSS MB", "acc"):
         table.add_column(c, justify="left" if c in ("model", "tensor types", "task", "system") else "right")
     for r in rows:
         table.add_row(r["model"], r["types"], r["task"], str(r["n"]), r["system"],
                       f"{r['items_per_s']:.2f}", f"{r['items_per_cpu_s']:.2f}" if r["items_per_cpu_s"] else "-", f"{r['tokens_per_s']:.0f}",
                       f"{r['tokens_per_item']:.1f}",
+                      f"{r['rows_per_item']:.1f}" if r.get("rows_per_item") else "-",
                       f"{r['peak_rss_bytes'] / 2**20:.0f}" if r["peak_rss_bytes"] else "-",
                       f"{r['acc']:.3f}" if r["acc"] is not None else "-")
     console.print(table)

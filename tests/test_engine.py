@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +12,13 @@ import pytest
 from iberlite.catalog import resolve_model
 from iberlite.engines.base import GenerationRequest, LoglikelihoodRequest
 from iberlite.engines.llamacpp import LlamaCppEngine
+from iberlite.metrics import mc_prediction
+from iberlite.runner import RunSpec, plan
 
 pytestmark = pytest.mark.slow
+
+DATA_DIR = Path(os.environ.get("IBERLITE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+needs_data = pytest.mark.skipif(not DATA_DIR.is_dir(), reason=f"evaluation data not found at {DATA_DIR}")
 
 CTX = "Me volví fan de Ley y Orden en 2011. Me estaba recuperando de un ataque cerebral."
 ENDINGS = (" Al final, los vi todos.", " Creo que es la peor serie que se ha hecho.")
@@ -19,9 +26,7 @@ ENDINGS = (" Al final, los vi todos.", " Creo que es la peor serie que se ha hec
 
 @pytest.fixture(scope="module", params=["smollm2-135m", "gemma3-270m"])
 def engine(request):
-    # flash attention off: the reference below (llama-cpp-python's high-level Llama) runs
-    # without it, and the two attention kernels round differently
-    eng = LlamaCppEngine(resolve_model(request.param), context_overrides={"flash_attn_type": 0})
+    eng = LlamaCppEngine(resolve_model(request.param))
     yield eng
     eng.close()
 
@@ -98,20 +103,41 @@ def test_generation_is_deterministic(engine):
     assert engine.generate([req])[0].text == engine.generate([req])[0].text
 
 
-def test_fast_and_naive_scoring_agree_on_predictions(engine):
-    """The shared-prefix path scores the same items as the plain one (see docs/engine.md
-    for why the logprobs themselves are not bit-identical on llama.cpp's CPU kernels)."""
-    reqs = [LoglikelihoodRequest(CTX, e, group="item") for e in ENDINGS]
-    fast = engine.loglikelihood(reqs)
-    engine.scoring = "naive"
+def _scores(engine: LlamaCppEngine, reqs, scoring: str):
+    engine.scoring = scoring
     try:
-        naive = engine.loglikelihood(reqs)
+        return engine.loglikelihood(reqs)
     finally:
         engine.scoring = "fast"
+
+
+@needs_data
+@pytest.mark.parametrize("task", ["xstorycloze_es", "xnli_es"])
+def test_fast_and_naive_scoring_agree_on_real_items(engine, task):
+    """The shared-prefix path gives every choice the logprob that scoring it from scratch
+    gives (within 1e-3; the aligned layout makes them identical on this CPU), so the
+    predictions are the same, while fewer tokens go through the model. XNLI items have an
+    empty context: their choices share the premise only as a token prefix."""
+    _, tasks = plan(RunSpec(models=("smollm2-135m",), tasks=(task,), limit=24, data_dir=DATA_DIR))
+    insts = tasks[0].instances
+    reqs = [LoglikelihoodRequest(i.context, i.target_delimiter + c, group=str(k))
+            for k, i in enumerate(insts) for c in i.choices]
+    fast, naive = _scores(engine, reqs, "fast"), _scores(engine, reqs, "naive")
     assert [r.n_tokens for r in fast] == [r.n_tokens for r in naive]
-    assert int(np.argmax([r.logprob for r in fast])) == int(np.argmax([r.logprob for r in naive]))
-    # the shared prefix is evaluated once: fewer tokens go through the model
-    assert sum(r.eval_tokens for r in fast) < sum(r.eval_tokens for r in naive)
+    diffs = [abs(f.logprob - n.logprob) for f, n in zip(fast, naive)]
+    assert max(diffs) < 1e-3, max(diffs)
+
+    def preds(results):
+        it = iter(r.logprob for r in results)
+        return [mc_prediction([next(it) for _ in i.choices]) for i in insts]
+
+    assert preds(fast) == preds(naive)
+    # one choice on its own, from a cleared cache, scores the same as inside a pack
+    for k in (0, len(reqs) // 2, len(reqs) - 1):
+        alone = engine.loglikelihood([reqs[k]])[0]
+        assert abs(alone.logprob - fast[k].logprob) < 1e-3
+    # the shared prefix is evaluated once: far fewer tokens go through the model
+    assert sum(r.eval_tokens for r in fast) < 0.8 * sum(r.eval_tokens for r in naive)
 
 
 def test_corrupt_gguf_is_a_user_error(tmp_path):

@@ -308,12 +308,9 @@ def bench_engine(engine: "LlamaCppEngine", *, pp: int = 512, tg: int = 128, reps
 
 
 def open_direct(model_path: Path, *, n_threads: int, n_ctx: int = 4096, n_batch: int = 512,
-                flash_attn: bool = True):
-    """llama-cpp-python's high-level ``Llama`` set up like the engine's context.
-
-    ``flash_attn=True`` because the engine leaves llama.cpp's default (``auto``), which
-    resolves to enabled on CPU; ``Llama`` can only say on or off and defaults to off.
-    """
+                flash_attn: bool = False):
+    """llama-cpp-python's high-level ``Llama`` set up like the engine's context (flash
+    attention off, as the engine runs it: see ALIGN in engines/llamacpp.py)."""
     import llama_cpp
     from llama_cpp import _logger
 
@@ -325,7 +322,7 @@ def open_direct(model_path: Path, *, n_threads: int, n_ctx: int = 4096, n_batch:
 
 
 def direct_reference(model_path: Path, *, pp: int = 512, tg: int = 128, reps: int = 5,
-                     n_threads: int, warmup: int = 1, n_ctx: int = 4096, flash_attn: bool = True,
+                     n_threads: int, warmup: int = 1, n_ctx: int = 4096, flash_attn: bool = False,
                      model_name: str | None = None,
                      progress: Callable[[str], None] | None = None) -> list[BenchResult]:
     """The same measurement through llama-cpp-python's ``Llama.eval`` (independent path)."""
@@ -344,7 +341,7 @@ def direct_reference(model_path: Path, *, pp: int = 512, tg: int = 128, reps: in
 
 
 def bench_compare(engine: "LlamaCppEngine", *, pp: int = 512, tg: int = 128, reps: int = 5,
-                  warmup: int = 1, flash_attn: bool = True,
+                  warmup: int = 1, flash_attn: bool = False,
                   progress: Callable[[str], None] | None = None
                   ) -> tuple[list[BenchResult], list[BenchResult]]:
     """Engine and direct ``Llama`` on the engine's model, repetitions interleaved.

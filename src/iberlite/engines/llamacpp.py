@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
-from pathlib import Path
 
 import numpy as np
 
@@ -98,6 +97,43 @@ def _log_softmax_at(row: np.ndarray, tokens: list[int]) -> tuple[list[float], in
     return [float(row[t]) - lse for t in tokens], top
 
 
+ALIGN = 8
+"""Scoring lays tokens out in blocks of ALIGN rows and KV cells.
+
+llama.cpp's CPU kernels give a token bit-identical results wherever it is packed only when
+(measured with benchmarks/mc_numerics.py, flash attention off, AVX2):
+
+* its KV cell equals its position modulo 8, and the cells it attends to fall into blocks of 8
+  exactly as they would alone: attention sums cells in 8-wide SIMD lanes and blocks, so a
+  sequence segment starts at a block boundary, and a shared prefix is shared only up to its
+  last whole block (the rest is repeated in each choice's segment);
+* every decode has a multiple of 4 rows and of 4 output rows: the repacked K-quant GEMM takes
+  rows in fours and the remainder through another kernel.
+
+With that, fast and naive scoring, and a sequence scored alone, agree exactly."""
+
+
+@dataclass(frozen=True, eq=False)
+class _Segment:
+    """Entries that take consecutive KV cells, starting at a position that is a multiple of
+    ALIGN (a shared prefix comes before the choices that continue it)."""
+
+    entries: list[_Entry]
+
+
+def _padding(cursor: int) -> int:
+    """Rows of padding that bring the next segment to a block boundary."""
+    return -cursor % ALIGN
+
+
+def _layout_len(segments: list[_Segment]) -> int:
+    """Rows the aligned layout of `segments` takes, padding included."""
+    n = 0
+    for seg in segments:
+        n += _padding(n) + len(seg.entries)
+    return n
+
+
 class LlamaCppEngine:
     """llama.cpp in-process: loglikelihood with shared-prefix packing, greedy generation."""
 
@@ -114,6 +150,8 @@ class LlamaCppEngine:
         prefix_cache: bool = False,
         context_overrides: dict[str, object] | None = None,
     ) -> None:
+        if n_batch % ALIGN:
+            raise UserError(f"n_batch must be a multiple of {ALIGN}; got {n_batch}.", 2)
         if scoring not in SCORING_MODES:
             raise UserError(f"Unknown scoring {scoring!r}; valid: {', '.join(SCORING_MODES)}.", 2)
         ll = _llama()
@@ -125,6 +163,7 @@ class LlamaCppEngine:
         self.seed, self.scoring = seed, scoring
         self.prefix_cache = prefix_cache
         self._cached: list[int] = []  # tokens whose KV sits in sequence 0 (generation only)
+        self.decoded_rows = 0  # rows the scorers decoded, padding included (benchmarks read it)
         t0 = time.perf_counter()
         ll.llama_backend_init()
         mparams = ll.llama_model_default_params()
@@ -142,9 +181,13 @@ class LlamaCppEngine:
         cparams.n_threads_batch = self.n_threads
         cparams.kv_unified = True  # sequences share one cache, so a shared prefix is stored once
         cparams.swa_full = True  # sliding-window models (Gemma 3) keep every position for all seqs
+        # Flash attention groups queries by decode, so a token's logprob would depend on what
+        # else its decode holds; without it the aligned layout makes scores batch-invariant.
+        cparams.flash_attn_type = ll.LLAMA_FLASH_ATTN_TYPE_DISABLED
         cparams.no_perf = False
         for key, value in (context_overrides or {}).items():  # experiments and benchmarks
             setattr(cparams, key, value)
+        self.layout = f"align{ALIGN},flash_attn={cparams.flash_attn_type}"  # part of the eval key
         self._ctx = ll.llama_init_from_model(self._model, cparams)
         if not self._ctx:
             ll.llama_model_free(self._model)
@@ -211,7 +254,7 @@ class LlamaCppEngine:
             tokens, start = self._encode_pair(req.context, req.continuation)
             seq = _Seq(req=i, tokens=tokens, start=start)
             same = self.scoring == "fast" and req.group and req.group == last_group
-            if same and len(groups[-1]) < self.n_seq_max:
+            if same and len(groups[-1]) < self.n_seq_max - 1:  # the last id pads
                 groups[-1].append(seq)
             else:
                 groups.append([seq])
@@ -220,14 +263,10 @@ class LlamaCppEngine:
         greedy = [True] * len(requests)
         cost_tokens = [0.0] * len(requests)
         cost_ms = [0.0] * len(requests)
-        for pack in self._packs(groups):
-            entries: list[_Entry] = []
-            first_id = 0  # sequence ids are unique across the groups of a pack
-            for gi, g in pack:
-                entries.extend(self._group_entries(g, gi, first_id))
-                first_id += len(g)
+        for pack, segments in self._packs(groups):
+            entries = self._layout(segments)
             group_ms = self._run_entries(entries, logprob, greedy)
-            n_unique = Counter(e.group for e in entries)
+            n_unique = Counter(e.group for e in entries)  # padding (group -1) is not counted
             for gi, g in pack:
                 for s in g:
                     cost_tokens[s.req] = n_unique[gi] / len(g)
@@ -248,10 +287,6 @@ class LlamaCppEngine:
             for s in seqs
         ]
 
-    def _unique_tokens(self, group: list[_Seq]) -> int:
-        shared = self._shared_len(group)
-        return shared + sum(len(s.tokens) - shared for s in group)
-
     @staticmethod
     def _shared_len(group: list[_Seq]) -> int:
         """Length of the longest common token prefix of the group's sequences."""
@@ -266,58 +301,95 @@ class LlamaCppEngine:
         return n
 
     def _packs(self, groups: list[list[_Seq]]):
-        """Greedily fill packs up to n_batch tokens, n_seq_max sequences and n_ctx KV cells."""
+        """Greedily fill packs (yielded with their segments) whose aligned layout fits one n_batch decode and n_seq_max - 1
+        sequences (the last id is the padding's); a group too big for one decode goes alone."""
         pack: list[tuple[int, list[_Seq]]] = []
-        tokens = seqs = 0
+        segs: list[_Segment] = []
+        seqs = 0
         for gi, g in enumerate(groups):
-            n = self._unique_tokens(g)
-            if pack and (tokens + n > self.n_batch or seqs + len(g) > self.n_seq_max):
-                yield pack
-                pack, tokens, seqs = [], 0, 0
+            mine = self._group_segments(g, gi, seqs)
+            full = seqs + len(g) > self.n_seq_max - 1
+            if pack and (full or _layout_len(segs + mine) > self.n_batch):
+                yield pack, segs
+                pack, seqs = [], 0
+                mine = self._group_segments(g, gi, 0)  # sequence ids restart in a new pack
+                segs = []
             pack.append((gi, g))
-            tokens += n
+            segs += mine
             seqs += len(g)
         if pack:
-            yield pack
+            yield pack, segs
 
-    def _group_entries(self, group: list[_Seq], gi: int, first_id: int) -> list[_Entry]:
+    def _group_segments(self, group: list[_Seq], gi: int, first_id: int) -> list[_Segment]:
         """Tokens to evaluate for one group: the shared prefix once, then each suffix.
 
         The logits at position p predict token p+1; a position is requested only when some
         sequence scores the token after it.
         """
         shared = self._shared_len(group)
+        if len(group) > 1:
+            shared -= shared % ALIGN  # shared in whole blocks only (see ALIGN)
         ids = tuple(range(first_id, first_id + len(group)))
-        entries = [_Entry(token=t, pos=p, seq_ids=ids, group=gi)
-                   for p, t in enumerate(group[0].tokens[:shared])]
-        for j, s in enumerate(group):
-            for p in range(shared, len(s.tokens)):
-                entries.append(_Entry(token=s.tokens[p], pos=p, seq_ids=(ids[j],), group=gi))
+        prefix = [_Entry(token=t, pos=p, seq_ids=ids, group=gi)
+                  for p, t in enumerate(group[0].tokens[:shared])]
+        suffixes = [[_Entry(token=s.tokens[p], pos=p, seq_ids=(ids[j],), group=gi)
+                     for p in range(shared, len(s.tokens))] for j, s in enumerate(group)]
         by_key = {}
-        for e in entries:
+        for e in prefix + [e for suf in suffixes for e in suf]:
             for sid in e.seq_ids:
                 by_key[(sid - first_id, e.pos)] = e
         for j, s in enumerate(group):
             for p in range(s.start - 1, len(s.tokens) - 1):
                 by_key[(j, p)].targets.append((s.req, s.tokens[p + 1]))
+        return [_Segment(part) for part in [prefix, *suffixes] if part]
+
+    def _pad_entry(self, pos: int) -> _Entry:
+        return _Entry(token=self.bos, pos=pos, seq_ids=(self.n_seq_max - 1,), group=-1)
+
+    def _layout(self, segments: list[_Segment]) -> list[_Entry]:
+        """The pack's entries in decode order, each segment padded to start at a block
+        boundary, so every token's KV cell (its index) equals its position modulo ALIGN."""
+        entries: list[_Entry] = []
+        n_pad = 0  # the padding is one sequence, so its positions run on
+        for seg in segments:
+            pad = _padding(len(entries))
+            entries.extend(self._pad_entry(n_pad + k) for k in range(pad))
+            entries.extend(seg.entries)
+            n_pad += pad
         return entries
 
-    def _run_entries(self, entries: list[_Entry], logprob: list[float], greedy: list[bool]) -> dict[int, float]:
-        """Decode a pack in n_batch chunks; accumulate scores; return wall ms per group."""
+    def _run_entries(self, entries: list[_Entry], logprob: list[float], greedy: list[bool],
+                     tops: dict[int, tuple[int, float]] | None = None) -> dict[int, float]:
+        """Decode a laid-out pack in n_batch chunks; accumulate scores; return wall ms per group.
+        With `tops`, also note each target's most likely token and its logprob there.
+
+        Each chunk is padded to a multiple of ALIGN rows and asks for logits at a multiple
+        of ALIGN rows, so every row goes through the same kernels whatever the pack holds.
+        """
         ll = self._ll
         ll.llama_memory_clear(self._mem, True)  # generation may have left a prefix behind
         group_ms: dict[int, float] = {}
         b = self._batch
-        for start in range(0, len(entries), self.n_batch):
+        n_pad = sum(e.group < 0 for e in entries)
+        for start in range(0, len(entries), self.n_batch):  # n_batch is a multiple of ALIGN
             chunk = entries[start:start + self.n_batch]
+            chunk += [self._pad_entry(n_pad + k) for k in range(-len(chunk) % ALIGN)]
+            want = [bool(e.targets) for e in chunk]
+            extra = -sum(want) % ALIGN
+            for i in sorted(range(len(chunk)), key=lambda i: chunk[i].group >= 0):
+                if extra == 0:
+                    break
+                if not want[i]:
+                    want[i], extra = True, extra - 1
             for i, e in enumerate(chunk):
                 b.token[i] = e.token
                 b.pos[i] = e.pos
                 b.n_seq_id[i] = len(e.seq_ids)
                 for k, sid in enumerate(e.seq_ids):
                     b.seq_id[i][k] = sid
-                b.logits[i] = 1 if e.targets else 0
+                b.logits[i] = want[i]
             b.n_tokens = len(chunk)
+            self.decoded_rows += len(chunk)
             t0 = time.perf_counter()
             rc = ll.llama_decode(self._ctx, b)
             if rc != 0:
@@ -332,12 +404,14 @@ class LlamaCppEngine:
                     logprob[req] += lp
                     if top != tok:
                         greedy[req] = False
+                if tops is not None:
+                    top_lp = _log_softmax_at(row, [top])[0][0]
+                    tops.update((req, (top, top_lp)) for req, _ in e.targets)
             elapsed = (time.perf_counter() - t0) * 1000
-            counts: dict[int, int] = {}
-            for e in chunk:
-                counts[e.group] = counts.get(e.group, 0) + 1
+            counts = Counter(e.group for e in chunk if e.group >= 0)
+            real = sum(counts.values())  # padding's time is shared by the groups it serves
             for g, c in counts.items():
-                group_ms[g] = group_ms.get(g, 0.0) + elapsed * c / len(chunk)
+                group_ms[g] = group_ms.get(g, 0.0) + elapsed * c / real
         ll.llama_memory_clear(self._mem, True)
         self._cached = []
         return group_ms
@@ -449,8 +523,8 @@ class LlamaCppEngine:
         """Every token of `text` (BOS excluded) with its logprob given the tokens before it and
         the most likely token at its position; the first token has no logprob without BOS.
 
-        One sequence from a cleared cache, logits at every position: the same numbers the
-        naive scorer gives a continuation that starts at that token.
+        One sequence in the scorers' aligned layout, logits at every position: the same
+        numbers the fast and naive scorers give a continuation that starts at that token.
         """
         tokens = self.tokenize(text)
         if len(tokens) > self.n_ctx:
@@ -458,32 +532,13 @@ class LlamaCppEngine:
         entries = [_Entry(token=t, pos=p, seq_ids=(0,)) for p, t in enumerate(tokens)]
         for p in range(len(tokens) - 1):
             entries[p].targets.append((p + 1, tokens[p + 1]))
+        tops: dict[int, tuple[int, float]] = {}
         logprob = [0.0] * len(tokens)
-        top = [-1] * len(tokens)
-        top_lp = [0.0] * len(tokens)
-        ll = self._ll
-        ll.llama_memory_clear(self._mem, True)
-        b = self._batch
-        for start in range(0, len(entries), self.n_batch):
-            chunk = entries[start:start + self.n_batch]
-            for i, e in enumerate(chunk):
-                b.token[i], b.pos[i], b.n_seq_id[i] = e.token, e.pos, 1
-                b.seq_id[i][0] = 0
-                b.logits[i] = 1 if e.targets else 0
-            b.n_tokens = len(chunk)
-            if ll.llama_decode(self._ctx, b) != 0:
-                raise RuntimeError("llama_decode failed")
-            for i, e in enumerate(chunk):
-                for nxt, tok in e.targets:
-                    row = np.ctypeslib.as_array(ll.llama_get_logits_ith(self._ctx, i), shape=(self.n_vocab,))
-                    (lp, best_lp), best = _log_softmax_at(row, [tok, int(row.argmax())])
-                    logprob[nxt], top[nxt], top_lp[nxt] = lp, best, best_lp
-        ll.llama_memory_clear(self._mem, True)
-        self._cached = []
+        self._run_entries(self._layout([_Segment(entries)]), logprob, [True] * len(tokens), tops)
         skip = 1 if self.add_bos and tokens and tokens[0] == self.bos else 0
         return [
             TokenLogprob(tokens[p], self._piece(tokens[p]), logprob[p] if p > 0 else None,
-                         self._piece(top[p]) if p > 0 else b"", top_lp[p] if p > 0 else None)
+                         self._piece(tops[p][0]) if p > 0 else b"", tops[p][1] if p > 0 else None)
             for p in range(skip, len(tokens))
         ]
 
@@ -513,7 +568,8 @@ class LlamaCppEngine:
             scoring=self.scoring,
             seed=self.seed,
             load_ms=self.load_ms,
-            extra={"add_bos": str(self.add_bos), "prefix_cache": str(self.prefix_cache)},
+            extra={"add_bos": str(self.add_bos), "prefix_cache": str(self.prefix_cache),
+                   "layout": self.layout},
         )
 
     def close(self) -> None:
