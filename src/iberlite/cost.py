@@ -79,6 +79,14 @@ def _pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
+def item_energy_j(run_cost: dict | None, item_wall_ms: float | None, run_wall_ms: float) -> float | None:
+    """An item's share of its run's energy for one model: the run's measured (or estimated)
+    energy split by wall time. None when the run has no energy figure."""
+    if not run_cost or run_cost.get("energy_j") is None or not run_wall_ms:
+        return None
+    return run_cost["energy_j"] * (item_wall_ms or 0.0) / run_wall_ms
+
+
 def _row(key, items, runs, run_wall, ceilings) -> CostRow:
     model, task, lang, output = key
     sha = json.loads(items[0][4]).get("model_sha256", "")
@@ -101,9 +109,10 @@ def _row(key, items, runs, run_wall, ceilings) -> CostRow:
     peaks = []
     for r in items:
         cost = runs.get(r[5], {}).get(model)
-        if not cost or cost.get("energy_j") is None or not run_wall[(r[5], model)]:
+        share = item_energy_j(cost, r[6], run_wall[(r[5], model)])
+        if share is None:
             continue
-        energy += cost["energy_j"] * (r[6] or 0.0) / run_wall[(r[5], model)]
+        energy += share
         methods.add(cost["energy_method"])
         peaks.append(cost["peak_rss_bytes"])
     tokens = sum(r[10] or 0.0 for r in items)

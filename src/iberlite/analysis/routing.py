@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import metrics
+from ..cost import item_energy_j
 from ..cost_profile import CostProfile
 from ..errors import UserError
 
@@ -123,12 +124,8 @@ def _item_energy(db: sqlite3.Connection, model: str) -> dict[int, float]:
     wall: dict[int, float] = defaultdict(float)
     for _, run, ms in rows:
         wall[run] += ms or 0.0
-    out = {}
-    for iid, run, ms in rows:
-        cost = runs.get(run)
-        if cost and cost.get("energy_j") is not None and wall[run]:
-            out[iid] = cost["energy_j"] * (ms or 0.0) / wall[run]
-    return out
+    shares = {iid: item_energy_j(runs.get(run), ms, wall[run]) for iid, run, ms in rows}
+    return {iid: j for iid, j in shares.items() if j is not None}
 
 
 def _score(output: str, correct, generated: str | None, gold: str) -> float:
