@@ -107,8 +107,8 @@ llama.cpp's CPU kernels give a token bit-identical results wherever it is packed
   exactly as they would alone: attention sums cells in 8-wide SIMD lanes and blocks, so a
   sequence segment starts at a block boundary, and a shared prefix is shared only up to its
   last whole block (the rest is repeated in each choice's segment);
-* every decode has a multiple of 4 rows and of 4 output rows: the repacked K-quant GEMM takes
-  rows in fours and the remainder through another kernel.
+* every decode has a multiple of 4 rows and of 4 output rows (the engine uses ALIGN for both):
+  the repacked K-quant GEMM takes rows in fours and the remainder through another kernel.
 
 With that, fast and naive scoring, and a sequence scored alone, agree exactly."""
 
@@ -301,8 +301,9 @@ class LlamaCppEngine:
         return n
 
     def _packs(self, groups: list[list[_Seq]]):
-        """Greedily fill packs (yielded with their segments) whose aligned layout fits one n_batch decode and n_seq_max - 1
-        sequences (the last id is the padding's); a group too big for one decode goes alone."""
+        """Greedily fill packs (yielded with their segments) whose aligned layout fits one
+        n_batch decode and n_seq_max - 1 sequences (the last id is the padding's); a group too
+        big for one decode goes alone, over several decodes."""
         pack: list[tuple[int, list[_Seq]]] = []
         segs: list[_Segment] = []
         seqs = 0
