@@ -11,7 +11,9 @@ cache, then again with one thing changed, with flash attention on and off:
 and over ``--items`` items, each choice scored by the engine's ``fast`` and ``naive`` paths and
 by ``rewind``: the shared prefix decoded once at cells 0.., then each choice's remaining tokens
 decoded alone right after it (cell = position), compared with every choice alone from a
-cleared cache. Differences are in nats on the summed continuation logprob.
+cleared cache; with flash attention off, also ``aligned_rows`` (the premise of the engine's
+aligned layout, see ALIGN in engines/llamacpp.py). Differences are in nats on the summed
+continuation logprob.
 
     python benchmarks/mc_numerics.py --data-dir ../shared/data --models smollm2-135m@Q8_0,gemma3-270m
 """
@@ -82,6 +84,28 @@ def layout_effects(probe: Probe, tokens: list[int], start: int, filler: list[int
     return out
 
 
+def aligned_rows(probe: Probe, tokens: list[int], start: int, filler: list[int]) -> dict[str, float]:
+    """The aligned layout's premise: with every decode padded to a multiple of 4 rows, rows of
+    other sequences before (a multiple of 8, so cells stay aligned) and after a sequence leave
+    its logprob unchanged. Keys are 'before+after'."""
+    want = range(start - 1, len(tokens) - 1)
+    seq = [(t, p, 0) for p, t in enumerate(tokens)]
+
+    def padded(rows):
+        return rows + [(t, p, 3) for p, t in enumerate(filler[:-len(rows) % 4])]
+
+    probe.clear()
+    alone = _logprob(probe.decode(padded(seq), want), tokens, start)
+    out = {}
+    for before, after in ((0, 1), (0, 5), (0, 33), (8, 0), (16, 5), (24, 3), (40, 1), (64, 37),
+                          (96, 0), (128, 5), (200, 100), (264, 2)):
+        rows = ([(t, p, 1) for p, t in enumerate(filler[:before])] + seq
+                + [(t, p, 2) for p, t in enumerate(filler[:after])])
+        probe.clear()
+        out[f"{before}+{after}"] = _logprob(probe.decode(padded(rows), want), tokens, start) - alone
+    return out
+
+
 def _shared(seqs: list[list[int]]) -> int:
     n = min(len(s) for s in seqs)
     k = next((k for k in range(n) if any(s[k] != seqs[0][k] for s in seqs)), n)
@@ -128,9 +152,12 @@ def run_model(name: str, data_dir: Path, items: int, threads: int) -> list[dict]
         with LlamaCppEngine(mf, n_threads=threads, context_overrides={"flash_attn_type": fa}) as eng:
             probe = Probe(eng)
             tokens, start = eng._encode_pair(insts[0].context, " " + insts[0].choices[0])
-            filler = [eng.bos] + eng.tokenize(" uno dos tres" * 40, add_special=False)
+            filler = [eng.bos] + eng.tokenize(" uno dos tres" * 90, add_special=False)
             row = {"model": mf.name, "flash_attn": bool(fa),
                    "layout": layout_effects(probe, tokens, start, filler)}
+            if not fa:
+                row["aligned_rows"] = [aligned_rows(probe, *eng._encode_pair(i.context, " " + i.choices[0]), filler)
+                                       for i in insts[:4]]
             alone, rewind = [], []
             for inst in insts:
                 a, r = rewind_vs_alone(probe, [eng._encode_pair(inst.context, inst.target_delimiter + c)
@@ -167,6 +194,9 @@ def main() -> int:
               + " ".join(f"{lay[k]:+8.1e}" for k in ("rows+1", "rows+3", "cells+1", "cells+8",
                                                       "cells+32", "cells+64", "split"))
               + f" | {rw['exact']:>3}/{rw['n']} exact  {fn['max']:.2e}")
+        if "aligned_rows" in r:
+            diffs = [abs(v) for d in r["aligned_rows"] for v in d.values()]
+            print(f"{'':24} aligned rows (4 items x {len(diffs) // 4} layouts): max |diff| {max(diffs):.1e}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=1))
     return 0
