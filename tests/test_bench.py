@@ -10,9 +10,11 @@ import sqlite3
 
 import pytest
 
-from iberlite.bench import BenchResult, bench_engine, load_benches, store_bench
+from iberlite.bench import BenchResult, bench_engine
 from iberlite.catalog import resolve_model
 from iberlite.device import fingerprint
+from iberlite.errors import UserError
+from iberlite.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -57,34 +59,38 @@ def test_kv_cache_is_left_clear(results, engine):
 
 def test_rows_stored_in_benches(results, tmp_path):
     db = tmp_path / "bench.db"
-    assert load_benches(db) == []  # no file: nothing, and nothing created
+    with pytest.raises(UserError, match="No results database"):
+        Store.open_readonly(db)  # reading never creates a database
     assert not db.exists()
     device = fingerprint(1).to_dict()
-    ids = store_bench(db, results, device)
+    with Store(db) as store:
+        assert store.benches() == [] and not store.has_bench_table()
+        ids = store.add_benches([r.record(device) for r in results])
     assert len(ids) == 2
-    rows = load_benches(db)
-    assert [r["test"] for r in rows] == ["pp64", "tg16"]
+    with Store.open_readonly(db) as store:
+        rows = store.benches()
+    assert [r.test for r in rows] == ["pp64", "tg16"]
     for row, r in zip(rows, results):
-        assert row["model"] == "smollm2-135m"
-        assert row["median"] == pytest.approx(r.tokens_per_s_median)
-        assert row["min"] <= row["median"] <= row["max"]
-        assert row["reps"] == 2 and row["samples"] == list(r.samples)
-        assert row["device"]["fingerprint_id"] == device["fingerprint_id"]
+        assert row.model == "smollm2-135m"
+        assert row.median == pytest.approx(r.tokens_per_s_median)
+        assert row.min <= row.median <= row.max
+        assert row.reps == 2 and row.samples == r.samples
+        assert row.device["fingerprint_id"] == device["fingerprint_id"]
     # a second bench appends; the table is created only once
-    store_bench(db, results, device)
+    with Store(db) as store:
+        store.add_benches([r.record(device) for r in results])
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT COUNT(*) FROM benches").fetchone()[0] == 4
 
 
 def test_store_alongside_the_main_store(results, tmp_path):
     """The benches table lives in the same file as runs/items without disturbing them."""
-    from iberlite.store import Store
-
     db = tmp_path / "iberlite.db"
     Store(db).close()
-    store_bench(db, results, {"fingerprint_id": "x"})
+    with Store(db) as store:
+        store.add_benches([r.record({"fingerprint_id": "x"}) for r in results])
     with sqlite3.connect(db) as con:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"runs", "items", "benches"} <= tables
-    Store(db).close()  # the main store still opens it
-    assert len(load_benches(db)) == 2
+    with Store(db) as store:  # the main store still opens it
+        assert len(store.benches()) == 2

@@ -6,7 +6,6 @@ template, a preprocessing step or the loader that alters what the model sees fai
 Needs the evaluation data (IBERLITE_DATA_DIR, else ../shared/data beside the repository).
 """
 
-import os
 import sys
 from pathlib import Path
 
@@ -18,28 +17,23 @@ try:
 except ImportError:  # package not installed into the venv yet: use the src tree
     sys.path.insert(0, str(REPO / "src"))
 
-DATA_DIR = Path(os.environ.get("IBERLITE_DATA_DIR") or REPO.parent / "shared" / "data")
-if not DATA_DIR.is_dir():
-    pytest.skip(
-        f"evaluation data not found at {DATA_DIR} (set IBERLITE_DATA_DIR to the data dir)",
-        allow_module_level=True,
-    )
-
 from iberlite.data import load_docs  # noqa: E402
 from iberlite.tasks.registry import load_task_specs  # noqa: E402
 from iberlite.tasks.render import render  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def specs():
-    return load_task_specs()
+def specs(data_dir):
+    """The built-in tasks, bound to the data dir (the `data_dir` fixture skips without data)."""
+    return {name: (spec, data_dir) for name, spec in load_task_specs().items()}
 
 
 def nth(specs, name, n=0):
     """Render document `n` (file order) of a task; returns (doc, instance)."""
-    docs = load_docs(specs[name], DATA_DIR, n + 1)
+    spec, data_dir = specs[name]
+    docs = load_docs(spec, data_dir, n + 1)
     assert len(docs) == n + 1, f"{name} has fewer than {n + 1} documents"
-    return docs[n], render(specs[name], docs[n])
+    return docs[n], render(spec, docs[n])
 
 
 # ------------------------------------------------------------------ XStoryCloze

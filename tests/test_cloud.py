@@ -8,7 +8,6 @@ plain http.server that fails on purpose to exercise retries.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -37,10 +36,8 @@ from iberlite.router import HybridRouter, Policy, Route
 from iberlite.runner import RunSpec, plan
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("IBERLITE_DATA_DIR") or REPO.parent / "shared" / "data")
 BIN = Path(sys.executable).parent
 
-needs_data = pytest.mark.skipif(not DATA_DIR.is_dir(), reason=f"evaluation data not found at {DATA_DIR}")
 
 
 def free_port() -> int:
@@ -82,8 +79,8 @@ def gemma_server():
     proc.wait(timeout=30)
 
 
-def mc_instances(task: str, n: int):
-    _, tasks = plan(RunSpec(models=("gemma3-270m",), tasks=(task,), limit=n, data_dir=DATA_DIR))
+def mc_instances(task: str, n: int, data_dir: Path):
+    _, tasks = plan(RunSpec(models=("gemma3-270m",), tasks=(task,), limit=n, data_dir=data_dir))
     return tasks[0].instances
 
 
@@ -97,12 +94,11 @@ def by_item(instances, logprobs):
     return [[next(it) for _ in inst.choices] for inst in instances]
 
 
-@needs_data
-def test_remote_scores_agree_with_the_in_process_engine(gemma_server):
+def test_remote_scores_agree_with_the_in_process_engine(gemma_server, data_dir):
     """50 XStoryCloze-es items scored through HTTP (echoed prompt logprobs, character offsets)
     agree with llama.cpp in process, scored one sequence at a time (as the server does) and
     packed by the default fast scorer: the engine's aligned layout makes the two the same."""
-    insts = mc_instances("xstorycloze_es", 50)
+    insts = mc_instances("xstorycloze_es", 50, data_dir)
     reqs = requests_of(insts)
     remote = OpenAIEngine("gemma3-270m", EndpointConfig(gemma_server, concurrency=2))
     assert remote.scoring == "logprobs"
@@ -121,11 +117,10 @@ def test_remote_scores_agree_with_the_in_process_engine(gemma_server):
     assert pred(rem) == pred(alone) == pred(packed)
 
 
-@needs_data
-def test_empty_context_items_rank_like_the_in_process_engine(gemma_server):
+def test_empty_context_items_rank_like_the_in_process_engine(gemma_server, data_dir):
     """XNLI has no context (the premise is part of every choice): the API gives the first echoed
     token no logprob, so it is left out, which shifts every choice by the same amount."""
-    insts = mc_instances("xnli_es", 8)
+    insts = mc_instances("xnli_es", 8, data_dir)
     assert all(i.context == "" for i in insts)
     reqs = requests_of(insts)
     remote = OpenAIEngine("gemma3-270m", EndpointConfig(gemma_server))
@@ -138,9 +133,8 @@ def test_empty_context_items_rank_like_the_in_process_engine(gemma_server):
         assert mc_prediction(r_item) == mc_prediction(l_item)
 
 
-@needs_data
-def test_remote_generation_matches_and_reports_tokens(gemma_server):
-    insts = mc_instances("flores_en-es", 3)
+def test_remote_generation_matches_and_reports_tokens(gemma_server, data_dir):
+    insts = mc_instances("flores_en-es", 3, data_dir)
     reqs = [GenerationRequest(i.context, i.until, 24) for i in insts]
     remote = OpenAIEngine("gemma3-270m", EndpointConfig(gemma_server))
     rem = remote.generate(reqs)
@@ -160,9 +154,8 @@ def test_answer_by_generation_parses_strictly():
     assert parse_choice("", 2) is None
 
 
-@needs_data
-def test_answer_by_generation_fallback_is_labelled(gemma_server):
-    insts = mc_instances("xstorycloze_es", 4)
+def test_answer_by_generation_fallback_is_labelled(gemma_server, data_dir):
+    insts = mc_instances("xstorycloze_es", 4, data_dir)
     remote = OpenAIEngine("gemma3-270m", EndpointConfig(gemma_server), scoring="generation")
     res = remote.loglikelihood(requests_of(insts))
     assert remote.info().scoring == "generation"
@@ -249,15 +242,14 @@ def test_api_key_is_sent_but_never_in_the_engine_info(monkeypatch):
         server.shutdown()
 
 
-@needs_data
-def test_hybrid_router_escalates_below_the_threshold(gemma_server):
+def test_hybrid_router_escalates_below_the_threshold(gemma_server, data_dir):
     """Device SmolLM2 in process, cloud Gemma over HTTP: an item is answered on the device
     exactly when the device's margin reaches the threshold, otherwise the cloud's answer."""
-    from iberlite.tasks.registry import load_task_specs
     from iberlite.data import load_docs
+    from iberlite.tasks.registry import load_task_specs
 
     spec = load_task_specs(())["xstorycloze_es"]
-    docs = load_docs(spec, DATA_DIR, 6)
+    docs = load_docs(spec, data_dir, 6)
     device = LlamaCppEngine(resolve_model("smollm2-135m"), n_threads=1, scoring="naive")
     cloud = OpenAIEngine("gemma3-270m", EndpointConfig(gemma_server))
     try:
@@ -280,7 +272,6 @@ def test_hybrid_router_escalates_below_the_threshold(gemma_server):
         cloud.close()
 
 
-@needs_data
 def test_llama_cpp_server_scores_like_the_engine():
     """llama-cpp-python's own server (flash attention off, its default) on three short items."""
     pytest.importorskip("uvicorn", reason="llama-cpp-python[server] is not installed")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +15,6 @@ from iberlite.runner import RunSpec, plan
 
 pytestmark = pytest.mark.slow
 
-DATA_DIR = Path(os.environ.get("IBERLITE_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
-needs_data = pytest.mark.skipif(not DATA_DIR.is_dir(), reason=f"evaluation data not found at {DATA_DIR}")
 
 CTX = "Me volví fan de Ley y Orden en 2011. Me estaba recuperando de un ataque cerebral."
 ENDINGS = (" Al final, los vi todos.", " Creo que es la peor serie que se ha hecho.")
@@ -111,14 +107,13 @@ def _scores(engine: LlamaCppEngine, reqs, scoring: str):
         engine.scoring = "fast"
 
 
-@needs_data
 @pytest.mark.parametrize("task", ["xstorycloze_es", "xnli_es"])
-def test_fast_and_naive_scoring_agree_on_real_items(engine, task):
+def test_fast_and_naive_scoring_agree_on_real_items(engine, task, data_dir):
     """The shared-prefix path gives every choice the logprob that scoring it from scratch
     gives (within 1e-3; the aligned layout makes them identical on this CPU), so the
     predictions are the same, while fewer tokens go through the model. XNLI items have an
     empty context: their choices share the premise only as a token prefix."""
-    _, tasks = plan(RunSpec(models=("smollm2-135m",), tasks=(task,), limit=24, data_dir=DATA_DIR))
+    _, tasks = plan(RunSpec(models=("smollm2-135m",), tasks=(task,), limit=24, data_dir=data_dir))
     insts = tasks[0].instances
     reqs = [LoglikelihoodRequest(i.context, i.target_delimiter + c, group=str(k))
             for k, i in enumerate(insts) for c in i.choices]

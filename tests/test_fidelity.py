@@ -28,7 +28,6 @@ from iberlite.fidelity.lm_eval_tasks import write_task_dir  # noqa: E402
 pytestmark = [pytest.mark.fidelity, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("IBERLITE_DATA_DIR") or REPO.parent / "shared" / "data")
 MODEL = "smollm2-135m"
 CASES = {  # task -> (documents, kind, target delimiter)
     "xstorycloze_es": (50, "multiple_choice", " "),
@@ -37,20 +36,20 @@ CASES = {  # task -> (documents, kind, target delimiter)
 
 
 @pytest.fixture(scope="module")
-def agreements(tmp_path_factory):
-    if not (DATA_DIR / "xstorycloze").is_dir() or not (DATA_DIR / "flores200").is_dir():
-        pytest.skip(f"evaluation data not found at {DATA_DIR} (set IBERLITE_DATA_DIR to the data dir)")
+def agreements(tmp_path_factory, data_dir):
+    if not (data_dir / "xstorycloze").is_dir() or not (data_dir / "flores200").is_dir():
+        pytest.skip(f"XStoryCloze or FLORES-200 not found in {data_dir}")
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ[var] = "1"
     work = tmp_path_factory.mktemp("fidelity")
     model = resolve_model(MODEL)
-    local = write_task_dir(list(CASES), DATA_DIR, work / "tasks")
+    local = write_task_dir(list(CASES), data_dir, work / "tasks")
     out = {}
     for task, (n, kind, delim) in CASES.items():
         run_lm_eval(model, [local[task]], work / "tasks", n, work / f"lm_{task}", n_threads=1,
                     log=work / "lm_eval.log")
         ref = read_samples(work / f"lm_{task}", task)
-        ours = run_iberlite("transformers", MODEL, [task], n, DATA_DIR, work / task, 1,
+        ours = run_iberlite("transformers", MODEL, [task], n, data_dir, work / task, 1,
                             {task: delim})[task]
         out[task] = compare(ref, ours, kind)
     return out

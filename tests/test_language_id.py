@@ -6,7 +6,6 @@ it are skipped, with the reason shown, when it does not exist.
 
 from __future__ import annotations
 
-import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,17 +37,12 @@ FLOOR_FULL = {"es": 0.95, "ca": 0.95, "eu": 0.95, "gl": 0.85, "pt": 0.95, "en": 
 FLOOR_5_WORDS = {"es": 0.90, "ca": 0.70, "eu": 0.75, "gl": 0.30, "pt": 0.70, "en": 0.90}
 
 
-def _data_dir() -> Path:
-    env = os.environ.get("IBERLITE_DATA_DIR")
-    return Path(env) if env else REPO.parent / "shared" / "data"
-
-
 @pytest.fixture(scope="module")
-def data_dir() -> Path:
-    d = _data_dir()
-    if not (d / "flores200").is_dir():
-        pytest.skip(f"FLORES-200 data not found at {d / 'flores200'} (set IBERLITE_DATA_DIR)")
-    return d
+def data_dir(data_dir: Path) -> Path:
+    """The data dir of conftest.py, if it holds FLORES-200 (else these tests are skipped)."""
+    if not (data_dir / "flores200").is_dir():
+        pytest.skip(f"FLORES-200 data not found at {data_dir / 'flores200'} (set IBERLITE_DATA_DIR)")
+    return data_dir
 
 
 def _clear_sentences(data_dir: Path, lang: str, k: int = 5, min_words: int = 15) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from iberlite.metrics import (
     MC_METRICS,
     METRICS,
     ItemOutcome,
-    Score,
+    MetricScore,
     aggregate,
     corpus_score_with_ci,
     exact_match,
@@ -29,9 +28,6 @@ from iberlite.metrics import (
     metric_signature,
 )
 
-# the data dir: $IBERLITE_DATA_DIR, else ../shared/data beside the repository
-FLORES = Path(os.environ.get("IBERLITE_DATA_DIR")
-              or Path(__file__).resolve().parents[2] / "shared" / "data") / "flores200"
 SACRE_CORPUS = {
     "bleu": sacrebleu.corpus_bleu,
     "chrf": sacrebleu.corpus_chrf,
@@ -40,11 +36,12 @@ SACRE_CORPUS = {
 
 
 @pytest.fixture(scope="module")
-def flores() -> dict[str, list[str]]:
+def flores(data_dir: Path) -> dict[str, list[str]]:
     """Aligned FLORES-200 devtest sentences; Portuguese stands in for a model's Spanish output."""
-    if not FLORES.is_dir():
-        pytest.skip(f"FLORES-200 devtest not found at {FLORES}; corpus-metric tests need it")
-    read = lambda lang: (FLORES / f"{lang}_Latn.devtest").read_text("utf-8").splitlines()  # noqa: E731
+    flores_dir = data_dir / "flores200"
+    if not flores_dir.is_dir():
+        pytest.skip(f"FLORES-200 devtest not found at {flores_dir}; corpus-metric tests need it")
+    read = lambda lang: (flores_dir / f"{lang}_Latn.devtest").read_text("utf-8").splitlines()  # noqa: E731
     return {"spa": read("spa"), "por": read("por"), "eng": read("eng")}
 
 
@@ -228,7 +225,7 @@ def _mc_items() -> list[ItemOutcome]:
 
 def test_aggregate_acc_returns_score_with_ci() -> None:
     score = aggregate("acc", _mc_items())
-    assert isinstance(score, Score)
+    assert isinstance(score, MetricScore)
     assert (score.metric, score.n) == ("acc", 30)
     assert score.value == pytest.approx(2 / 3)
     assert score.ci_low < score.value < score.ci_high

@@ -31,19 +31,16 @@ from iberlite.errors import UserError
 from iberlite.runner import RunSpec, run
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("IBERLITE_DATA_DIR") or REPO.parent / "shared" / "data")
 PROFILE = REPO / "examples" / "cost_profile.yaml"
 BIN = Path(sys.executable).parent
 DEVICE, CLOUD = "smollm2-135m", "gemma3-270m"
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory):
-    if not DATA_DIR.is_dir():
-        pytest.skip(f"evaluation data not found at {DATA_DIR}")
+def db(tmp_path_factory, data_dir):
     path = tmp_path_factory.mktemp("routing") / "iberlite.db"
     run(RunSpec(models=(DEVICE, CLOUD), tasks=("xstorycloze_es", "xnli_es"), limit=24, n_threads=1,
-                db=path, data_dir=DATA_DIR))
+                db=path, data_dir=data_dir))
     return path
 
 

@@ -28,8 +28,6 @@ except ImportError:  # package not installed into the venv yet: use the src tree
 from iberlite.catalog import resolve_model  # noqa: E402
 from iberlite.runner import RunSpec, run  # noqa: E402
 
-DATA_DIR = Path(os.environ.get("IBERLITE_DATA_DIR") or REPO.parent / "shared" / "data")
-
 pytestmark = pytest.mark.slow
 
 MODEL = "smollm2-135m"
@@ -213,12 +211,10 @@ def test_naive_scoring_is_its_own_evaluation(sample_run, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def real_run(tmp_path_factory):
-    if not DATA_DIR.is_dir():
-        pytest.skip(f"evaluation data not found at {DATA_DIR} (set IBERLITE_DATA_DIR to the data dir)")
+def real_run(tmp_path_factory, data_dir):
     d = tmp_path_factory.mktemp("real_run")
     spec = RunSpec(models=("smollm2-135m", "gemma3-270m"), tasks=("xstorycloze_es", "xnli_eu"),
-                   limit=3, db=d / "iberlite.db", data_dir=DATA_DIR)
+                   limit=3, db=d / "iberlite.db", data_dir=data_dir)
     return spec, run(spec)
 
 

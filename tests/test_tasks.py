@@ -27,12 +27,6 @@ from iberlite.errors import TaskSpecError, UserError  # noqa: E402
 from iberlite.tasks.registry import BUILTIN_DIR, SAMPLE_DIR, load_task_specs, select_tasks  # noqa: E402
 from iberlite.tasks.render import render  # noqa: E402
 
-DATA_DIR = Path(os.environ.get("IBERLITE_DATA_DIR") or REPO.parent / "shared" / "data")
-needs_data = pytest.mark.skipif(
-    not DATA_DIR.is_dir(),
-    reason=f"evaluation data not found at {DATA_DIR} (set IBERLITE_DATA_DIR to the data dir)",
-)
-
 
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -480,7 +474,6 @@ def test_builtin_tasks_without_data_count_as_missing(specs, tmp_path):
     assert count_docs(specs["xnli_es"], tmp_path) is None
 
 
-@needs_data
 @pytest.mark.parametrize("name,size", sorted(BUILTIN.items()))
-def test_builtin_task_has_the_published_size(specs, name, size):
-    assert count_docs(specs[name], DATA_DIR) == size
+def test_builtin_task_has_the_published_size(specs, name, size, data_dir):
+    assert count_docs(specs[name], data_dir) == size

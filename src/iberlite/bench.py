@@ -25,8 +25,6 @@ other processes hits both alike.
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +35,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from .catalog import gguf_facts
-from .errors import UserError
+from .store import BenchRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engines.llamacpp import LlamaCppEngine
@@ -48,8 +46,6 @@ __all__ = [
     "direct_reference",
     "bench_compare",
     "bench_tokens",
-    "store_bench",
-    "load_benches",
 ]
 
 TOKEN_SEED = 1234
@@ -82,6 +78,16 @@ class BenchResult:
     samples: tuple[float, ...]
     llama_tokens_per_s_median: float | None = None
     cpu_tokens_per_s_median: float | None = None
+
+    def record(self, device: dict[str, Any]) -> BenchRecord:
+        """The row `Store.add_benches` stores for this result on `device` (a fingerprint dict);
+        the two cross-checks are printed, not stored."""
+        return BenchRecord(
+            model=self.model, test=self.test, median=self.tokens_per_s_median, min=self.tokens_per_s_min,
+            max=self.tokens_per_s_max, model_sha256=self.model_sha256, file_type=self.file_type,
+            n_tokens=self.n_tokens, reps=self.reps, std=self.tokens_per_s_std, n_threads=self.n_threads,
+            device=device, samples=self.samples,
+        )
 
 
 # -- tokens ----------------------------------------------------------------------------------
@@ -363,88 +369,3 @@ def bench_compare(engine: "LlamaCppEngine", *, pp: int = 512, tg: int = 128, rep
     common = dict(model=engine.model_file.name, sha256=f.sha256, file_type=f.file_type,
                   pp=pp, tg=tg, n_threads=engine.n_threads)
     return _results(eng, **common), _results(direct, **common)
-
-
-# -- storage -----------------------------------------------------------------------------------
-
-_BENCH_SCHEMA = """
-CREATE TABLE IF NOT EXISTS benches (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    created_at REAL NOT NULL,
-    model TEXT NOT NULL,
-    model_sha256 TEXT NOT NULL,
-    file_type TEXT NOT NULL,
-    test TEXT NOT NULL,
-    n_tokens INTEGER NOT NULL,
-    reps INTEGER NOT NULL,
-    median REAL NOT NULL,
-    min REAL NOT NULL,
-    max REAL NOT NULL,
-    std REAL NOT NULL,
-    n_threads INTEGER NOT NULL,
-    device_json TEXT NOT NULL,
-    samples_json TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS benches_model ON benches(model_sha256, test);
-"""
-
-
-def _connect(db_path: Path) -> sqlite3.Connection:
-    db_path = Path(db_path)
-    if not db_path.parent.exists():
-        raise UserError(f"Cannot create the database {db_path}: folder {db_path.parent} does not exist.")
-    try:
-        db = sqlite3.connect(db_path, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")  # as the main store: readers never block a run
-        db.executescript(_BENCH_SCHEMA)
-    except sqlite3.DatabaseError as exc:
-        raise UserError(f"{db_path} is not an iberlite database ({exc}).") from exc
-    return db
-
-
-def store_bench(db_path: Path, results: Sequence[BenchResult], device: dict) -> list[int]:
-    """Append results to the ``benches`` table (created if missing); returns the row ids."""
-    db = _connect(db_path)
-    try:
-        now = time.time()
-        ids = []
-        device_json = json.dumps(device, sort_keys=True, default=str)
-        with db:
-            for r in results:
-                cur = db.execute(
-                    "INSERT INTO benches (created_at, model, model_sha256, file_type, test, "
-                    "n_tokens, reps, median, min, max, std, n_threads, device_json, samples_json) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (now, r.model, r.model_sha256, r.file_type, r.test, r.n_tokens, r.reps,
-                     r.tokens_per_s_median, r.tokens_per_s_min, r.tokens_per_s_max,
-                     r.tokens_per_s_std, r.n_threads, device_json, json.dumps(list(r.samples))),
-                )
-                ids.append(int(cur.lastrowid))
-        return ids
-    finally:
-        db.close()
-
-
-def load_benches(db_path: Path) -> list[dict[str, Any]]:
-    """Every stored bench row, oldest first; ``device`` and ``samples`` parsed from JSON.
-
-    A missing database or one without a ``benches`` table gives ``[]`` (nothing is created).
-    """
-    db_path = Path(db_path)
-    if not db_path.is_file():
-        return []
-    db = sqlite3.connect(db_path, timeout=30)
-    try:
-        db.row_factory = sqlite3.Row
-        has = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='benches'").fetchone()
-        if not has:
-            return []
-        rows = []
-        for row in db.execute("SELECT * FROM benches ORDER BY id"):
-            d = dict(row)
-            d["device"] = json.loads(d.pop("device_json"))
-            d["samples"] = json.loads(d.pop("samples_json"))
-            rows.append(d)
-        return rows
-    finally:
-        db.close()

@@ -11,7 +11,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .bench import BenchResult, bench_compare, bench_engine, store_bench
+from .bench import BenchResult, bench_compare, bench_engine
+from .store import Store
 
 PP, TG, WARMUP = 512, 128, 1
 
@@ -75,7 +76,8 @@ def bench_command(model: str, db: Path, reps: int, threads: int | None,
                 results = bench_engine(engine, pp=PP, tg=TG, reps=reps, warmup=WARMUP,
                                        progress=progress)
                 direct = None
-    store_bench(db, results, device.to_dict())
+    with Store(db) as store:
+        store.add_benches([r.record(device.to_dict()) for r in results])
     r0 = results[0]
     console.print(_table(
         f"{mf.name} ({r0.file_type}) on iberlite's engine, {r0.n_threads} threads", results))

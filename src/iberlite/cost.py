@@ -7,13 +7,13 @@ measured per model per run, so energy is attributed to items in proportion to th
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .store import EvalRecord, ItemRecord, RunCost, Store
 
 
 @dataclass(frozen=True)
@@ -42,80 +42,75 @@ class CostRow:
         return asdict(self)
 
 
-def _ceilings(db: sqlite3.Connection) -> dict[tuple[str, str], float]:
-    """Latest `iberlite bench` medians per (model sha256, test), if any were stored."""
-    try:
-        rows = db.execute("SELECT model_sha256, test, median FROM benches ORDER BY id").fetchall()
-    except sqlite3.OperationalError:  # no bench has been run on this database
-        return {}
-    return {(sha, test): med for sha, test, med in rows}
-
-
 def device_costs(db_path: Path) -> list[CostRow]:
     """Cost rows for every (model, task, language) with stored items."""
-    db = sqlite3.connect(db_path)
-    try:
-        runs = {rid: json.loads(cost) if cost else {}
-                for rid, cost in db.execute("SELECT id, cost_json FROM runs")}
-        ceilings = _ceilings(db)
-        rows = db.execute(
-            "SELECT e.model, e.task, e.lang, e.output, e.engine_json, i.run_id, i.wall_ms, "
-            "i.ttft_ms, i.prefill_ms, i.decode_ms, i.eval_tokens, i.prompt_tokens, "
-            "i.reused_tokens, i.gen_tokens FROM items i JOIN evals e USING (eval_key)"
-        ).fetchall()
-    finally:
-        db.close()
+    with Store.open_readonly(db_path) as store:
+        return costs_from_store(store)
+
+
+def costs_from_store(store: Store) -> list[CostRow]:
+    """Cost rows for every (model, task, language) with stored items, from an open store."""
+    runs = {r.id: r.costs for r in store.runs()}
+    # the latest `iberlite bench` median per (model sha256, test), if any was stored
+    ceilings = {(b.model_sha256, b.test): b.median for b in store.benches()}
+    groups: dict[tuple[str, str, str, str], list[tuple[EvalRecord, ItemRecord]]] = defaultdict(list)
+    for ev in store.evals():
+        for it in store.items(ev.eval_key):
+            groups[(ev.model, ev.task, ev.lang, ev.output)].append((ev, it))
     # energy per run and model is spread over that run's items by wall time
-    run_wall: dict[tuple[int, str], float] = defaultdict(float)
-    for r in rows:
-        run_wall[(r[5], r[0])] += r[6] or 0.0
-    groups: dict[tuple[str, str, str, str], list] = defaultdict(list)
-    for r in rows:
-        groups[(r[0], r[1], r[2], r[3])].append(r)
-    return [_row(key, items, runs, run_wall, ceilings) for key, items in sorted(groups.items())]
+    run_wall: dict[tuple[int | None, str], float] = defaultdict(float)
+    for (model, *_), rows in groups.items():
+        for _ev, it in rows:
+            run_wall[(it.run_id, model)] += it.wall_ms or 0.0
+    return [_row(key, rows, runs, run_wall, ceilings) for key, rows in sorted(groups.items())]
 
 
 def _pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
-def item_energy_j(run_cost: dict | None, item_wall_ms: float | None, run_wall_ms: float) -> float | None:
+def item_energy_j(run_cost: RunCost | None, item_wall_ms: float | None, run_wall_ms: float) -> float | None:
     """An item's share of its run's energy for one model: the run's measured (or estimated)
     energy split by wall time. None when the run has no energy figure."""
-    if not run_cost or run_cost.get("energy_j") is None or not run_wall_ms:
+    if run_cost is None or run_cost.energy_j is None or not run_wall_ms:
         return None
-    return run_cost["energy_j"] * (item_wall_ms or 0.0) / run_wall_ms
+    return run_cost.energy_j * (item_wall_ms or 0.0) / run_wall_ms
 
 
-def _row(key, items, runs, run_wall, ceilings) -> CostRow:
+def _row(key: tuple[str, str, str, str], rows: list[tuple[EvalRecord, ItemRecord]],
+         runs: dict[int, dict[str, RunCost]], run_wall: dict[tuple[int | None, str], float],
+         ceilings: dict[tuple[str, str], float]) -> CostRow:
     model, task, lang, output = key
-    sha = json.loads(items[0][4]).get("model_sha256", "")
-    wall = [r[6] for r in items if r[6] is not None]
-    ttft = [r[7] for r in items if r[7] is not None]
+    sha = str(rows[0][0].engine.get("model_sha256", ""))
+    items = [it for _ev, it in rows]
+    wall = [it.wall_ms for it in items if it.wall_ms is not None]
+    ttft = [it.ttft_ms for it in items if it.ttft_ms is not None]
     is_gen = output == "generate"
+    decode_tps: float | None
     if is_gen:
-        pre_tok = sum((r[11] or 0) - (r[12] or 0) for r in items)
-        pre_ms = sum(r[8] or 0.0 for r in items)
-        dec_tok = sum(r[13] or 0 for r in items)
-        dec_ms = sum(r[9] or 0.0 for r in items)
+        pre_tok = float(sum((it.prompt_tokens or 0) - (it.reused_tokens or 0) for it in items))
+        pre_ms = sum(it.prefill_ms or 0.0 for it in items)
+        dec_tok = sum(it.gen_tokens or 0 for it in items)
+        dec_ms = sum(it.decode_ms or 0.0 for it in items)
         decode_tps = dec_tok / (dec_ms / 1000) if dec_ms else None
     else:  # multiple choice is all prefill: the tokens actually evaluated, shared prefix once
-        pre_tok = sum(r[10] or 0.0 for r in items)
-        pre_ms = sum(r[6] or 0.0 for r in items)
+        pre_tok = sum(it.eval_tokens or 0.0 for it in items)
+        pre_ms = sum(it.wall_ms or 0.0 for it in items)
         decode_tps = None
     prefill_tps = pre_tok / (pre_ms / 1000) if pre_ms else None
     energy = 0.0
     methods = set()
     peaks = []
-    for r in items:
-        cost = runs.get(r[5], {}).get(model)
-        share = item_energy_j(cost, r[6], run_wall[(r[5], model)])
-        if share is None:
+    for it in items:
+        cost = runs.get(it.run_id or 0, {}).get(model)
+        share = item_energy_j(cost, it.wall_ms, run_wall[(it.run_id, model)])
+        if share is None or cost is None:
             continue
         energy += share
-        methods.add(cost["energy_method"])
-        peaks.append(cost["peak_rss_bytes"])
-    tokens = sum(r[10] or 0.0 for r in items)
+        methods.add(str(cost.energy_method))
+        if cost.peak_rss_bytes is not None:
+            peaks.append(cost.peak_rss_bytes)
+    tokens = sum(it.eval_tokens or 0.0 for it in items)
     ceiling = ceilings.get((sha, "tg128" if is_gen else "pp512"))
     achieved = decode_tps if is_gen else prefill_tps
     return CostRow(

@@ -88,10 +88,10 @@ def decide_command(console: Console, *, device: str, cloud: str, profile_path: P
 def route_command(console: Console, *, policy_path: Path, task: str, lang: str | None, text: str,
                   base_url: str | None, api_key_env: str, threads: int | None, tasks_dirs: tuple[Path, ...]) -> None:
     from .catalog import resolve_model
+    from .data import doc_from_fields
     from .engines.llamacpp import LlamaCppEngine
     from .engines.openai_http import EndpointConfig, OpenAIEngine
     from .router import HybridRouter
-    from .data import doc_from_fields
     from .tasks.registry import load_task_specs
     from .tasks.render import render
 

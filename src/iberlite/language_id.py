@@ -24,6 +24,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .langs import LANGS as _LANGS
+
 __all__ = [
     "LANGS",
     "FLORES_FILES",
@@ -36,8 +38,8 @@ __all__ = [
     "measure_accuracy",
 ]
 
-#: Languages iberlite evaluates; the identifier can only answer one of these.
-LANGS: tuple[str, ...] = ("es", "ca", "eu", "gl", "pt", "en")
+#: Languages iberlite evaluates (:mod:`iberlite.langs`); the identifier can only answer one of these.
+LANGS: tuple[str, ...] = _LANGS
 
 #: FLORES-200 file stem of each language (files are ``flores200/{stem}.{split}``).
 FLORES_FILES: dict[str, str] = {

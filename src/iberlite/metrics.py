@@ -40,7 +40,10 @@ __all__ = [
     "ItemOutcome",
     "MC_METRICS",
     "METRICS",
-    "Score",
+    "LOWER_IS_BETTER",
+    "MetricScore",
+    "PERCENT_SCALE_METRICS",
+    "percent_scale",
     "aggregate",
     "corpus_score_with_ci",
     "exact_match",
@@ -51,12 +54,17 @@ __all__ = [
     "mc_prediction",
     "mc_prediction_norm",
     "choice_margin",
+    "sentence_chrf",
     "mean_with_ci",
     "metric_signature",
 ]
 
 MC_METRICS: tuple[str, ...] = ("acc", "acc_norm", "f1_macro")
 CORPUS_METRICS: tuple[str, ...] = ("bleu", "chrf", "ter")
+#: Metrics on a 0-100 scale (sacrebleu's corpus scores); every other metric is a fraction in [0, 1].
+PERCENT_SCALE_METRICS: frozenset[str] = frozenset(CORPUS_METRICS)
+#: Metrics where a lower value is better.
+LOWER_IS_BETTER: frozenset[str] = frozenset({"ter"})
 GEN_METRICS: tuple[str, ...] = ("exact_match", "exact_match_flex", *CORPUS_METRICS)
 METRICS: tuple[str, ...] = MC_METRICS + GEN_METRICS
 
@@ -65,11 +73,16 @@ FLEX_FALLBACK = "[invalid]"
 _FLEX_RE = re.compile(FLEX_PATTERN)
 _ASCII_PUNCT = str.maketrans("", "", string.punctuation)
 
+def percent_scale(metric: str) -> bool:
+    """True for the metrics reported on 0-100 (BLEU, chrF, TER)."""
+    return metric in PERCENT_SCALE_METRICS
+
+
 _SACRE_METRICS: dict[str, Callable[[], Metric]] = {"bleu": BLEU, "chrf": CHRF, "ter": TER}
 
 
 @dataclass(frozen=True)
-class Score:
+class MetricScore:
     """An aggregate score with its 95% bootstrap interval.
 
     `value` is on the metric's natural scale: a fraction in [0, 1] for acc, acc_norm,
@@ -207,6 +220,12 @@ def _percentile_ci(samples: np.ndarray) -> tuple[float, float]:
     """The 2.5th and 97.5th percentiles of the bootstrap distribution."""
     low, high = np.percentile(samples, [2.5, 97.5])
     return float(low), float(high)
+
+
+def sentence_chrf(hypothesis: str, reference: str) -> float:
+    """chrF of one output against its reference (0-100), sacrebleu's sentence score: the
+    per-item view of a translation, where the corpus chrF is the task's score."""
+    return float(CHRF().sentence_score(hypothesis, [reference]).score)
 
 
 def mean_with_ci(
@@ -426,7 +445,7 @@ def _check_metric(metric: str) -> None:
 
 def aggregate(
     metric: str, items: Sequence[ItemOutcome], *, seed: int = 1234, n_boot: int = 1000
-) -> Score:
+) -> MetricScore:
     """Score a task's items with one metric and a 95% bootstrap interval.
 
     The single entry point the runner and reports use, so every metric gets the same
@@ -447,7 +466,7 @@ def aggregate(
     else:
         hyps, refs = zip(*(_gen_pair(it, i) for i, it in enumerate(items)), strict=True)
         value, low, high = corpus_score_with_ci(metric, hyps, refs, seed=seed, n_boot=n_boot)
-    return Score(metric, value, low, high, len(items))
+    return MetricScore(metric, value, low, high, len(items))
 
 
 def metric_signature(metric: str, *, seed: int = 1234, n_boot: int = 1000) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -21,15 +21,18 @@ from .data import data_hash, default_data_dir, load_docs
 from .device import EnergyMeter, RssSampler, fingerprint
 from .engines.base import Engine, GenerationRequest, LoglikelihoodRequest
 from .errors import UserError
-from .language_id import identifier_signature, lang_ok
+from .language_id import LanguageIdentifier, identifier_signature, lang_ok
 from .signature import eval_key, signature
-from .store import AggregateRecord, ItemRecord, Store
+from .store import AggregateRecord, ItemRecord, RunCost, Store
 from .tasks.registry import load_task_specs, select_tasks
 from .tasks.render import Instance, render
 from .tasks.spec import TaskSpec
 
 ProgressFn = Callable[[str, str, int, int], None]
 """Called with (model, current task, items done, items total for the model) as work advances."""
+
+EngineFactory = Callable[["ModelFile", "RunSpec"], Engine]
+"""Opens the engine for one model of a run (the default is :func:`open_engine`)."""
 
 
 @dataclass(frozen=True)
@@ -74,17 +77,17 @@ class TaskOutcome:
     family: str
     n_items: int
     n_new: int
-    scores: tuple[metrics.Score, ...]
+    scores: tuple[metrics.MetricScore, ...]
     signature: str
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """A finished run: its id in the store and every task outcome."""
+    """A finished run: its id in the store, every task outcome, and each model's device cost."""
 
     run_id: int
     outcomes: tuple[TaskOutcome, ...]
-    cost: dict
+    cost: dict[str, RunCost]  # model name -> what loading and running it cost
 
 
 def plan(spec: RunSpec) -> tuple[list[ModelFile], list[PlannedTask]]:
@@ -169,7 +172,7 @@ def _generate(engine: Engine, spec: TaskSpec, batch: Sequence[tuple[int, Instanc
     return out
 
 
-def score_items(spec: TaskSpec, items: Sequence[ItemRecord], seed: int) -> list[metrics.Score]:
+def score_items(spec: TaskSpec, items: Sequence[ItemRecord], seed: int) -> list[metrics.MetricScore]:
     """Every metric of the task over the stored items, each with a bootstrap 95% CI."""
     outcomes = [
         metrics.ItemOutcome(
@@ -184,7 +187,7 @@ def score_items(spec: TaskSpec, items: Sequence[ItemRecord], seed: int) -> list[
         if m == "lang_ok":
             flags = lang_ok([it.generated or "" for it in items], spec.output_lang)
             value, lo, hi = metrics.mean_with_ci([float(f) for f in flags], seed=seed)
-            scores.append(metrics.Score("lang_ok", value, lo, hi, len(items)))
+            scores.append(metrics.MetricScore("lang_ok", value, lo, hi, len(items)))
         else:
             scores.append(metrics.aggregate(m, outcomes, seed=seed))
     return scores
@@ -198,13 +201,17 @@ def _evaluate_task(engine: Engine, store: Store, run_id: int, model: ModelFile, 
     store.ensure_eval(key, model=model.name, task=t.name, lang=t.lang, family=t.family,
                       output=t.output, engine=asdict(info),
                       task_info={"path": str(t.path), "prompt_hash": t.prompt_hash(),
-                                 "data_hash": task.data_hash, "reference": t.reference})
+                                 "data_hash": task.data_hash, "reference": t.reference,
+                                 "target_lang": t.output_lang, "description": t.description})
     done = store.done_doc_ids(key)
     todo = [(i, inst) for i, inst in enumerate(task.instances) if inst.doc_id not in done]
     advance(t.name, len(task.instances) - len(todo))
     for s in range(0, len(todo), spec.chunk_size):
         batch = todo[s:s + spec.chunk_size]
         records = _score_mc(engine, batch) if t.output == "multiple_choice" else _generate(engine, t, batch)
+        if t.output != "multiple_choice":  # stored, so a report never runs language ID again
+            detected = LanguageIdentifier().identify_many([r.generated for r in records])
+            records = [replace(r, lang_detected=d) for r, d in zip(records, detected)]
         store.add_items(key, run_id, records)
         advance(t.name, len(batch))
     items = store.items(key, [inst.doc_id for inst in task.instances])
@@ -240,18 +247,21 @@ def open_engine(model: ModelFile, spec: RunSpec) -> Engine:
                           prefix_cache=spec.prefix_cache)
 
 
-def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "") -> RunResult:
+def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "",
+        engine_factory: EngineFactory | None = None) -> RunResult:
     """Evaluate every (model, task) of the spec; store items and aggregates; return outcomes.
 
     An interrupted run keeps every committed chunk and is marked `interrupted`; rerunning
-    the same spec continues where it stopped.
+    the same spec continues where it stopped. `engine_factory` opens each model's engine
+    (default :func:`open_engine`); tests pass a deterministic fake here.
     """
+    open_model = engine_factory or open_engine
     models, tasks = plan(spec)
     store = Store(spec.db)
     device = fingerprint(spec.n_threads or _threads())
     run_id = store.start_run(_spec_dict(spec), command, device.to_dict(), _versions())
     outcomes: list[TaskOutcome] = []
-    cost: dict[str, dict] = {}
+    cost: dict[str, RunCost] = {}
     status = "failed"
     try:
         total = sum(len(t.instances) for t in tasks)
@@ -265,7 +275,7 @@ def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "") ->
                     progress(model_name, task_name, done, total)
 
             with RssSampler() as mem, EnergyMeter() as energy:
-                engine = open_engine(model, spec)
+                engine = open_model(model, spec)
                 mem.mark("after_load")
                 try:
                     for task in tasks:
@@ -275,7 +285,7 @@ def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "") ->
                     load_ms = engine.info().load_ms
                     engine.close()
             # a remote model's energy and memory are spent elsewhere: only its load time counts
-            cost[model.name] = ({"load_ms": load_ms, "remote": True} if model.remote
+            cost[model.name] = (RunCost(load_ms=load_ms, remote=True) if model.remote
                                 else _model_cost(mem, energy, load_ms))
         status = "done"
     except KeyboardInterrupt:
@@ -287,20 +297,14 @@ def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "") ->
     return RunResult(run_id, tuple(outcomes), cost)
 
 
-def _model_cost(mem: RssSampler, energy: EnergyMeter, load_ms: float) -> dict:
+def _model_cost(mem: RssSampler, energy: EnergyMeter, load_ms: float) -> RunCost:
     m, e = mem.reading, energy.reading
-    return {
-        "load_ms": load_ms,
-        "rss_start_bytes": m.start_bytes,
-        "rss_after_load_bytes": dict(m.marks).get("after_load"),
-        "peak_rss_bytes": m.peak_bytes,
-        "os_peak_rss_bytes": m.os_peak_bytes,
-        "energy_j": e.joules,
-        "energy_method": e.method,
-        "watts_assumed": e.watts_assumed,
-        "cpu_s": e.cpu_seconds,
-        "wall_s": e.wall_seconds,
-    }
+    return RunCost(
+        load_ms=load_ms, rss_start_bytes=m.start_bytes,
+        rss_after_load_bytes=dict(m.marks).get("after_load"), peak_rss_bytes=m.peak_bytes,
+        os_peak_rss_bytes=m.os_peak_bytes, energy_j=e.joules, energy_method=e.method,
+        watts_assumed=e.watts_assumed, cpu_s=e.cpu_seconds, wall_s=e.wall_seconds,
+    )
 
 
 def _threads() -> int:

@@ -15,9 +15,7 @@ the sentence chrF / 100, so a cascade's score is the mean over its items.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import sqlite3
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -29,6 +27,8 @@ from .. import metrics
 from ..cost import item_energy_j
 from ..cost_profile import CostProfile
 from ..errors import UserError
+from ..store import EvalRecord, Store
+
 
 @dataclass(frozen=True)
 class PairedItem:
@@ -94,91 +94,97 @@ class Decision:
     curve: tuple[CurvePoint, ...]  # test half
 
     def to_dict(self) -> dict:
+        """JSON-ready form (as `iberlite decide` stores it)."""
         return asdict(self)
+
+
+def decision_from_json(d: dict) -> Decision:
+    """A stored decision read back (`Store.latest_decision`). Infinite thresholds were stored
+    as null and come back as None (the curve's all-device and all-cloud ends)."""
+    def option(o: dict | None) -> Option | None:
+        return None if o is None else Option(**o)
+
+    curve = tuple(CurvePoint(**p) for p in d.get("curve", ()))
+    return Decision(
+        task=d["task"], lang=d["lang"], output=d["output"], n_calib=d["n_calib"], n_test=d["n_test"],
+        volume=d["volume"], chosen=Option(**d["chosen"]), meets_target=d["meets_target"],
+        device=Option(**d["device"]), cloud=Option(**d["cloud"]), cascade=option(d.get("cascade")),
+        rule=Option(**d["rule"]), break_even_volume=d.get("break_even_volume"), curve=curve,
+    )
 
 
 # -- loading --------------------------------------------------------------------------------
 
 
-def _latest_eval(db: sqlite3.Connection, model: str) -> dict[tuple[str, str, str], str]:
-    """Per (task, lang, output) the model's evaluation with the most items (latest on ties)."""
-    rows = db.execute(
-        "SELECT e.task, e.lang, e.output, e.eval_key, COUNT(i.id), e.created_at FROM evals e "
-        "JOIN items i USING (eval_key) WHERE e.model = ? GROUP BY e.eval_key", (model,)
-    ).fetchall()
-    best: dict[tuple[str, str, str], tuple[int, float, str]] = {}
-    for task, lang, output, key, n, created in rows:
-        cand = (n, created, key)
-        if best.get((task, lang, output), (-1, 0.0, ""))[:2] < cand[:2]:
-            best[(task, lang, output)] = cand
-    return {k: v[2] for k, v in best.items()}
+def _item_energy(store: Store, model: str) -> dict[tuple[int | None, str, str], float]:
+    """Energy per (run, eval key, doc id) of the model's items: the run's measured (or
+    estimated) energy for the model, shared by wall time, as the device cost table does."""
+    costs = {r.id: r.costs.get(model) for r in store.runs()}
+    items = [(ev.eval_key, it) for ev in store.evals() if ev.model == model for it in store.items(ev.eval_key)]
+    wall: dict[int | None, float] = defaultdict(float)
+    for _, it in items:
+        wall[it.run_id] += it.wall_ms or 0.0
+    shares = {(it.run_id, key, it.doc_id): item_energy_j(costs.get(it.run_id or 0), it.wall_ms, wall[it.run_id])
+              for key, it in items}
+    return {k: j for k, j in shares.items() if j is not None}
 
 
-def _item_energy(db: sqlite3.Connection, model: str) -> dict[int, float]:
-    """Energy per item id: the run's measured (or estimated) energy for the model, shared by
-    wall time, as the device cost table does."""
-    runs = {rid: json.loads(c).get(model) if c else None
-            for rid, c in db.execute("SELECT id, cost_json FROM runs")}
-    rows = db.execute("SELECT i.id, i.run_id, i.wall_ms FROM items i JOIN evals e USING (eval_key) "
-                      "WHERE e.model = ?", (model,)).fetchall()
-    wall: dict[int, float] = defaultdict(float)
-    for _, run, ms in rows:
-        wall[run] += ms or 0.0
-    shares = {iid: item_energy_j(runs.get(run), ms, wall[run]) for iid, run, ms in rows}
-    return {iid: j for iid, j in shares.items() if j is not None}
-
-
-def _score(output: str, correct, generated: str | None, gold: str) -> float:
+def _score(output: str, correct: bool | None, generated: str | None, gold: str) -> float:
     if correct is not None:
         return float(correct)
     if output == "generate":
-        from sacrebleu.metrics.chrf import CHRF
-
-        return CHRF().sentence_score(generated or "", [gold]).score / 100.0
+        return metrics.sentence_chrf(generated or "", gold) / 100.0
     return 0.0
+
+
+def _by_task(store: Store, model: str) -> dict[tuple[str, str, str], EvalRecord]:
+    return {(ev.task, ev.lang, ev.output): ev for ev in store.evals_with_most_items(model).values()}
 
 
 def load_pairs(db_path: Path, device: str, cloud: str) -> dict[tuple[str, str, str], list[PairedItem]]:
     """Items both models answered, per (task, lang, output), paired by doc id."""
     if not Path(db_path).is_file():
         raise UserError(f"No results database at {db_path}; run `iberlite run` first.", 2)
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        try:
-            dev_evals, cloud_evals = _latest_eval(db, device), _latest_eval(db, cloud)
-        except sqlite3.DatabaseError as exc:
-            raise UserError(f"{db_path} is not an iberlite results database ({exc}).", 2) from None
-        if not dev_evals:
-            raise UserError(f"No stored items for device model {device!r} in {db_path}.", 2)
-        if not cloud_evals:
-            raise UserError(f"No stored items for cloud model {cloud!r} in {db_path}.", 2)
-        energy = _item_energy(db, device)
-        sql = ("SELECT id, doc_id, correct, generated, gold, confidence, wall_ms, prompt_tokens, "
-               "gen_tokens, choices_json FROM items WHERE eval_key = ?")
-        out = {}
-        for key in sorted(set(dev_evals) & set(cloud_evals)):
-            dev = {r[1]: r for r in db.execute(sql, (dev_evals[key],))}
-            cl = {r[1]: r for r in db.execute(sql, (cloud_evals[key],))}
-            pairs = []
-            for doc in sorted(set(dev) & set(cl)):
-                d, c = dev[doc], cl[doc]
-                n_choices = len(json.loads(c[9])) if c[9] else 0
-                pairs.append(PairedItem(
-                    doc_id=doc,
-                    device_score=_score(key[2], d[2], d[3], d[4]),
-                    cloud_score=_score(key[2], c[2], c[3], c[4]),
-                    confidence=d[5] if d[5] is not None else -math.inf,
-                    device_ms=d[6] or 0.0, cloud_ms=c[6] or 0.0,
-                    device_energy_j=energy.get(d[0], 0.0),
-                    cloud_input_tokens=float(c[7] or 0),
-                    cloud_output_tokens=float(c[8] if c[8] is not None else n_choices),
-                ))
-            if pairs:
-                out[key] = pairs
-    finally:
-        db.close()
+        store = Store.open_readonly(db_path)
+    except UserError as exc:
+        raise UserError(str(exc), 2) from None
+    with store:
+        out = pairs_from_store(store, device, cloud)
     if not out:
         raise UserError(f"{device} and {cloud} have no items in common in {db_path}.", 2)
+    return out
+
+
+def pairs_from_store(store: Store, device: str, cloud: str) -> dict[tuple[str, str, str], list[PairedItem]]:
+    """Items both models answered, per (task, lang, output), paired by doc id, from an open store."""
+    dev_evals, cloud_evals = _by_task(store, device), _by_task(store, cloud)
+    if not dev_evals:
+        raise UserError(f"No stored items for device model {device!r} in {store.path}.", 2)
+    if not cloud_evals:
+        raise UserError(f"No stored items for cloud model {cloud!r} in {store.path}.", 2)
+    energy = _item_energy(store, device)
+    out = {}
+    for key in sorted(set(dev_evals) & set(cloud_evals)):
+        dev_key = dev_evals[key].eval_key
+        dev = {it.doc_id: it for it in store.items(dev_key)}
+        cl = {it.doc_id: it for it in store.items(cloud_evals[key].eval_key)}
+        pairs = []
+        for doc in sorted(set(dev) & set(cl)):
+            d, c = dev[doc], cl[doc]
+            n_choices = len(c.choices) if c.choices else 0
+            pairs.append(PairedItem(
+                doc_id=doc,
+                device_score=_score(key[2], d.correct, d.generated, d.gold),
+                cloud_score=_score(key[2], c.correct, c.generated, c.gold),
+                confidence=d.confidence if d.confidence is not None else -math.inf,
+                device_ms=d.wall_ms or 0.0, cloud_ms=c.wall_ms or 0.0,
+                device_energy_j=energy.get((d.run_id, dev_key, doc), 0.0),
+                cloud_input_tokens=float(c.prompt_tokens or 0),
+                cloud_output_tokens=float(c.gen_tokens if c.gen_tokens is not None else n_choices),
+            ))
+        if pairs:
+            out[key] = pairs
     return out
 
 
@@ -288,7 +294,7 @@ def _rule_actions(pairs: dict, min_accuracy: float, seed: int) -> dict[str, str]
     """The simple alternative: per language, device if the device's pooled calibration
     accuracy over that language's tasks reaches the target, else cloud."""
     pooled: dict[str, list[float]] = defaultdict(list)
-    for (task, lang, output), items in pairs.items():
+    for (_task, lang, _output), items in pairs.items():
         pooled[lang] += [it.device_score for it in split_items(items, seed)[0]]
     return {lang: "device" if v and np.mean(v) >= min_accuracy else "cloud" for lang, v in pooled.items()}
 

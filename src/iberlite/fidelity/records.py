@@ -49,9 +49,9 @@ def from_store(db: Path, system: str, model: str, delimiters: dict[str, str],
     try:
         out = {}
         for ev in store.evals():
-            if ev["model"] != model or ev["task"] not in delimiters:
+            if ev.model != model or ev.task not in delimiters:
                 continue
-            task = ev["task"]
+            task = ev.task
             delim = delimiters[task]
             docs = tuple(
                 ScoredDoc(
@@ -59,10 +59,10 @@ def from_store(db: Path, system: str, model: str, delimiters: dict[str, str],
                     context=it.prompt,
                     continuations=tuple(delim + c for c in (it.choices or ())),
                     logprobs=tuple(it.logprobs or ()),
-                    prediction=it.prediction if it.logprobs else (it.generated or ""),
+                    prediction=(it.prediction or "") if it.logprobs else (it.generated or ""),
                     correct=it.correct,
                 )
-                for it in sorted(store.items(ev["eval_key"]), key=lambda i: i.seq)
+                for it in sorted(store.items(ev.eval_key), key=lambda i: i.seq)
             )
             out[task] = SystemRun(system, task, docs, metrics.get(task, {}))
         return out

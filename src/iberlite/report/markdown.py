@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Sequence
 
-from .model import LOWER_IS_BETTER, Report, lang_key
+from ..langs import lang_key
+from ..metrics import LOWER_IS_BETTER
+from .records import Report
 
 
 def _cell(value: object) -> str:
@@ -80,40 +82,40 @@ def render_markdown(report: Report) -> str:
     out.append("")
 
     if report.routing:
-        r = report.routing
-        cur = r["profile"].get("currency", "")
+        rt = report.routing
+        cur = rt.currency
         out += ["## Routing: device, cloud or cascade", "",
-                f"Device {r['device']}, cloud {r['cloud']}, target accuracy {r['min_accuracy']:.2f}; chosen on the "
+                f"Device {rt.device}, cloud {rt.cloud}, target accuracy {rt.min_accuracy:.2f}; chosen on the "
                 "calibration half, measured on the test half"
-                + (" (cost profile marked illustrative)." if r["profile"].get("illustrative") else "."), ""]
+                + (" (cost profile marked illustrative)." if rt.illustrative else "."), ""]
         rows = []
-        for d in r["decisions"]:
-            c = d["chosen"]
-            act = c["action"] + (f" t={c['threshold']:.3f}" if c["action"] == "cascade" else "")
-            rows.append([d["task"], d["lang"], f"{d['n_calib']}/{d['n_test']}", f"{d['device']['accuracy']:.3f}",
-                         f"{d['cloud']['accuracy']:.3f}", act + ("" if d["meets_target"] else " (below target)"),
-                         _score(c["accuracy"], c["ci_low"], c["ci_high"], False), f"{c['cloud_share']:.0%}",
-                         f"{c['monthly_cost']:,.2f} {cur}".strip(),
-                         "never" if d.get("break_even_volume") is None else f"{d['break_even_volume']:,.0f}"])
+        for dec in rt.decisions:
+            ch = dec.chosen
+            act = ch.action + (f" t={ch.threshold:.3f}" if ch.action == "cascade" and ch.threshold is not None else "")
+            rows.append([dec.task, dec.lang, f"{dec.n_calib}/{dec.n_test}", f"{dec.device.accuracy:.3f}",
+                         f"{dec.cloud.accuracy:.3f}", act + ("" if dec.meets_target else " (below target)"),
+                         _score(ch.accuracy, ch.ci_low, ch.ci_high, False), f"{ch.cloud_share:.0%}",
+                         f"{ch.monthly_cost:,.2f} {cur}".strip(),
+                         "never" if dec.break_even_volume is None else f"{dec.break_even_volume:,.0f}"])
         out += _table(["task", "lang", "n cal/test", "device", "cloud", "recommendation", "accuracy",
                        "cloud share", "monthly", "break-even/mo"], rows, ["l", "l", "r", "r", "r", "l", "r", "r", "r", "r"])
         out.append("")
 
     out += ["## Cost (same forward passes)", ""]
     if report.costs:
-        estimate = any(c.energy_is_estimate for c in report.costs if c.energy_j is not None)
+        estimate = any(mc.energy_is_estimate for mc in report.costs if mc.energy_j is not None)
         if report.accuracy_label:
             out += [f"Accuracy: {report.accuracy_label}. Pareto front = no other model both cheaper and at "
                     "least as accurate.", ""]
         rows = []
-        for c in report.costs:
-            est = " (estimate)" if c.energy_is_estimate else ""
+        for mc in report.costs:
+            est = " (estimate)" if mc.energy_is_estimate else ""
             rows.append([
-                c.model, c.file_type, f"{c.size_bytes / 2**20:,.0f} MiB" if c.size_bytes else "",
-                f"{c.accuracy:.3f}" if c.accuracy is not None else "",
-                f"{c.p50_ms:,.0f} ms" if c.p50_ms is not None else "",
-                f"{c.peak_rss_bytes / 2**20:,.0f} MiB" if c.peak_rss_bytes else "",
-                f"{c.energy_per_item_j:,.2f} J{est}" if c.energy_per_item_j is not None else "",
+                mc.model, mc.file_type, f"{mc.size_bytes / 2**20:,.0f} MiB" if mc.size_bytes else "",
+                f"{mc.accuracy:.3f}" if mc.accuracy is not None else "",
+                f"{mc.p50_ms:,.0f} ms" if mc.p50_ms is not None else "",
+                f"{mc.peak_rss_bytes / 2**20:,.0f} MiB" if mc.peak_rss_bytes else "",
+                f"{mc.energy_per_item_j:,.2f} J{est}" if mc.energy_per_item_j is not None else "",
             ])
         out += _table(["model", "quant", "file", "accuracy", "p50 item", "peak RSS", "energy / item"], rows,
                       ["l", "l", "r", "r", "r", "r", "r"])
@@ -128,24 +130,22 @@ def render_markdown(report: Report) -> str:
     out.append("")
 
     out += ["## Device", ""]
-    for fid, d in report.devices.items():
+    for fid, dev in report.devices.items():
         runs = ", ".join(str(r.id) for r in report.runs if r.device_id == fid)
-        ram = f"{d['total_ram_bytes'] / 2**30:.1f} GiB" if d.get("total_ram_bytes") else "?"
-        out.append(f"- `{fid}` (runs {runs}): {d.get('cpu_model', '?')}, "
-                   f"{', '.join(d.get('cpu_flags', []) or [])}; {d.get('physical_cores')} cores, "
-                   f"{d.get('n_threads')} threads; {ram} RAM; {d.get('os', '')}; "
-                   f"llama-cpp-python {d.get('llama_cpp_python_version', '?')}")
+        ram = f"{dev['total_ram_bytes'] / 2**30:.1f} GiB" if dev.get("total_ram_bytes") else "?"
+        out.append(f"- `{fid}` (runs {runs}): {dev.get('cpu_model', '?')}, "
+                   f"{', '.join(dev.get('cpu_flags', []) or [])}; {dev.get('physical_cores')} cores, "
+                   f"{dev.get('n_threads')} threads; {ram} RAM; {dev.get('os', '')}; "
+                   f"llama-cpp-python {dev.get('llama_cpp_python_version', '?')}")
     energy = []
-    for r in report.runs:
-        for m, c in sorted(r.cost.items()):
-            if not isinstance(c, dict):
-                continue
-            method = c.get("energy_method")
+    for run in report.runs:
+        for m, cost in sorted(run.costs.items()):
+            method = cost.energy_method
             how = ("measured (RAPL)" if method == "rapl" else
-                   f"ESTIMATE: {c.get('cpu_s', 0):.1f} CPU s x {c.get('watts_assumed')} W/core assumed"
+                   f"ESTIMATE: {cost.cpu_s or 0:.1f} CPU s x {cost.watts_assumed} W/core assumed"
                    if method == "estimate" else str(method))
-            j = c.get("energy_j")
-            energy.append([r.id, m, f"{j:,.0f} J" if j is not None else "", how])
+            j = cost.energy_j
+            energy.append([run.id, m, f"{j:,.0f} J" if j is not None else "", how])
     if energy:
         out += ["", "Energy by run:", ""]
         out += _table(["run", "model", "energy", "how it was obtained"], energy, ["r", "l", "r", "l"])

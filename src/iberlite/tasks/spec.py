@@ -16,8 +16,8 @@ import yaml
 
 from .. import metrics
 from ..errors import TaskSpecError
+from ..langs import LANGS
 
-LANGS = ("es", "ca", "eu", "gl", "pt", "en")
 FAMILIES = (
     "reading", "nli", "commonsense", "translation", "math", "irony", "sentiment", "topic",
     "stance",

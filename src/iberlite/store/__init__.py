@@ -1,0 +1,32 @@
+"""The data layer: the only part of iberlite that reads or writes the database.
+
+`Store` writes and reads; its read methods return the frozen records of
+:mod:`iberlite.store.records`. The schema, its version and the migrations of older
+databases are in :mod:`iberlite.store.schema`.
+"""
+
+from .records import (
+    AggregateRecord,
+    BenchRecord,
+    DecisionRecord,
+    EvalRecord,
+    ItemRecord,
+    RunCost,
+    RunRecord,
+)
+from .schema import MIGRATIONS, SCHEMA_VERSION
+from .store import Store, json_safe
+
+__all__ = [
+    "AggregateRecord",
+    "BenchRecord",
+    "DecisionRecord",
+    "EvalRecord",
+    "ItemRecord",
+    "MIGRATIONS",
+    "RunCost",
+    "RunRecord",
+    "SCHEMA_VERSION",
+    "Store",
+    "json_safe",
+]
