@@ -15,11 +15,12 @@ from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from . import metrics
+from . import metrics, supervise
 from .catalog import DEFAULT_MODELS, ModelFile, gguf_facts, resolve_model
 from .data import data_hash, default_data_dir, load_docs
 from .device import EnergyMeter, RssSampler, fingerprint
 from .engines.base import Engine, GenerationRequest, LoglikelihoodRequest
+from .engines.factory import ENGINES, EngineOptions, open_engine
 from .errors import UserError
 from .language_id import identifier_signature, lang_ok
 from .signature import eval_key, signature
@@ -191,9 +192,11 @@ def score_items(spec: TaskSpec, items: Sequence[ItemRecord], seed: int) -> list[
 
 
 def _evaluate_task(engine: Engine, store: Store, run_id: int, model: ModelFile, task: PlannedTask,
-                   spec: RunSpec, device_id: str, advance: Callable[[str, int], None]) -> TaskOutcome:
+                   spec: RunSpec, device_id: str, advance: Callable[[str, int], None],
+                   on_stored: Callable[[int], None]) -> TaskOutcome:
     info = engine.info()
     t = task.spec
+    supervise.note(model=model.name, task=t.name)
     key = eval_key(info, t, task.data_hash)
     store.ensure_eval(key, model=model.name, task=t.name, lang=t.lang, family=t.family,
                       output=t.output, engine=asdict(info),
@@ -206,6 +209,7 @@ def _evaluate_task(engine: Engine, store: Store, run_id: int, model: ModelFile, 
         batch = todo[s:s + spec.chunk_size]
         records = _score_mc(engine, batch) if t.output == "multiple_choice" else _generate(engine, t, batch)
         store.add_items(key, run_id, records)
+        on_stored(len(records))
         advance(t.name, len(batch))
     items = store.items(key, [inst.doc_id for inst in task.instances])
     scores = score_items(t, items, spec.seed)
@@ -219,25 +223,11 @@ def _evaluate_task(engine: Engine, store: Store, run_id: int, model: ModelFile, 
                        tuple(scores), sig)
 
 
-ENGINES = ("llamacpp", "transformers")
-"""In-process engines for GGUF files: llama.cpp (the default) and the transformers reference."""
-
-
-def open_engine(model: ModelFile, spec: RunSpec) -> Engine:
-    """The engine for a model, set up as the run asks."""
-    if model.remote:
-        from .engines.openai_http import EndpointConfig, OpenAIEngine
-
-        config = EndpointConfig(spec.base_url or "", api_key_env=spec.api_key_env, api=spec.api)
-        return OpenAIEngine(model.remote, config, seed=spec.seed)
-    if spec.engine == "transformers":
-        from .engines.transformers import TransformersEngine
-
-        return TransformersEngine(model, n_threads=spec.n_threads, seed=spec.seed)
-    from .engines.llamacpp import LlamaCppEngine
-
-    return LlamaCppEngine(model, n_threads=spec.n_threads, seed=spec.seed, scoring=spec.scoring,
-                          prefix_cache=spec.prefix_cache)
+def engine_options(spec: RunSpec) -> EngineOptions:
+    """The engine settings a run asks for."""
+    return EngineOptions(engine=spec.engine, n_threads=spec.n_threads, seed=spec.seed,
+                         scoring=spec.scoring, prefix_cache=spec.prefix_cache,
+                         base_url=spec.base_url, api_key_env=spec.api_key_env, api=spec.api)
 
 
 def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "") -> RunResult:
@@ -253,6 +243,14 @@ def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "") ->
     outcomes: list[TaskOutcome] = []
     cost: dict[str, dict] = {}
     status = "failed"
+    stored = 0
+
+    def on_stored(n: int) -> None:
+        nonlocal stored
+        stored += n
+        supervise.note(stored=stored)
+
+    supervise.note(db=str(spec.db), run_id=run_id, stored=0)
     try:
         total = sum(len(t.instances) for t in tasks)
         for model in models:
@@ -264,13 +262,14 @@ def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "") ->
                 if progress:
                     progress(model_name, task_name, done, total)
 
+            supervise.note(model=model.name, task=None)
             with RssSampler() as mem, EnergyMeter() as energy:
-                engine = open_engine(model, spec)
+                engine = open_engine(model, engine_options(spec))
                 mem.mark("after_load")
                 try:
                     for task in tasks:
                         outcomes.append(_evaluate_task(engine, store, run_id, model, task, spec,
-                                                       device.fingerprint_id, advance))
+                                                       device.fingerprint_id, advance, on_stored))
                 finally:
                     load_ms = engine.info().load_ms
                     engine.close()
