@@ -67,7 +67,7 @@ def analyse(model_name: str, task: str, limit: int, data_dir: Path, threads: int
         for r in reqs:
             ctx, cont = tf.encode_pair(r.context, r.continuation)
             seq_tf = ctx + cont
-            seq_lc, start_lc = lc._encode_pair(r.context, r.continuation)
+            seq_lc, start_lc = lc.encode_pair(r.context, r.continuation)
             n_req += 1
             tf_bos += seq_tf[0] == bos_tf
             lc_bos += seq_lc[0] == bos_lc
@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from llama_cpp import Llama
 
+    from iberlite.engines.kernels import apply_to_llama_cpp_python, detect, plan_kernels
+
+    apply_to_llama_cpp_python(plan_kernels(detect()))
     rows = []
     for m in args.models.split(","):
         model = resolve_model(m)

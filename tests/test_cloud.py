@@ -277,7 +277,7 @@ def test_llama_cpp_server_scores_like_the_engine():
     pytest.importorskip("uvicorn", reason="llama-cpp-python[server] is not installed")
     port = free_port()
     gguf = resolve_model("gemma3-270m").path
-    proc = start([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "gemma",
+    proc = start([sys.executable, "-m", "iberlite.engines.llama_server", "--model", str(gguf), "--model_alias", "gemma",
                   "--n_ctx", "256", "--n_threads", "1", "--host", "127.0.0.1", "--port", str(port)], port)
     try:
         reqs = [LoglikelihoodRequest("El cielo es", " azul", "a"), LoglikelihoodRequest("El cielo es", " verde", "a"),
@@ -287,7 +287,7 @@ def test_llama_cpp_server_scores_like_the_engine():
         with LlamaCppEngine(resolve_model("gemma3-270m"), n_threads=1, scoring="naive") as local:
             loc = [local.loglikelihood([r])[0] for r in reqs]
         # That server decodes the bare sequence; the engine pads every decode to a multiple of
-        # 8 rows (ALIGN), and Gemma's repacked Q4_K kernel rounds the last rows of an unpadded
+        # 8 or 16 rows (engines/layout.py), and Gemma's repacked Q4_K kernel rounds the last rows of an unpadded
         # decode differently (docs/engine.md), so the numbers agree only to a few tenths.
         for r, l in zip(rem, loc):
             assert r.n_tokens == l.n_tokens

@@ -31,7 +31,10 @@ def _reference_logprob(engine: LlamaCppEngine, context: str, continuation: str) 
     """Summed logprob from llama-cpp-python's own high-level path (all logits, one sequence)."""
     from llama_cpp import Llama
 
-    tokens, start = engine._encode_pair(context, continuation)
+    from iberlite.engines.kernels import apply_to_llama_cpp_python
+
+    apply_to_llama_cpp_python(engine.kernels)
+    tokens, start = engine.encode_pair(context, continuation)
     llm = Llama(str(engine.model_file.path), n_ctx=512, n_batch=512, logits_all=True,
                 verbose=False, n_threads=engine.n_threads)
     try:

@@ -159,6 +159,7 @@ def test_html_of_an_old_database_shows_the_same_numbers(v1_report_db):
     from iberlite.report.build import render
 
     before = set(json.loads((DATA / "report_v1_before_numbers.json").read_text()))
-    after = number_strings(render(v1_report_db, "html"))
+    page = render(v1_report_db, "html").replace(str(v1_report_db), "fixture_ro.db")  # a tmp path has digits
+    after = number_strings(page)
     assert before - after == set(), "numbers the old report showed are missing"
     assert after - before == set(), "numbers the old report did not show"

@@ -148,18 +148,22 @@ class _EnginePath(_Path):
 
     def __init__(self, engine: "LlamaCppEngine") -> None:
         self.engine = engine
-        self.ctx = engine._ctx
         self.name = "engine"
 
     def clear(self) -> None:
-        self.engine._ll.llama_memory_clear(self.engine._mem, True)
-        # the engine's record of what sequence 0 holds (its generation prefix cache) must
-        # match the cleared cache; _decode_tokens appends to it
-        if hasattr(self.engine, "_cached"):
-            self.engine._cached = []
+        self.engine.clear_cache()
 
     def decode(self, tokens: list[int], pos: int) -> None:
-        self.engine._decode_tokens(tokens, pos)
+        self.engine.decode(tokens, pos)
+
+    def sync(self) -> None:
+        self.engine.synchronize()
+
+    def perf_reset(self) -> None:
+        self.engine.perf_reset()
+
+    def perf_ms(self) -> tuple[float, float]:
+        return self.engine.perf_ms()
 
 
 class _DirectPath(_Path):
@@ -294,7 +298,7 @@ def _results(samples: dict[str, list[_Sample]], *, model: str, sha256: str, file
 
 
 def _engine_tokens(engine: "LlamaCppEngine", n: int) -> list[int]:
-    return bench_tokens(engine._vocab, engine.n_vocab, n)
+    return bench_tokens(engine.vocab, engine.n_vocab, n)
 
 
 # -- public API --------------------------------------------------------------------------------
@@ -316,11 +320,14 @@ def bench_engine(engine: "LlamaCppEngine", *, pp: int = 512, tg: int = 128, reps
 def open_direct(model_path: Path, *, n_threads: int, n_ctx: int = 4096, n_batch: int = 512,
                 flash_attn: bool = False):
     """llama-cpp-python's high-level ``Llama`` set up like the engine's context (flash
-    attention off, as the engine runs it: see ALIGN in engines/llamacpp.py)."""
+    attention off and weight buffers as engines/kernels.py decides, as the engine runs)."""
     import llama_cpp
     from llama_cpp import _logger
 
     _logger.set_verbose(False)
+    from .engines.kernels import apply_to_llama_cpp_python, detect, plan_kernels
+
+    apply_to_llama_cpp_python(plan_kernels(detect()))
     return llama_cpp.Llama(
         str(model_path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch, n_threads=n_threads,
         n_threads_batch=n_threads, logits_all=False, flash_attn=flash_attn, verbose=False,

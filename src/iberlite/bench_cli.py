@@ -51,7 +51,7 @@ def bench_command(model: str, db: Path, reps: int, threads: int | None,
     """
     from .catalog import resolve_model
     from .device import fingerprint
-    from .engines.llamacpp import LlamaCppEngine
+    from .engines.factory import EngineOptions, open_llamacpp
     from .errors import UserError
 
     console = console or Console()
@@ -62,7 +62,7 @@ def bench_command(model: str, db: Path, reps: int, threads: int | None,
     mf = resolve_model(model)
     if mf.remote:
         raise UserError("iberlite bench times a local GGUF model, not a remote openai:NAME one.", 2)
-    with LlamaCppEngine(mf, n_threads=threads) as engine:
+    with open_llamacpp(mf, EngineOptions(n_threads=threads)) as engine:
         device = fingerprint(engine.n_threads)
         what = "engine and direct llama-cpp-python, interleaved" if compare_direct else "engine"
         with console.status(f"bench {mf.name}: {what}") as status:

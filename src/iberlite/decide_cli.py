@@ -89,7 +89,7 @@ def route_command(console: Console, *, policy_path: Path, task: str, lang: str |
                   base_url: str | None, api_key_env: str, threads: int | None, tasks_dirs: tuple[Path, ...]) -> None:
     from .catalog import resolve_model
     from .data import doc_from_fields
-    from .engines.llamacpp import LlamaCppEngine
+    from .engines.factory import EngineOptions, open_llamacpp
     from .engines.openai_http import EndpointConfig, OpenAIEngine
     from .router import HybridRouter
     from .tasks.registry import load_task_specs
@@ -109,7 +109,7 @@ def route_command(console: Console, *, policy_path: Path, task: str, lang: str |
             if not base_url:
                 raise UserError("This request goes to the cloud model: pass --base-url.", 2)
             return OpenAIEngine(cloud_model.remote, EndpointConfig(base_url, api_key_env=api_key_env))
-        return LlamaCppEngine(cloud_model, n_threads=threads)
+        return open_llamacpp(cloud_model, EngineOptions(n_threads=threads))
 
     doc = None
     if spec.output == "multiple_choice":  # check the request before loading a model
@@ -121,7 +121,7 @@ def route_command(console: Console, *, policy_path: Path, task: str, lang: str |
             raise UserError(f"Task {task} is multiple choice: pass the document as a JSON object "
                             "with the fields its prompt uses.", 2)
         render(spec, doc_from_fields(spec, doc), with_target=False)
-    device = LlamaCppEngine(resolve_model(policy.device_model), n_threads=threads)
+    device = open_llamacpp(resolve_model(policy.device_model), EngineOptions(n_threads=threads))
     router = HybridRouter(policy, device, open_cloud)
     try:
         if doc is not None:

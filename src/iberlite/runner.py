@@ -15,11 +15,12 @@ from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from . import metrics
+from . import metrics, supervise
 from .catalog import DEFAULT_MODELS, ModelFile, gguf_facts, resolve_model
 from .data import data_hash, default_data_dir, load_docs
 from .device import EnergyMeter, RssSampler, fingerprint
 from .engines.base import Engine, GenerationRequest, LoglikelihoodRequest
+from .engines.factory import ENGINES, EngineOptions, open_engine
 from .errors import UserError
 from .language_id import LanguageIdentifier, identifier_signature, lang_ok
 from .signature import eval_key, signature
@@ -32,7 +33,7 @@ ProgressFn = Callable[[str, str, int, int], None]
 """Called with (model, current task, items done, items total for the model) as work advances."""
 
 EngineFactory = Callable[["ModelFile", "RunSpec"], Engine]
-"""Opens the engine for one model of a run (the default is :func:`open_engine`)."""
+"""Opens the engine for one model of a run (the default is :func:`default_engine`)."""
 
 
 @dataclass(frozen=True)
@@ -194,9 +195,11 @@ def score_items(spec: TaskSpec, items: Sequence[ItemRecord], seed: int) -> list[
 
 
 def _evaluate_task(engine: Engine, store: Store, run_id: int, model: ModelFile, task: PlannedTask,
-                   spec: RunSpec, device_id: str, advance: Callable[[str, int], None]) -> TaskOutcome:
+                   spec: RunSpec, device_id: str, advance: Callable[[str, int], None],
+                   on_stored: Callable[[int], None]) -> TaskOutcome:
     info = engine.info()
     t = task.spec
+    supervise.note(model=model.name, task=t.name)
     key = eval_key(info, t, task.data_hash)
     store.ensure_eval(key, model=model.name, task=t.name, lang=t.lang, family=t.family,
                       output=t.output, engine=asdict(info),
@@ -213,6 +216,7 @@ def _evaluate_task(engine: Engine, store: Store, run_id: int, model: ModelFile, 
             detected = LanguageIdentifier().identify_many([r.generated for r in records])
             records = [replace(r, lang_detected=d) for r, d in zip(records, detected)]
         store.add_items(key, run_id, records)
+        on_stored(len(records))
         advance(t.name, len(batch))
     items = store.items(key, [inst.doc_id for inst in task.instances])
     scores = score_items(t, items, spec.seed)
@@ -226,25 +230,16 @@ def _evaluate_task(engine: Engine, store: Store, run_id: int, model: ModelFile, 
                        tuple(scores), sig)
 
 
-ENGINES = ("llamacpp", "transformers")
-"""In-process engines for GGUF files: llama.cpp (the default) and the transformers reference."""
+def engine_options(spec: RunSpec) -> EngineOptions:
+    """The engine settings a run asks for."""
+    return EngineOptions(engine=spec.engine, n_threads=spec.n_threads, seed=spec.seed,
+                         scoring=spec.scoring, prefix_cache=spec.prefix_cache,
+                         base_url=spec.base_url, api_key_env=spec.api_key_env, api=spec.api)
 
 
-def open_engine(model: ModelFile, spec: RunSpec) -> Engine:
-    """The engine for a model, set up as the run asks."""
-    if model.remote:
-        from .engines.openai_http import EndpointConfig, OpenAIEngine
-
-        config = EndpointConfig(spec.base_url or "", api_key_env=spec.api_key_env, api=spec.api)
-        return OpenAIEngine(model.remote, config, seed=spec.seed)
-    if spec.engine == "transformers":
-        from .engines.transformers import TransformersEngine
-
-        return TransformersEngine(model, n_threads=spec.n_threads, seed=spec.seed)
-    from .engines.llamacpp import LlamaCppEngine
-
-    return LlamaCppEngine(model, n_threads=spec.n_threads, seed=spec.seed, scoring=spec.scoring,
-                          prefix_cache=spec.prefix_cache)
+def default_engine(model: ModelFile, spec: RunSpec) -> Engine:
+    """The engine a run opens for a model: `engines.factory.open_engine` with the run's options."""
+    return open_engine(model, engine_options(spec))
 
 
 def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "",
@@ -253,9 +248,9 @@ def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "",
 
     An interrupted run keeps every committed chunk and is marked `interrupted`; rerunning
     the same spec continues where it stopped. `engine_factory` opens each model's engine
-    (default :func:`open_engine`); tests pass a deterministic fake here.
+    (default :func:`default_engine`); tests pass a deterministic fake here.
     """
-    open_model = engine_factory or open_engine
+    open_model = engine_factory or default_engine
     models, tasks = plan(spec)
     store = Store(spec.db)
     device = fingerprint(spec.n_threads or _threads())
@@ -263,6 +258,14 @@ def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "",
     outcomes: list[TaskOutcome] = []
     cost: dict[str, RunCost] = {}
     status = "failed"
+    stored = 0
+
+    def on_stored(n: int) -> None:
+        nonlocal stored
+        stored += n
+        supervise.note(stored=stored)
+
+    supervise.note(db=str(spec.db), run_id=run_id, stored=0)
     try:
         total = sum(len(t.instances) for t in tasks)
         for model in models:
@@ -274,13 +277,14 @@ def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "",
                 if progress:
                     progress(model_name, task_name, done, total)
 
+            supervise.note(model=model.name, task=None)
             with RssSampler() as mem, EnergyMeter() as energy:
                 engine = open_model(model, spec)
                 mem.mark("after_load")
                 try:
                     for task in tasks:
                         outcomes.append(_evaluate_task(engine, store, run_id, model, task, spec,
-                                                       device.fingerprint_id, advance))
+                                                       device.fingerprint_id, advance, on_stored))
                 finally:
                     load_ms = engine.info().load_ms
                     engine.close()

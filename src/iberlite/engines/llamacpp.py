@@ -16,7 +16,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import version
 
 import numpy as np
@@ -30,6 +30,8 @@ from .base import (
     LoglikelihoodRequest,
     LoglikelihoodResult,
 )
+from .kernels import KernelPlan, detect, plan_kernels
+from .layout import Entry, Layout, Segment, Seq
 
 SCORING_MODES = ("fast", "naive")
 
@@ -57,27 +59,6 @@ def _llama():
     return llama_cpp
 
 
-@dataclass
-class _Seq:
-    """One request's token sequence and the index of its first scored token."""
-
-    req: int
-    tokens: list[int]
-    start: int
-
-
-@dataclass
-class _Entry:
-    """One token to evaluate: position, sequences it belongs to, and the (request, next
-    token) pairs its logits must score (empty: no logits needed)."""
-
-    token: int
-    pos: int
-    seq_ids: tuple[int, ...]
-    targets: list[tuple[int, int]] = field(default_factory=list)
-    group: int = 0
-
-
 @dataclass(frozen=True)
 class TokenLogprob:
     """One prompt token: id, bytes, logprob given what precedes it, and the top token there."""
@@ -97,43 +78,6 @@ def _log_softmax_at(row: np.ndarray, tokens: list[int]) -> tuple[list[float], in
     return [float(row[t]) - lse for t in tokens], top
 
 
-ALIGN = 8
-"""Scoring lays tokens out in blocks of ALIGN rows and KV cells.
-
-llama.cpp's CPU kernels give a token bit-identical results wherever it is packed only when
-(measured with benchmarks/mc_numerics.py, flash attention off, AVX2):
-
-* its KV cell equals its position modulo 8, and the cells it attends to fall into blocks of 8
-  exactly as they would alone: attention sums cells in 8-wide SIMD lanes and blocks, so a
-  sequence segment starts at a block boundary, and a shared prefix is shared only up to its
-  last whole block (the rest is repeated in each choice's segment);
-* every decode has a multiple of 4 rows and of 4 output rows (the engine uses ALIGN for both):
-  the repacked K-quant GEMM takes rows in fours and the remainder through another kernel.
-
-With that, fast and naive scoring, and a sequence scored alone, agree exactly."""
-
-
-@dataclass(frozen=True, eq=False)
-class _Segment:
-    """Entries that take consecutive KV cells, starting at a position that is a multiple of
-    ALIGN (a shared prefix comes before the choices that continue it)."""
-
-    entries: list[_Entry]
-
-
-def _padding(cursor: int) -> int:
-    """Rows of padding that bring the next segment to a block boundary."""
-    return -cursor % ALIGN
-
-
-def _layout_len(segments: list[_Segment]) -> int:
-    """Rows the aligned layout of `segments` takes, padding included."""
-    n = 0
-    for seg in segments:
-        n += _padding(n) + len(seg.entries)
-    return n
-
-
 class LlamaCppEngine:
     """llama.cpp in-process: loglikelihood with shared-prefix packing, greedy generation."""
 
@@ -149,9 +93,11 @@ class LlamaCppEngine:
         scoring: str = "fast",
         prefix_cache: bool = False,
         context_overrides: dict[str, object] | None = None,
+        kernels: KernelPlan | None = None,
     ) -> None:
-        if n_batch % ALIGN:
-            raise UserError(f"n_batch must be a multiple of {ALIGN}; got {n_batch}.", 2)
+        kernels = kernels or plan_kernels(detect())
+        if n_batch % kernels.align:
+            raise UserError(f"n_batch must be a multiple of {kernels.align}; got {n_batch}.", 2)
         if scoring not in SCORING_MODES:
             raise UserError(f"Unknown scoring {scoring!r}; valid: {', '.join(SCORING_MODES)}.", 2)
         ll = _llama()
@@ -166,7 +112,10 @@ class LlamaCppEngine:
         self.decoded_rows = 0  # rows the scorers decoded, padding included (benchmarks read it)
         t0 = time.perf_counter()
         ll.llama_backend_init()
+        self.kernels = kernels
+        self.exact: bool | None = None  # set by the doctor's probe: fast == naive here?
         mparams = ll.llama_model_default_params()
+        mparams.use_extra_bufts = kernels.use_extra_bufts  # AMX buffers crash (engines/kernels.py)
         self._model = ll.llama_model_load_from_file(str(model.path).encode(), mparams)
         if not self._model:
             raise UserError(f"llama.cpp could not load {model.path}; is it a complete GGUF file?")
@@ -187,7 +136,7 @@ class LlamaCppEngine:
         cparams.no_perf = False
         for key, value in (context_overrides or {}).items():  # experiments and benchmarks
             setattr(cparams, key, value)
-        self.layout = f"align{ALIGN},flash_attn={cparams.flash_attn_type}"  # part of the eval key
+        self._flash_attn = int(cparams.flash_attn_type)
         self._ctx = ll.llama_init_from_model(self._model, cparams)
         if not self._ctx:
             ll.llama_model_free(self._model)
@@ -198,6 +147,51 @@ class LlamaCppEngine:
         bos = ll.llama_vocab_bos(self._vocab)
         self.bos = bos if bos >= 0 else ll.llama_vocab_eos(self._vocab)
         self.add_bos = bool(ll.llama_vocab_get_add_bos(self._vocab))
+        self.pack_layout = Layout(kernels.align, n_batch, n_seq_max, self.bos)
+
+    @property
+    def vocab(self):
+        """llama.cpp's vocabulary handle (for tools that pick tokens, like the bench)."""
+        return self._vocab
+
+    @property
+    def layout(self) -> str:
+        """The scoring layout's label, part of every eval key: results laid out differently
+        are never merged. `approx` marks a layout the probe found not exact on this CPU."""
+        label = f"align{self.pack_layout.align},flash_attn={self._flash_attn}"
+        if not self.kernels.use_extra_bufts:
+            label += ",extra_bufts=off"
+        return label + (",approx" if self.exact is False else "")
+
+    def set_align(self, align: int) -> None:
+        """Lay scoring out in blocks of `align` (the doctor picks the one exact here)."""
+        if self.n_batch % align:
+            raise UserError(f"n_batch ({self.n_batch}) must be a multiple of align ({align}).", 2)
+        self.pack_layout = Layout(align, self.n_batch, self.n_seq_max, self.bos)
+
+    # -- cache and raw decode (what `iberlite bench` times) ----------------------------------
+
+    def clear_cache(self) -> None:
+        """Empty the KV cache and forget the generation prefix it held."""
+        self._ll.llama_memory_clear(self._mem, True)
+        self._cached = []
+
+    def cached_positions(self, seq: int = 0) -> int:
+        """Highest KV position sequence `seq` holds (-1: none)."""
+        return int(self._ll.llama_memory_seq_pos_max(self._mem, seq))
+
+    def synchronize(self) -> None:
+        """Wait for llama.cpp's queued work, so a timer stops when the work is done."""
+        self._ll.llama_synchronize(self._ctx)
+
+    def perf_ms(self) -> tuple[float, float]:
+        """llama.cpp's own (prompt eval ms, eval ms) since the last `perf_reset`."""
+        d = self._ll.llama_perf_context(self._ctx)
+        return float(d.t_p_eval_ms), float(d.t_eval_ms)
+
+    def perf_reset(self) -> None:
+        """Reset llama.cpp's own timers."""
+        self._ll.llama_perf_context_reset(self._ctx)
 
     # -- tokens -----------------------------------------------------------------------------
 
@@ -221,7 +215,7 @@ class LlamaCppEngine:
             n = self._ll.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
         return buf.raw[:n]
 
-    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], int]:
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], int]:
         """Token sequence for (context, continuation) and the index of the first scored token.
 
         As lm-evaluation-harness does: trailing whitespace of the context moves to the
@@ -248,11 +242,11 @@ class LlamaCppEngine:
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
         """Score every request; requests of one group share their common token prefix."""
-        groups: list[list[_Seq]] = []
+        groups: list[list[Seq]] = []
         last_group: str | None = None
         for i, req in enumerate(requests):
-            tokens, start = self._encode_pair(req.context, req.continuation)
-            seq = _Seq(req=i, tokens=tokens, start=start)
+            tokens, start = self.encode_pair(req.context, req.continuation)
+            seq = Seq(req=i, tokens=tokens, start=start)
             same = self.scoring == "fast" and req.group and req.group == last_group
             if same and len(groups[-1]) < self.n_seq_max - 1:  # the last id pads
                 groups[-1].append(seq)
@@ -263,8 +257,8 @@ class LlamaCppEngine:
         greedy = [True] * len(requests)
         cost_tokens = [0.0] * len(requests)
         cost_ms = [0.0] * len(requests)
-        for pack, segments in self._packs(groups):
-            entries = self._layout(segments)
+        for pack, segments in self.pack_layout.packs(groups):
+            entries = self.pack_layout.lay_out(segments)
             group_ms = self._run_entries(entries, logprob, greedy)
             n_unique = Counter(e.group for e in entries)  # padding (group -1) is not counted
             for gi, g in pack:
@@ -287,115 +281,31 @@ class LlamaCppEngine:
             for s in seqs
         ]
 
-    @staticmethod
-    def _shared_len(group: list[_Seq]) -> int:
-        """Length of the longest common token prefix of the group's sequences."""
-        if len(group) == 1:
-            return len(group[0].tokens)
-        first = group[0].tokens
-        n = min(len(s.tokens) for s in group)
-        for k in range(n):
-            t = first[k]
-            if any(s.tokens[k] != t for s in group[1:]):
-                return k
-        return n
-
-    def _packs(self, groups: list[list[_Seq]]):
-        """Greedily fill packs (yielded with their segments) whose aligned layout fits one
-        n_batch decode and n_seq_max - 1 sequences (the last id is the padding's); a group too
-        big for one decode goes alone, over several decodes."""
-        pack: list[tuple[int, list[_Seq]]] = []
-        segs: list[_Segment] = []
-        seqs = 0
-        for gi, g in enumerate(groups):
-            mine = self._group_segments(g, gi, seqs)
-            full = seqs + len(g) > self.n_seq_max - 1
-            if pack and (full or _layout_len(segs + mine) > self.n_batch):
-                yield pack, segs
-                pack, seqs = [], 0
-                mine = self._group_segments(g, gi, 0)  # sequence ids restart in a new pack
-                segs = []
-            pack.append((gi, g))
-            segs += mine
-            seqs += len(g)
-        if pack:
-            yield pack, segs
-
-    def _group_segments(self, group: list[_Seq], gi: int, first_id: int) -> list[_Segment]:
-        """Tokens to evaluate for one group: the shared prefix once, then each suffix.
-
-        The logits at position p predict token p+1; a position is requested only when some
-        sequence scores the token after it.
-        """
-        shared = self._shared_len(group)
-        if len(group) > 1:
-            shared -= shared % ALIGN  # shared in whole blocks only (see ALIGN)
-        ids = tuple(range(first_id, first_id + len(group)))
-        prefix = [_Entry(token=t, pos=p, seq_ids=ids, group=gi)
-                  for p, t in enumerate(group[0].tokens[:shared])]
-        suffixes = [[_Entry(token=s.tokens[p], pos=p, seq_ids=(ids[j],), group=gi)
-                     for p in range(shared, len(s.tokens))] for j, s in enumerate(group)]
-        by_key = {}
-        for e in prefix + [e for suf in suffixes for e in suf]:
-            for sid in e.seq_ids:
-                by_key[(sid - first_id, e.pos)] = e
-        for j, s in enumerate(group):
-            for p in range(s.start - 1, len(s.tokens) - 1):
-                by_key[(j, p)].targets.append((s.req, s.tokens[p + 1]))
-        return [_Segment(part) for part in [prefix, *suffixes] if part]
-
-    def _pad_entry(self, pos: int) -> _Entry:
-        return _Entry(token=self.bos, pos=pos, seq_ids=(self.n_seq_max - 1,), group=-1)
-
-    def _layout(self, segments: list[_Segment]) -> list[_Entry]:
-        """The pack's entries in decode order, each segment padded to start at a block
-        boundary, so every token's KV cell (its index) equals its position modulo ALIGN."""
-        entries: list[_Entry] = []
-        n_pad = 0  # the padding is one sequence, so its positions run on
-        for seg in segments:
-            pad = _padding(len(entries))
-            entries.extend(self._pad_entry(n_pad + k) for k in range(pad))
-            entries.extend(seg.entries)
-            n_pad += pad
-        return entries
-
-    def _run_entries(self, entries: list[_Entry], logprob: list[float], greedy: list[bool],
+    def _run_entries(self, entries: list[Entry], logprob: list[float], greedy: list[bool],
                      tops: dict[int, tuple[int, float]] | None = None) -> dict[int, float]:
-        """Decode a laid-out pack in n_batch chunks; accumulate scores; return wall ms per group.
-        With `tops`, also note each target's most likely token and its logprob there.
-
-        Each chunk is padded to a multiple of ALIGN rows and asks for logits at a multiple
-        of ALIGN rows, so every row goes through the same kernels whatever the pack holds.
-        """
+        """Decode a laid-out pack in aligned chunks (engines/layout.py); accumulate scores;
+        return wall ms per group. With `tops`, also note each target's most likely token and
+        its logprob there."""
         ll = self._ll
         ll.llama_memory_clear(self._mem, True)  # generation may have left a prefix behind
         group_ms: dict[int, float] = {}
         b = self._batch
-        n_pad = sum(e.group < 0 for e in entries)
-        for start in range(0, len(entries), self.n_batch):  # n_batch is a multiple of ALIGN
-            chunk = entries[start:start + self.n_batch]
-            chunk += [self._pad_entry(n_pad + k) for k in range(-len(chunk) % ALIGN)]
-            want = [bool(e.targets) for e in chunk]
-            extra = -sum(want) % ALIGN
-            for i in sorted(range(len(chunk)), key=lambda i: chunk[i].group >= 0):
-                if extra == 0:
-                    break
-                if not want[i]:
-                    want[i], extra = True, extra - 1
-            for i, e in enumerate(chunk):
+        for chunk in self.pack_layout.chunks(entries):
+            rows = chunk.entries
+            for i, e in enumerate(rows):
                 b.token[i] = e.token
                 b.pos[i] = e.pos
                 b.n_seq_id[i] = len(e.seq_ids)
                 for k, sid in enumerate(e.seq_ids):
                     b.seq_id[i][k] = sid
-                b.logits[i] = want[i]
-            b.n_tokens = len(chunk)
-            self.decoded_rows += len(chunk)
+                b.logits[i] = chunk.logits[i]
+            b.n_tokens = len(rows)
+            self.decoded_rows += len(rows)
             t0 = time.perf_counter()
             rc = ll.llama_decode(self._ctx, b)
             if rc != 0:
                 raise RuntimeError(f"llama_decode failed with code {rc}")
-            for i, e in enumerate(chunk):
+            for i, e in enumerate(rows):
                 if not e.targets:
                     continue
                 ptr = ll.llama_get_logits_ith(self._ctx, i)
@@ -409,7 +319,7 @@ class LlamaCppEngine:
                     top_lp = _log_softmax_at(row, [top])[0][0]
                     tops.update((req, (top, top_lp)) for req, _ in e.targets)
             elapsed = (time.perf_counter() - t0) * 1000
-            counts = Counter(e.group for e in chunk if e.group >= 0)
+            counts = Counter(e.group for e in rows if e.group >= 0)
             real = sum(counts.values())  # padding's time is shared by the groups it serves
             for g, c in counts.items():
                 group_ms[g] = group_ms.get(g, 0.0) + elapsed * c / real
@@ -444,7 +354,7 @@ class LlamaCppEngine:
         self._cached = prompt[:keep]
         return keep
 
-    def _decode_tokens(self, tokens: list[int], start_pos: int) -> None:
+    def decode(self, tokens: list[int], start_pos: int) -> None:
         """Decode tokens for sequence 0 in n_batch chunks, logits only for the last one."""
         b = self._batch
         for s in range(0, len(tokens), self.n_batch):
@@ -474,7 +384,7 @@ class LlamaCppEngine:
             prompt = prompt[len(prompt) + budget - self.n_ctx:]
         t0 = time.perf_counter()
         reused = self._reuse_prefix(prompt)
-        self._decode_tokens(prompt[reused:], reused)
+        self.decode(prompt[reused:], reused)
         t_prefill = time.perf_counter()
         out: list[int] = []
         text = b""
@@ -501,7 +411,7 @@ class LlamaCppEngine:
                 break
             if len(out) >= budget:
                 break
-            self._decode_tokens([tok], len(prompt) + len(out) - 1)
+            self.decode([tok], len(prompt) + len(out) - 1)
         t_end = time.perf_counter()
         final = cut_text if cut_text is not None else text.decode("utf-8", errors="replace")
         prefill_ms = (t_prefill - t0) * 1000
@@ -530,12 +440,12 @@ class LlamaCppEngine:
         tokens = self.tokenize(text)
         if len(tokens) > self.n_ctx:
             raise UserError(f"The prompt has {len(tokens)} tokens; this context holds {self.n_ctx}.")
-        entries = [_Entry(token=t, pos=p, seq_ids=(0,)) for p, t in enumerate(tokens)]
+        entries = [Entry(token=t, pos=p, seq_ids=(0,)) for p, t in enumerate(tokens)]
         for p in range(len(tokens) - 1):
             entries[p].targets.append((p + 1, tokens[p + 1]))
         tops: dict[int, tuple[int, float]] = {}
         logprob = [0.0] * len(tokens)
-        self._run_entries(self._layout([_Segment(entries)]), logprob, [True] * len(tokens), tops)
+        self._run_entries(self.pack_layout.lay_out([Segment(entries)]), logprob, [True] * len(tokens), tops)
         skip = 1 if self.add_bos and tokens and tokens[0] == self.bos else 0
         return [
             TokenLogprob(tokens[p], self._piece(tokens[p]), logprob[p] if p > 0 else None,
@@ -570,7 +480,8 @@ class LlamaCppEngine:
             seed=self.seed,
             load_ms=self.load_ms,
             extra={"add_bos": str(self.add_bos), "prefix_cache": str(self.prefix_cache),
-                   "layout": self.layout},
+                   "layout": self.layout, "buffers": self.kernels.buffers,
+                   "simd": self.kernels.simd},
         )
 
     def close(self) -> None:

@@ -1,0 +1,5 @@
+"""`python -m iberlite`: the command line."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,177 @@
+"""Where each token of a scoring pack goes: pure logic, no model needed.
+
+llama.cpp's CPU kernels give a token bit-identical results wherever it is packed only when
+(measured with benchmarks/mc_numerics.py, flash attention off):
+
+* its KV cell equals its position modulo `align`, and the cells it attends to fall into
+  blocks of `align` exactly as they would alone: attention sums cells in SIMD-wide lanes and
+  blocks, so a sequence segment starts at a block boundary, and a shared prefix is shared
+  only up to its last whole block (the rest is repeated in each choice's segment);
+* every decode has a multiple of `align` rows and asks for logits at a multiple of `align`
+  rows: the repacked K-quant GEMM takes rows in fours and the remainder through another
+  kernel.
+
+`align` is the SIMD width in floats of the kernels llama.cpp was built with: 8 for AVX2,
+16 for AVX-512 (engines/kernels.py decides it; the doctor checks it on the device).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Seq:
+    """One request's token sequence and the index of its first scored token."""
+
+    req: int
+    tokens: list[int]
+    start: int
+
+
+@dataclass
+class Entry:
+    """One token to evaluate: position, sequences it belongs to, and the (request, next
+    token) pairs its logits must score (empty: no logits needed). Group -1 is padding."""
+
+    token: int
+    pos: int
+    seq_ids: tuple[int, ...]
+    targets: list[tuple[int, int]] = field(default_factory=list)
+    group: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Segment:
+    """Entries that take consecutive KV cells, starting at a position that is a multiple of
+    `align` (a shared prefix comes before the choices that continue it)."""
+
+    entries: list[Entry]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One `llama_decode`: its rows and, per row, whether logits are requested."""
+
+    entries: list[Entry]
+    logits: list[bool]
+
+
+def shared_len(group: list[Seq]) -> int:
+    """Length of the longest common token prefix of the group's sequences."""
+    if len(group) == 1:
+        return len(group[0].tokens)
+    first = group[0].tokens
+    n = min(len(s.tokens) for s in group)
+    for k in range(n):
+        t = first[k]
+        if any(s.tokens[k] != t for s in group[1:]):
+            return k
+    return n
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The aligned layout for one context: block size, decode size, sequence ids, pad token."""
+
+    align: int
+    n_batch: int
+    n_seq_max: int
+    pad_token: int
+
+    def __post_init__(self) -> None:
+        if self.align < 1 or self.n_batch % self.align:
+            raise ValueError(f"n_batch ({self.n_batch}) must be a multiple of align ({self.align})")
+        if self.n_seq_max < 2:
+            raise ValueError("the layout needs at least two sequence ids (one is the padding's)")
+
+    def padding(self, cursor: int) -> int:
+        """Rows of padding that bring the next segment to a block boundary."""
+        return -cursor % self.align
+
+    def rows(self, segments: list[Segment]) -> int:
+        """Rows the aligned layout of `segments` takes, padding included."""
+        n = 0
+        for seg in segments:
+            n += self.padding(n) + len(seg.entries)
+        return n
+
+    def group_segments(self, group: list[Seq], gi: int, first_id: int) -> list[Segment]:
+        """Tokens to evaluate for one group: the shared prefix once, then each suffix.
+
+        The logits at position p predict token p+1; a position is requested only when some
+        sequence scores the token after it.
+        """
+        shared = shared_len(group)
+        if len(group) > 1:
+            shared -= shared % self.align  # shared in whole blocks only
+        ids = tuple(range(first_id, first_id + len(group)))
+        prefix = [Entry(token=t, pos=p, seq_ids=ids, group=gi)
+                  for p, t in enumerate(group[0].tokens[:shared])]
+        suffixes = [[Entry(token=s.tokens[p], pos=p, seq_ids=(ids[j],), group=gi)
+                     for p in range(shared, len(s.tokens))] for j, s in enumerate(group)]
+        by_key = {}
+        for e in prefix + [e for suf in suffixes for e in suf]:
+            for sid in e.seq_ids:
+                by_key[(sid - first_id, e.pos)] = e
+        for j, s in enumerate(group):
+            for p in range(s.start - 1, len(s.tokens) - 1):
+                by_key[(j, p)].targets.append((s.req, s.tokens[p + 1]))
+        return [Segment(part) for part in [prefix, *suffixes] if part]
+
+    def packs(self, groups: list[list[Seq]]) -> Iterator[tuple[list[tuple[int, list[Seq]]], list[Segment]]]:
+        """Greedily fill packs (yielded with their segments) whose aligned layout fits one
+        n_batch decode and n_seq_max - 1 sequences (the last id is the padding's); a group too
+        big for one decode goes alone, over several decodes."""
+        pack: list[tuple[int, list[Seq]]] = []
+        segs: list[Segment] = []
+        seqs = 0
+        for gi, g in enumerate(groups):
+            mine = self.group_segments(g, gi, seqs)
+            full = seqs + len(g) > self.n_seq_max - 1
+            if pack and (full or self.rows(segs + mine) > self.n_batch):
+                yield pack, segs
+                pack, seqs = [], 0
+                mine = self.group_segments(g, gi, 0)  # sequence ids restart in a new pack
+                segs = []
+            pack.append((gi, g))
+            segs += mine
+            seqs += len(g)
+        if pack:
+            yield pack, segs
+
+    def pad_entry(self, pos: int) -> Entry:
+        """A padding row: its own sequence (the last id), attended to by nobody."""
+        return Entry(token=self.pad_token, pos=pos, seq_ids=(self.n_seq_max - 1,), group=-1)
+
+    def lay_out(self, segments: list[Segment]) -> list[Entry]:
+        """The pack's entries in decode order, each segment padded to start at a block
+        boundary, so every token's KV cell (its index) equals its position modulo align."""
+        entries: list[Entry] = []
+        n_pad = 0  # the padding is one sequence, so its positions run on
+        for seg in segments:
+            pad = self.padding(len(entries))
+            entries.extend(self.pad_entry(n_pad + k) for k in range(pad))
+            entries.extend(seg.entries)
+            n_pad += pad
+        return entries
+
+    def chunks(self, entries: list[Entry]) -> Iterator[Chunk]:
+        """Cut a laid-out pack into n_batch decodes, each padded to a multiple of align rows
+        and asking for logits at a multiple of align rows (padding rows first, then rows of
+        real tokens that need none), so every row goes through the same kernels."""
+        n_pad = sum(e.group < 0 for e in entries)
+        for start in range(0, len(entries), self.n_batch):
+            chunk = entries[start:start + self.n_batch]
+            extra_rows = -len(chunk) % self.align
+            chunk = chunk + [self.pad_entry(n_pad + k) for k in range(extra_rows)]
+            n_pad += extra_rows
+            want = [bool(e.targets) for e in chunk]
+            extra = -sum(want) % self.align
+            for i in sorted(range(len(chunk)), key=lambda i: chunk[i].group >= 0):
+                if extra == 0:
+                    break
+                if not want[i]:
+                    want[i], extra = True, extra - 1
+            yield Chunk(chunk, want)
