@@ -180,6 +180,24 @@ class LlamaCppEngine:
         """Highest KV position sequence `seq` holds (-1: none)."""
         return int(self._ll.llama_memory_seq_pos_max(self._mem, seq))
 
+    def drop_from(self, seq: int, pos: int) -> None:
+        """Forget sequence `seq`'s KV cells from position `pos` on."""
+        self._ll.llama_memory_seq_rm(self._mem, seq, pos, -1)
+
+    def decode_rows(self, rows: Sequence[tuple[int, int, int]], logits: Sequence[bool]) -> list[np.ndarray | None]:
+        """Decode (token, position, sequence id) rows in one `llama_decode`, outside any
+        layout (numerics probes use it); a copy of the logits of every row flagged in `logits`."""
+        b = self._batch
+        for i, (tok, pos, seq) in enumerate(rows):
+            b.token[i], b.pos[i], b.n_seq_id[i] = tok, pos, 1
+            b.seq_id[i][0] = seq
+            b.logits[i] = bool(logits[i])
+        b.n_tokens = len(rows)
+        if self._ll.llama_decode(self._ctx, b) != 0:
+            raise RuntimeError("llama_decode failed")
+        return [np.ctypeslib.as_array(self._ll.llama_get_logits_ith(self._ctx, i), shape=(self.n_vocab,)).copy()
+                if logits[i] else None for i in range(len(rows))]
+
     def synchronize(self) -> None:
         """Wait for llama.cpp's queued work, so a timer stops when the work is done."""
         self._ll.llama_synchronize(self._ctx)
