@@ -20,18 +20,19 @@ def bench_table(results: list[BenchResult], direct: list[BenchResult] | None = N
                 note: str = "") -> TableData:
     """One row per test and path (the engine; llama-cpp-python's Llama when compared), with
     the ratio engine/direct on the direct rows."""
+    # model, quant and threads are the same on every row: the title says them to a person
     cols = (
-        Column("model", "model"), Column("file_type", "quant", priority=2), Column("test", "test"),
-        Column("path", "path"),
-        Column("tokens_per_s_median", "tokens/s (median)", "num", fmt=",.1f"),
+        Column("model", "model", human=False), Column("file_type", "quant", human=False),
+        Column("test", "test"), Column("path", "path", human=direct is not None),
+        Column("tokens_per_s_median", "tok/s median", "num", fmt=",.1f"),
         Column("tokens_per_s_min", "min", "num", priority=1, fmt=",.1f"),
         Column("tokens_per_s_max", "max", "num", priority=1, fmt=",.1f"),
         Column("tokens_per_s_std", "std", "num", priority=3, fmt=",.1f"),
-        Column("reps", "reps", "num"), Column("n_threads", "threads", "num", priority=2),
+        Column("reps", "reps", "num"), Column("n_threads", "threads", "num", human=False),
     )
     by_test = {r.test: r for r in results}
     if direct is not None:
-        cols += (Column("engine_over_direct", "engine / direct", "num", fmt=".3f"),)
+        cols += (Column("engine_over_direct", "engine/direct", "num", fmt=".3f"),)
 
     def row(r: BenchResult, path: str) -> tuple:
         cells = (r.model, r.file_type, r.test, path, r.tokens_per_s_median, r.tokens_per_s_min,
@@ -45,7 +46,8 @@ def bench_table(results: list[BenchResult], direct: list[BenchResult] | None = N
 
     rows = [row(r, "engine") for r in results] + [row(r, "direct") for r in direct or []]
     r0 = results[0]
-    title = f"{r0.model} ({r0.file_type}) on iberlite's engine, {r0.n_threads} threads"
+    threads = f"{r0.n_threads} thread" + ("s" if r0.n_threads != 1 else "")
+    title = f"{r0.model} ({r0.file_type}) on iberlite's engine, {threads}"
     if direct is not None:
         title += "; direct = llama-cpp-python's Llama.eval, interleaved"
     return TableData(title, cols, tuple(rows), (note,) if note else ())
