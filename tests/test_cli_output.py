@@ -30,15 +30,25 @@ WIDTH = 80
 ANSI = re.compile(r"\x1b\[")
 
 
-def cli(*args: str, cwd: Path, columns: int = WIDTH) -> subprocess.CompletedProcess:
-    """`python -m iberlite ARGS` with stdout a pipe and COLUMNS set, as a script would run it."""
+def start(*args: str, cwd: Path) -> subprocess.Popen:
+    """Start `python -m iberlite ARGS` with stdout a pipe and COLUMNS=80, as a script would."""
     env = {k: v for k, v in os.environ.items() if k not in ("IBERLITE_DATA_DIR", "COLUMNS")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
-    env["COLUMNS"] = str(columns)
-    proc = subprocess.run([sys.executable, "-m", "iberlite", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
+    env["COLUMNS"] = str(WIDTH)
+    return subprocess.Popen([sys.executable, "-m", "iberlite", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    """Wait for `proc`; it must succeed."""
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out + err
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run `python -m iberlite ARGS` (see :func:`start`); it must succeed."""
+    return finish(start(*args, cwd=cwd))
 
 
 def assert_fits(text: str, width: int = WIDTH) -> None:
@@ -206,10 +216,12 @@ def test_tasks_names_whole_in_80_columns_and_grep_finds_them(work):
 
 def test_models_show_the_whole_gguf_path(work):
     cwd = work["cwd"]
-    proc = cli("models", cwd=cwd)
+    # each reads both GGUF headers (Gemma's 262k-token vocabulary takes gguf ~15 s): in parallel
+    human, machine = start("models", cwd=cwd), start("models", "--format", "json", cwd=cwd)
+    proc = finish(human)
     assert_fits(proc.stdout)
     table = {r["name"]: r for r in parse_table(proc.stdout, "name")}
-    recs = json_rows(cli("models", "--format", "json", cwd=cwd))
+    recs = json_rows(finish(machine))
     assert set(table) == {r["name"] for r in recs} == set(MODELS)
     for r in recs:
         row = table[r["name"]]
@@ -299,16 +311,17 @@ def test_report_md_to_stdout_writes_no_file(work, tmp_path):
 
 
 @pytest.mark.parametrize("module", ["iberlite", "iberlite.cli"])
-def test_python_dash_m_runs_every_command(module, tmp_path):
+def test_python_dash_m_knows_every_command(module, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "COLUMNS": "80"}
     top = subprocess.run([sys.executable, "-m", module, "--help"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)
     assert top.returncode == 0, top.stderr
     for command in ("models", "tasks", "run", "bench", "results", "serve", "decide", "route", "report"):
-        assert command in top.stdout
-        proc = subprocess.run([sys.executable, "-m", module, command, "--help"], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0 and "Usage" in proc.stdout, (command, proc.stdout + proc.stderr)
+        assert re.search(rf"^\W*{command}\b", top.stdout, re.M), (command, top.stdout)
+    # serve is the last command cli.py registers: main() must run after it
+    proc = subprocess.run([sys.executable, "-m", module, "serve", "--help"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "--port" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_unknown_format_is_a_one_line_error(tmp_path):
@@ -317,3 +330,35 @@ def test_unknown_format_is_a_one_line_error(tmp_path):
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "Error: Unknown output format 'xml'; valid formats are table, csv, json, md."
+
+
+# ---------------------------------------------------------------- the layout rules, on a terminal
+
+
+def test_a_terminal_hides_secondary_columns_and_says_which():
+    try:
+        from iberlite.tables import Column, Est, TableData, render
+    except ImportError:  # package not installed into the venv yet: use the src tree
+        sys.path.insert(0, str(REPO / "src"))
+        from iberlite.tables import Column, Est, TableData, render
+    cols = (Column("task", "task"), Column("lang", "lang"), Column("value", "acc [95% CI]", "num", ci=True),
+            Column("note", "note", "text", priority=2), Column("volume", "volume per month", "num", priority=1, fmt=",d"))
+    rows = (("sample_translation_en-es", "es", Est(0.5, 0.25, 0.75), "some free text that wraps", 1_000_000),)
+    table = TableData("t", cols, rows, ("a note",))
+    tty = render(table, "table", 66, tty=True)
+    assert_fits(tty, 66)
+    assert "sample_translation_en-es" in tty and "0.50 [0.25,0.75]" in tty and "1,000,000" in tty
+    assert "Not shown at 66 columns: note (" in tty and "--wide" in tty
+    pipe = render(table, "table", 66, tty=False)  # never drops: stacked instead
+    assert_fits(pipe, 66)
+    assert pipe.splitlines()[2] == "task:             sample_translation_en-es"
+    assert "note:             some free text that wraps" in pipe
+    narrow = render(table, "table", 30, tty=True)  # even the essential columns do not fit
+    assert "task:" in narrow and "sample_translation_en-es" in narrow
+    wide = render(table, "table", 66, wide=True)
+    assert len(wide.splitlines()[1]) > 66 and len(wide.splitlines()) == 6
+    assert json.loads(render(table, "json"))["rows"] == [{
+        "task": "sample_translation_en-es", "lang": "es", "value": 0.5, "ci_low": 0.25, "ci_high": 0.75,
+        "note": "some free text that wraps", "volume": 1_000_000}]
+    assert render(table, "md").splitlines()[2:4] == [
+        "| task | lang | acc [95% CI] | note | volume per month |", "|---|---|---:|---|---:|"]
