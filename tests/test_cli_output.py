@@ -155,6 +155,10 @@ def test_results_table_csv_and_json_hold_the_same_numbers(work):
         assert isinstance(r["value"], float) and r["ci_low"] <= r["value"] <= r["ci_high"]
         cell = by_row[(r["task"], r["lang"], r["metric"], str(r["n"]))][r["model"]]
         assert cell == est(r["value"], r["ci_low"], r["ci_high"], r["metric"])
+    signed = cli("results", "--db", db, "--signatures", cwd=cwd).stdout
+    assert_fits(signed)  # a signature wraps after a `|`: each of its fields stays whole
+    for r in recs:
+        assert all(re.search(rf"(^|\|| ){re.escape(f)}(\||$)", signed, re.M) for f in r["signature"].split("|"))
     rows = csv_rows(cli("results", "--db", db, "--format", "csv", cwd=cwd))
     assert [(c["task"], c["model"], c["metric"]) for c in rows] == [(r["task"], r["model"], r["metric"]) for r in recs]
     for c, r in zip(rows, recs):

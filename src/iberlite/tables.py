@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import textwrap
@@ -195,6 +196,22 @@ def _wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [""]
 
 
+def _wrap_note(text: str, width: int) -> list[str]:
+    """Wrap at spaces, and inside a long `a|b|c` signature after a `|`, so that each of its
+    fields stays whole (the whole signature is in csv and json)."""
+    lines: list[str] = []
+    line = ""
+    for piece in re.findall(r"[^\s|]*\|?\s*", text):
+        if not piece:
+            continue
+        if line and len((line + piece).rstrip()) > width:
+            lines.append(line.rstrip())
+            line = piece.lstrip()
+        else:
+            line += piece
+    return lines + [line.rstrip()] if line.strip() else lines or [""]
+
+
 def _longest_word(text: str) -> int:
     return max((len(w) for w in text.split()), default=0)
 
@@ -287,5 +304,5 @@ def _text(table: TableData, width: int, wide: bool, tty: bool) -> str:
                                 "(--wide shows every column, --format csv or json every field).")
             lines += _grid([cols[j] for j in keep], [[r[j] for j in keep] for r in cells], widths)
     for note in notes:
-        lines += [""] + (_wrap(note, width) if not wide else [note])
+        lines += [""] + (_wrap_note(note, width) if not wide else [note])
     return "\n".join(lines) + "\n"
