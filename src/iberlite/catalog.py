@@ -144,27 +144,31 @@ def _field_value(reader, key: str):
 
 def gguf_facts(path: Path) -> GgufFacts:
     """Read the GGUF header; a file that is not a valid GGUF is a user error."""
-    from gguf import GGUFReader
-    from gguf.constants import LlamaFileType
+    import math
+
+    from gguf.constants import GGMLQuantizationType, LlamaFileType
+
+    from .gguf_header import read_header
 
     try:
-        reader = GGUFReader(str(path))
-    except Exception as exc:  # gguf raises ValueError/struct.error/IndexError on junk
+        header = read_header(Path(path))
+        type_names = [GGMLQuantizationType(t.ggml_type).name for t in header.tensors]
+    except Exception as exc:  # ValueError/struct.error/OSError on junk or a cut file
         raise UserError(f"{path} is not a valid GGUF model file ({type(exc).__name__}).") from exc
-    arch = _field_value(reader, "general.architecture") or "unknown"
-    ftype = _field_value(reader, "general.file_type")
+    meta = header.metadata
+    arch = str(meta.get("general.architecture") or "unknown")
+    ftype = meta.get("general.file_type")
     try:
         ftype_name = LlamaFileType(int(ftype)).name.removeprefix("MOSTLY_") if ftype is not None else "unknown"
     except ValueError:
         ftype_name = f"type{ftype}"
-    counts = Counter(t.tensor_type.name for t in reader.tensors)
-    n_params = int(sum(int(t.n_elements) for t in reader.tensors))
-    ctx = _field_value(reader, f"{arch}.context_length")
+    n_params = sum(math.prod(t.shape) for t in header.tensors)
+    ctx = meta.get(f"{arch}.context_length")
     return GgufFacts(
         architecture=arch,
         file_type=ftype_name,
-        tensor_types=tuple(counts.most_common()),
-        n_params=n_params,
+        tensor_types=tuple(Counter(type_names).most_common()),
+        n_params=int(n_params),
         size_bytes=path.stat().st_size,
         sha256=file_sha256(path),
         context_length=int(ctx) if ctx is not None else None,
