@@ -366,3 +366,23 @@ def test_a_terminal_hides_secondary_columns_and_says_which():
         "note": "some free text that wraps", "volume": 1_000_000}]
     assert render(table, "md").splitlines()[2:4] == [
         "| task | lang | acc [95% CI] | note | volume per month |", "|---|---|---:|---|---:|"]
+
+
+def test_the_fast_gguf_header_reader_agrees_with_gguf():
+    """`models` and every model load read the header without gguf's per-element array views
+    (15 s for Gemma's vocabulary); on SmolLM2's file it must say what GGUFReader says."""
+    from collections import Counter
+
+    from gguf import GGUFReader
+
+    from iberlite.catalog import gguf_facts, resolve_model
+
+    path = resolve_model("smollm2-135m").path
+    facts, reader = gguf_facts(path), GGUFReader(str(path))
+    assert facts.tensor_types == tuple(Counter(t.tensor_type.name for t in reader.tensors).most_common())
+    assert facts.n_params == sum(int(t.n_elements) for t in reader.tensors)
+    arch = reader.fields["general.architecture"]
+    assert facts.architecture == bytes(arch.parts[arch.data[0]]).decode() == "llama"
+    ctx = reader.fields["llama.context_length"]
+    assert facts.context_length == int(ctx.parts[ctx.data[0]][0])
+    assert facts.file_type == "Q4_1"
