@@ -30,32 +30,24 @@ WIDTH = 80
 ANSI = re.compile(r"\x1b\[")
 
 
-def start(*args: str, cwd: Path) -> subprocess.Popen:
-    """Start `python -m iberlite ARGS` with stdout a pipe and COLUMNS=80, as a script would."""
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`python -m iberlite ARGS` with stdout a pipe and COLUMNS=80, as a script would run it;
+    it must succeed."""
     env = {k: v for k, v in os.environ.items() if k not in ("IBERLITE_DATA_DIR", "COLUMNS")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
     env["COLUMNS"] = str(WIDTH)
-    return subprocess.Popen([sys.executable, "-m", "iberlite", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
-    """Wait for `proc`; it must succeed."""
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out + err
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Run `python -m iberlite ARGS` (see :func:`start`); it must succeed."""
-    return finish(start(*args, cwd=cwd))
+    proc = subprocess.run([sys.executable, "-m", "iberlite", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
 
 
 def assert_fits(text: str, width: int = WIDTH) -> None:
     """Every line within `width` columns, and no colour or rich markup on a pipe."""
     assert not ANSI.search(text), "ANSI escapes on a pipe"
     too_long = [line for line in text.splitlines() if len(line) > width]
-    assert not too_long, "lines over %d columns:\n%s\n\nin:\n%s" % (width, "\n".join(too_long), text)
+    listing = "\n".join(too_long)
+    assert not too_long, f"lines over {width} columns:\n{listing}\n\nin:\n{text}"
 
 
 def parse_table(text: str, first_header: str) -> list[dict[str, str]]:
@@ -158,7 +150,7 @@ def test_results_table_csv_and_json_hold_the_same_numbers(work):
     signed = cli("results", "--db", db, "--signatures", cwd=cwd).stdout
     assert_fits(signed)  # a signature wraps after a `|`: each of its fields stays whole
     for r in recs:
-        assert all(re.search(rf"(^|\|| ){re.escape(f)}(\||$)", signed, re.M) for f in r["signature"].split("|"))
+        assert all(re.search(rf"(^|\|| ){re.escape(f)}(\||$)", signed, re.MULTILINE) for f in r["signature"].split("|"))
     rows = csv_rows(cli("results", "--db", db, "--format", "csv", cwd=cwd))
     assert [(c["task"], c["model"], c["metric"]) for c in rows] == [(r["task"], r["model"], r["metric"]) for r in recs]
     for c, r in zip(rows, recs):
@@ -220,12 +212,10 @@ def test_tasks_names_whole_in_80_columns_and_grep_finds_them(work):
 
 def test_models_show_the_whole_gguf_path(work):
     cwd = work["cwd"]
-    # each reads both GGUF headers (Gemma's 262k-token vocabulary takes gguf ~15 s): in parallel
-    human, machine = start("models", cwd=cwd), start("models", "--format", "json", cwd=cwd)
-    proc = finish(human)
+    proc = cli("models", cwd=cwd)
     assert_fits(proc.stdout)
     table = {r["name"]: r for r in parse_table(proc.stdout, "name")}
-    recs = json_rows(finish(machine))
+    recs = json_rows(cli("models", "--format", "json", cwd=cwd))
     assert set(table) == {r["name"] for r in recs} == set(MODELS)
     for r in recs:
         row = table[r["name"]]
@@ -318,20 +308,20 @@ def test_report_md_to_stdout_writes_no_file(work, tmp_path):
 def test_python_dash_m_knows_every_command(module, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "COLUMNS": "80"}
     top = subprocess.run([sys.executable, "-m", module, "--help"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, check=False)
     assert top.returncode == 0, top.stderr
     for command in ("models", "tasks", "run", "bench", "results", "serve", "decide", "route", "report"):
-        assert re.search(rf"^\W*{command}\b", top.stdout, re.M), (command, top.stdout)
+        assert re.search(rf"^\W*{command}\b", top.stdout, re.MULTILINE), (command, top.stdout)
     # serve is the last command cli.py registers: main() must run after it
     proc = subprocess.run([sys.executable, "-m", module, "serve", "--help"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0 and "--port" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_unknown_format_is_a_one_line_error(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run([sys.executable, "-m", "iberlite", "tasks", "--format", "xml"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=120)
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "Error: Unknown output format 'xml'; valid formats are table, csv, json, md."
 

@@ -21,7 +21,7 @@ def bench_table(results: list[BenchResult], direct: list[BenchResult] | None = N
     """One row per test and path (the engine; llama-cpp-python's Llama when compared), with
     the ratio engine/direct on the direct rows."""
     # model, quant and threads are the same on every row: the title says them to a person
-    cols = (
+    cols: tuple[Column, ...] = (
         Column("model", "model", human=False), Column("file_type", "quant", human=False),
         Column("test", "test"), Column("path", "path", human=direct is not None),
         Column("tokens_per_s_median", "tok/s median", "num", fmt=",.1f"),

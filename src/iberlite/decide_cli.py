@@ -42,28 +42,27 @@ def decisions_table(decisions: list[Decision], currency: str, min_accuracy: floa
                     notes: tuple[str, ...] = ()) -> TableData:
     """The decisions as a table: the recommendation, its test-half accuracy with CI, cloud
     share and monthly cost first; what it was chosen against after (hidden first when narrow)."""
-    h, m = dict(human=True, machine=False), dict(human=False, machine=True)
-    cols = (
+    cols: tuple[Column, ...] = (
         Column("task", "task"), Column("lang", "lang"),
         Column("n_calib", "n cal", "num", priority=6), Column("n_test", "n test", "num", priority=5),
         Column("device_accuracy", "device", "num", priority=3, fmt=".3f"),
         Column("cloud_accuracy", "cloud", "num", priority=3, fmt=".3f"),
-        Column("cascade", "cascade", "text", priority=7, **h),
-        Column("rule", "rule", "text", priority=6, **h),
-        Column("recommend_label", "recommend", "text", **h),
+        Column("cascade", "cascade", "text", priority=7, machine=False),
+        Column("rule", "rule", "text", priority=6, machine=False),
+        Column("recommend_label", "recommend", "text", machine=False),
         Column("meets_target", "target", fmt=lambda v: "met" if v else "below"),
         Column("accuracy", "accuracy [95% CI]", "num", ci=True, fmt=".3f"),
         Column("cloud_share", "cloud share", "num", priority=2, fmt=".0%"),
         Column("monthly_cost", "monthly", "num", priority=1, fmt=lambda v: _money(float(v), currency)),
         Column("volume", "volume/mo", "num", priority=4, fmt=",d"),
         Column("break_even_volume", "break-even/mo", "num", priority=4, fmt=",.0f", missing="never"),
-        Column("output", "output", **m), Column("recommend", "recommend", **m),
-        Column("threshold", "threshold", "num", **m),
-        Column("currency", "currency", **m),
-        Column("cascade_accuracy", "cascade accuracy", "num", **m),
-        Column("cascade_threshold", "cascade threshold", "num", **m),
-        Column("cascade_cloud_share", "cascade cloud share", "num", **m),
-        Column("rule_action", "rule action", **m), Column("rule_accuracy", "rule accuracy", "num", **m),
+        Column("output", "output", human=False), Column("recommend", "recommend", human=False),
+        Column("threshold", "threshold", "num", human=False),
+        Column("currency", "currency", human=False),
+        Column("cascade_accuracy", "cascade accuracy", "num", human=False),
+        Column("cascade_threshold", "cascade threshold", "num", human=False),
+        Column("cascade_cloud_share", "cascade cloud share", "num", human=False),
+        Column("rule_action", "rule action", human=False), Column("rule_accuracy", "rule accuracy", "num", human=False),
     )
     rows = []
     for d in decisions:

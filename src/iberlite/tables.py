@@ -22,7 +22,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TextIO, Union
+from typing import Any, TextIO
 
 from .errors import UserError
 
@@ -45,7 +45,7 @@ class Est:
         return f"{self.value:.{self.digits}f} [{self.ci_low:.{d}f},{self.ci_high:.{d}f}]"
 
 
-Cell = Union[str, int, float, bool, Est, None]
+Cell = str | int | float | bool | Est | None
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class Column:
     header: str
     kind: str = "id"
     priority: int = 0
-    fmt: str | Callable[[object], str] = ""
+    fmt: str | Callable[[Any], str] = ""
     missing: str = ""
     human: bool = True
     machine: bool = True
@@ -270,7 +270,7 @@ def _stacked(cols: Sequence[Column], cells: Sequence[Sequence[str]], width: int)
                 continue
             key = f"{c.header}:".ljust(key_w) + " "
             room = width - len(key)
-            if c.kind == "text" and len(s) > room and room >= _longest_word(s):
+            if c.kind == "text" and len(s) > room >= _longest_word(s):
                 body = _wrap(s, room)
                 lines += [key + body[0]] + [" " * len(key) + b for b in body[1:]]
             elif len(key) + len(s) > width and len(s) + 2 <= width:

@@ -14,12 +14,12 @@ ENERGY_NOTE = ("energy 'estimate' = CPU time x assumed watts per core (no RAPL h
                "IBERLITE_CPU_WATTS for your device. It is not a measurement.")
 
 
-def _mib(v: object) -> str:
-    return f"{float(v) / 2**20:.0f} MiB"  # type: ignore[arg-type]
+def _mib(v: float) -> str:
+    return f"{v / 2**20:.0f} MiB"
 
 
-def _millions(v: object) -> str:
-    return f"{float(v) / 1e6:.0f}M"  # type: ignore[arg-type]
+def _millions(v: float) -> str:
+    return f"{v / 1e6:.0f}M"
 
 
 def models_table() -> TableData:
@@ -28,7 +28,7 @@ def models_table() -> TableData:
     from .catalog import CATALOG, gguf_facts, resolve_model
     from .errors import UserError
 
-    cols = (
+    cols: tuple[Column, ...] = (
         Column("name", "name"),
         Column("file", "file", human=True, machine=False),
         Column("size_bytes", "size", "num", fmt=_mib),
@@ -41,10 +41,11 @@ def models_table() -> TableData:
         Column("sha256", "sha256", human=False),
         Column("error", "error", "text"),
     )
-    rows = []
+    rows: list[tuple] = []
     for name in CATALOG:
         try:
             mf = resolve_model(name)
+            assert mf.path is not None  # catalog models are local files
             f = gguf_facts(mf.path)
             rows.append((name, mf.path.name, f.size_bytes, f.architecture, f.file_type, f.n_params,
                          f.tensor_types_label, str(mf.path.parent), str(mf.path), f.sha256, None))
