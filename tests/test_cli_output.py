@@ -147,6 +147,13 @@ def test_results_table_csv_and_json_hold_the_same_numbers(work):
         assert isinstance(r["value"], float) and r["ci_low"] <= r["value"] <= r["ci_high"]
         cell = by_row[(r["task"], r["lang"], r["metric"], str(r["n"]))][r["model"]]
         assert cell == est(r["value"], r["ci_low"], r["ci_high"], r["metric"])
+    md = cli("results", "--db", db, "--format", "md", cwd=cwd).stdout.splitlines()
+    assert md[2] == f"| task | lang | metric | n | {' | '.join(sorted(MODELS))} |"
+    md_rows = {tuple(c.strip() for c in line.strip("|").split("|")) for line in md[4:] if line.startswith("|")}
+    for r in recs:
+        i = sorted(MODELS).index(r["model"])
+        assert any(row[:4] == (r["task"], r["lang"], r["metric"], str(r["n"])) and
+                   row[4 + i] == est(r["value"], r["ci_low"], r["ci_high"], r["metric"]) for row in md_rows)
     signed = cli("results", "--db", db, "--signatures", cwd=cwd).stdout
     assert_fits(signed)  # a signature wraps after a `|`: each of its fields stays whole
     for r in recs:
@@ -225,6 +232,9 @@ def test_models_show_the_whole_gguf_path(work):
         assert row["params"] == f"{r['n_params'] / 1e6:.0f}M"
         assert (row["arch"], row["quant"]) == (r["architecture"], r["quant"])
         assert row["tensor types"].replace(" ", "") == r["tensor_types"]
+    rows = csv_rows(cli("models", "--format", "csv", cwd=cwd))
+    assert [(c["name"], c["path"], int(c["size_bytes"]), int(c["n_params"])) for c in rows] == [
+        (r["name"], r["path"], r["size_bytes"], r["n_params"]) for r in recs]
 
 
 # ---------------------------------------------------------------- bench and decide
