@@ -51,9 +51,8 @@ def models_table() -> TableData:
                          f.tensor_types_label, str(mf.path.parent), str(mf.path), f.sha256, None))
         except UserError as exc:
             rows.append((name, None, None, None, None, None, None, None, None, None, str(exc)))
-    if all(r[-1] is None for r in rows):
-        cols = cols[:-1]
-        rows = [r[:-1] for r in rows]
+    if all(r[-1] is None for r in rows):  # keep the key for scripts, no empty column for people
+        cols = (*cols[:-1], Column("error", "error", "text", human=False))
     return TableData("Models (any path to a .gguf file works too)", cols, tuple(rows))
 
 
