@@ -275,6 +275,11 @@ def main() -> None:
         err.print("Interrupted; every finished chunk is stored: rerun the same command to continue.",
                   soft_wrap=True)
         sys.exit(130)
+    except BrokenPipeError:  # `iberlite results --format csv | head`: the reader has enough
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
 
 
 if __name__ == "__main__":  # pragma: no cover  (last: every command must be registered first)
