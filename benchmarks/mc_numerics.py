@@ -50,9 +50,9 @@ class Probe:
 
 
 def _logprob(rows: dict[int, np.ndarray], tokens: list[int], start: int) -> float:
-    from iberlite.engines.llamacpp import _log_softmax_at
+    from iberlite.engines.llama_lib import log_softmax_at
 
-    return sum(_log_softmax_at(rows[p], [tokens[p + 1]])[0][0] for p in range(start - 1, len(tokens) - 1))
+    return sum(log_softmax_at(rows[p], [tokens[p + 1]])[0][0] for p in range(start - 1, len(tokens) - 1))
 
 
 def layout_effects(probe: Probe, tokens: list[int], start: int, filler: list[int]) -> dict[str, float]:
