@@ -44,7 +44,7 @@ def _one(model: str, *, reps: int, threads: int | None, pp: int, tg: int, mode: 
     from iberlite.bench import bench_compare, bench_engine, direct_reference
     from iberlite.catalog import resolve_model
     from iberlite.device import fingerprint
-    from iberlite.engines.llamacpp import LlamaCppEngine
+    from iberlite.engines.factory import EngineOptions, open_llamacpp
 
     def progress(msg: str) -> None:
         print(f"  [{model}] {msg}", file=sys.stderr, flush=True)
@@ -52,7 +52,7 @@ def _one(model: str, *, reps: int, threads: int | None, pp: int, tg: int, mode: 
     mf = resolve_model(model)
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    with LlamaCppEngine(mf, n_threads=threads) as engine:
+    with open_llamacpp(mf, EngineOptions(n_threads=threads)) as engine:
         n_threads = engine.n_threads
         if mode == "interleaved":
             eng, direct = bench_compare(engine, pp=pp, tg=tg, reps=reps, progress=progress)

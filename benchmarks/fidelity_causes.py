@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 
 from iberlite.catalog import resolve_model  # noqa: E402
 from iberlite.engines.base import LoglikelihoodRequest  # noqa: E402
+from iberlite.engines.factory import EngineOptions, open_llamacpp  # noqa: E402
 from iberlite.engines.llamacpp import LlamaCppEngine  # noqa: E402
 from iberlite.engines.transformers import TransformersEngine  # noqa: E402
 from iberlite.runner import RunSpec, plan  # noqa: E402
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in args.models.split(","):
         model = resolve_model(m)
         tf = TransformersEngine(model, n_threads=args.threads)
-        lc = LlamaCppEngine(model, n_threads=args.threads, scoring="naive")
+        lc = open_llamacpp(model, EngineOptions(n_threads=args.threads, scoring="naive"))
         llm = Llama(str(model.path), n_ctx=2048, n_batch=512, logits_all=True, verbose=False,
                     n_threads=args.threads, flash_attn=False)
         try:

@@ -12,7 +12,7 @@ and over ``--items`` items, each choice scored by the engine's ``fast`` and ``na
 by ``rewind``: the shared prefix decoded once at cells 0.., then each choice's remaining tokens
 decoded alone right after it (cell = position), compared with every choice alone from a
 cleared cache; with flash attention off, also ``aligned_rows`` (the premise of the engine's
-aligned layout, see ALIGN in engines/llamacpp.py). Differences are in nats on the summed
+aligned layout, see engines/layout.py). Differences are in nats on the summed
 continuation logprob.
 
     python benchmarks/mc_numerics.py --data-dir ../shared/data --models smollm2-135m@Q8_0,gemma3-270m
@@ -36,32 +36,23 @@ class Probe:
     """Direct decodes on an engine's context: rows are (token, position, sequence id)."""
 
     def __init__(self, engine) -> None:
-        import llama_cpp
-
-        self.ll, self.eng = llama_cpp, engine
+        self.eng = engine
 
     def clear(self) -> None:
-        self.ll.llama_memory_clear(self.eng._mem, True)
+        self.eng.clear_cache()
 
     def decode(self, rows, want=()) -> dict[int, np.ndarray]:
         """Decode rows in one call; logits rows for the positions in `want` (sequence 0)."""
-        b, want = self.eng._batch, set(want)
-        for i, (tok, pos, seq) in enumerate(rows):
-            b.token[i], b.pos[i], b.n_seq_id[i] = tok, pos, 1
-            b.seq_id[i][0] = seq
-            b.logits[i] = seq == 0 and pos in want
-        b.n_tokens = len(rows)
-        if self.ll.llama_decode(self.eng._ctx, b) != 0:
-            raise RuntimeError("llama_decode failed")
-        return {pos: np.ctypeslib.as_array(self.ll.llama_get_logits_ith(self.eng._ctx, i),
-                                           shape=(self.eng.n_vocab,)).copy()
-                for i, (_, pos, seq) in enumerate(rows) if seq == 0 and pos in want}
+        want = set(want)
+        flags = [seq == 0 and pos in want for _, pos, seq in rows]
+        out = self.eng.decode_rows(rows, flags)
+        return {pos: out[i] for i, (_, pos, _) in enumerate(rows) if flags[i]}
 
 
 def _logprob(rows: dict[int, np.ndarray], tokens: list[int], start: int) -> float:
-    from iberlite.engines.llamacpp import _log_softmax_at
+    from iberlite.engines.llama_lib import log_softmax_at
 
-    return sum(_log_softmax_at(rows[p], [tokens[p + 1]])[0][0] for p in range(start - 1, len(tokens) - 1))
+    return sum(log_softmax_at(rows[p], [tokens[p + 1]])[0][0] for p in range(start - 1, len(tokens) - 1))
 
 
 def layout_effects(probe: Probe, tokens: list[int], start: int, filler: list[int]) -> dict[str, float]:
@@ -126,7 +117,7 @@ def rewind_vs_alone(probe: Probe, pairs: list[tuple[list[int], int]]) -> tuple[l
                                range(min(s for _, s in pairs) - 1, k))
     rewind = []
     for tokens, start in pairs:
-        probe.ll.llama_memory_seq_rm(probe.eng._mem, 0, k, -1)
+        probe.eng.drop_from(0, k)
         rows = dict(prefix_rows)
         rows.update(probe.decode([(tokens[p], p, 0) for p in range(k, len(tokens))],
                                  range(max(k, start - 1), len(tokens) - 1)))
@@ -141,7 +132,7 @@ def _summary(a: list[float], b: list[float]) -> dict:
 
 
 def run_model(name: str, data_dir: Path, items: int, threads: int) -> list[dict]:
-    from iberlite.engines.llamacpp import LlamaCppEngine
+    from iberlite.engines.factory import EngineOptions, open_llamacpp
     from mc_throughput import _requests
 
     mf = model_file(name, threads)
@@ -149,18 +140,20 @@ def run_model(name: str, data_dir: Path, items: int, threads: int) -> list[dict]
     reqs = _requests(insts)
     out = []
     for fa in (1, 0):
-        with LlamaCppEngine(mf, n_threads=threads, context_overrides={"flash_attn_type": fa}) as eng:
+        # the probe explores layouts itself: no exactness check on open
+        opts = EngineOptions(n_threads=threads, context_overrides={"flash_attn_type": fa}, check_layout=False)
+        with open_llamacpp(mf, opts) as eng:
             probe = Probe(eng)
-            tokens, start = eng._encode_pair(insts[0].context, " " + insts[0].choices[0])
+            tokens, start = eng.encode_pair(insts[0].context, " " + insts[0].choices[0])
             filler = [eng.bos] + eng.tokenize(" uno dos tres" * 90, add_special=False)
             row = {"model": mf.name, "flash_attn": bool(fa),
                    "layout": layout_effects(probe, tokens, start, filler)}
             if not fa:
-                row["aligned_rows"] = [aligned_rows(probe, *eng._encode_pair(i.context, " " + i.choices[0]), filler)
+                row["aligned_rows"] = [aligned_rows(probe, *eng.encode_pair(i.context, " " + i.choices[0]), filler)
                                        for i in insts[:4]]
             alone, rewind = [], []
             for inst in insts:
-                a, r = rewind_vs_alone(probe, [eng._encode_pair(inst.context, inst.target_delimiter + c)
+                a, r = rewind_vs_alone(probe, [eng.encode_pair(inst.context, inst.target_delimiter + c)
                                                for c in inst.choices])
                 alone += a
                 rewind += r

@@ -21,7 +21,7 @@ from iberlite.catalog import resolve_model
 from iberlite.data import load_docs
 from iberlite.device import EnergyMeter, RssSampler, fingerprint
 from iberlite.engines.base import LoglikelihoodRequest
-from iberlite.engines.llamacpp import LlamaCppEngine
+from iberlite.engines.factory import open_llamacpp
 from iberlite.tasks.registry import load_task_specs
 from iberlite.tasks.render import render
 
@@ -45,7 +45,7 @@ def main() -> None:
     args = ap.parse_args()
 
     n_items, reqs = _requests(args.task, args.limit, args.data_dir)
-    engine = LlamaCppEngine(resolve_model(args.model))
+    engine = open_llamacpp(resolve_model(args.model))
     engine.loglikelihood(reqs[:8])  # warm-up
     speeds: dict[str, list[float]] = {"bare": [], "measured": []}
     for _ in range(args.reps):

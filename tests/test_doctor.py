@@ -40,18 +40,21 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def test_doctor_passes_on_this_device_and_names_what_it_uses(cache):
-    proc = subprocess.run([sys.executable, "-m", "iberlite", "doctor", "--json", "--threads", "2"],
-                          capture_output=True, text=True, env=_env(), timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "iberlite", "doctor", "--format", "json",
+                           "--threads", "2"], capture_output=True, text=True, env=_env(), timeout=600)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     plan = plan_kernels(detect())
-    assert out["simd"] == plan.simd and out["buffers"] == plan.buffers
-    assert out["planned_align"] == plan.align
-    assert [m["model"] for m in out["models"]] == list(MODELS)
-    for m in out["models"]:
+    assert f"weight buffers {plan.buffers}; {plan.reason}" in " ".join(out["notes"])
+    assert [m["model"] for m in out["rows"]] == list(MODELS)
+    for m in out["rows"]:
         # the rule's block size is the one the probe found exact on this CPU
-        assert m["ok"] and m["exact"] and m["align"] == plan.align, m
+        assert m["result"] == "pass" and m["exact"] is True and m["align"] == plan.align, m
         assert m["max_delta"] < 1e-3 and m["load_ms"] > 0
+    table = subprocess.run([sys.executable, "-m", "iberlite", "doctor", "--threads", "2"],
+                           capture_output=True, text=True, env=_env(COLUMNS="80"), timeout=600)
+    assert table.returncode == 0 and all(len(ln) <= 80 for ln in table.stdout.splitlines())
+    assert "smollm2-135m" in table.stdout and "gemma3-270m" in table.stdout
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -115,7 +118,7 @@ def test_doctor_cli_reports_a_crash_in_one_sentence_and_exits_non_zero(cache):
     out, err = proc.communicate(timeout=300)
     assert found
     assert proc.returncode == 1
-    assert "smollm2-135m: llama.cpp crashed (SIGSEGV)" in out
+    assert "smollm2-135m: llama.cpp crashed (SIGSEGV)" in " ".join(out.split())
     assert "Traceback" not in out + err
 
 

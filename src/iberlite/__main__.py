@@ -1,4 +1,4 @@
-"""`python -m iberlite`: the command line."""
+"""`python -m iberlite`: the same command line as the `iberlite` script."""
 
 from .cli import main
 

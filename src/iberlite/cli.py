@@ -17,9 +17,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
 from .errors import UserError
+from .tables import check_format, emit
 
 app = typer.Typer(
     help="Evaluate compact LLMs on Iberian-language tasks on this device, with the device cost "
@@ -40,6 +40,12 @@ TasksDirOpt = Annotated[
     Optional[list[Path]],
     typer.Option("--tasks-dir", help="Extra folder of task YAML files (repeatable)."),
 ]
+FormatOpt = Annotated[
+    str,
+    typer.Option("--format", help="table (fits the terminal; stacked when too wide; never cuts a "
+                 "name or number), csv, json (raw numbers, snake_case keys) or md."),
+]
+WideOpt = Annotated[bool, typer.Option("--wide", help="Table: every column at full width, whatever the terminal's.")]
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -62,39 +68,20 @@ class _ItemsPerSecond(TextColumn):
 
 
 @app.command()
-def models() -> None:
+def models(fmt: FormatOpt = "table", wide: WideOpt = False) -> None:
     """List the catalog models: file, size, architecture, quantization, parameters."""
-    from .catalog import CATALOG, gguf_facts, resolve_model
+    from .views import models_table
 
-    table = Table(title="Models (any path to a .gguf file works too)")
-    for col in ("name", "file", "size", "arch", "quant", "params", "tensor types"):
-        table.add_column(col)
-    for name in CATALOG:
-        try:
-            mf = resolve_model(name)
-            f = gguf_facts(mf.path)
-            table.add_row(name, str(mf.path), f"{f.size_bytes / 2**20:.0f} MiB", f.architecture,
-                          f.file_type, f"{f.n_params / 1e6:.0f}M", f.tensor_types_label)
-        except UserError as exc:
-            table.add_row(name, f"[red]{exc}[/red]", "", "", "", "", "")
-    console.print(table)
+    emit(models_table(), check_format(fmt), wide=wide)
 
 
 @app.command()
-def tasks(data_dir: DataDirOpt = None, tasks_dir: TasksDirOpt = None) -> None:
+def tasks(data_dir: DataDirOpt = None, tasks_dir: TasksDirOpt = None, fmt: FormatOpt = "table",
+          wide: WideOpt = False) -> None:
     """List tasks: name, language, family, and how many items the data dir holds."""
-    from .data import count_docs
-    from .tasks.registry import load_task_specs
+    from .views import tasks_table
 
-    dd = _data_dir(data_dir)
-    table = Table(title=f"Tasks (data dir: {dd})")
-    for col in ("task", "group", "lang", "family", "output", "items", "prompt from"):
-        table.add_column(col)
-    for spec in load_task_specs(tasks_dir or ()).values():
-        n = count_docs(spec, dd)
-        table.add_row(spec.name, spec.group or "", spec.lang, spec.family, spec.output,
-                      str(n) if n is not None else "[yellow]no data[/yellow]", spec.reference)
-    console.print(table)
+    emit(tasks_table(_data_dir(data_dir), tuple(tasks_dir or ())), check_format(fmt), wide=wide)
 
 
 @app.command()
@@ -143,29 +130,34 @@ def run(
             prog.update(bars[model], completed=done, description=label)
 
         result = run_grid(spec, progress=on_progress, command=shlex.join(["iberlite", *sys.argv[1:]]))
-    console.print(f"Run {result.run_id} stored in {db}.")
-    _print_results(db, run_id=result.run_id)
+    err.print(f"Run {result.run_id} stored in {db}.", highlight=False, markup=False, soft_wrap=True)
+    _print_results(db, "table", wide=False, run_id=result.run_id)
 
 
 @app.command()
 def results(
     db: DbOpt = Path("iberlite.db"),
-    signatures: Annotated[bool, typer.Option("--signatures", help="Show the signature behind each number.")] = False,
+    signatures: Annotated[bool, typer.Option("--signatures", help="Show the signature behind each number (csv and json always carry it).")] = False,
     device: Annotated[bool, typer.Option("--device", help="Show what the answers cost on the device.")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write scores and device costs to this JSON file.")] = None,
+    fmt: FormatOpt = "table",
+    wide: WideOpt = False,
 ) -> None:
     """Show stored results: model x task x language, every metric with its 95% CI."""
+    check_format(fmt)
     if not db.exists():
         raise UserError(f"No results database at {db}; run `iberlite run` first or pass --db.")
     if device:
-        _print_costs(db)
+        from .views import costs_view
+
+        emit(costs_view(db), fmt, wide=wide)
     else:
-        _print_results(db, show_signatures=signatures)
+        _print_results(db, fmt, wide, show_signatures=signatures)
     if json_out is not None:
         from .results import export_json
 
         export_json(db, json_out)
-        console.print(f"Wrote {json_out}.")
+        err.print(f"Wrote {json_out}.", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -181,7 +173,7 @@ def report(
         sys.stdout.write(render(db, fmt))
         return
     path = write_report(db, out or Path("report.md" if fmt == "md" else "report.html"), fmt)
-    console.print(f"Report written to {path.resolve()}.")
+    err.print(f"Report written to {path.resolve()}.", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -191,90 +183,35 @@ def bench(
     reps: Annotated[int, typer.Option("--reps", min=1, help="Timed repetitions per test (after one warm-up).")] = 5,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads \\[default: all cores].")] = None,
     compare_direct: Annotated[bool, typer.Option("--compare-direct", help="Also time llama-cpp-python's own Llama class on the same file, interleaved.")] = False,
+    fmt: FormatOpt = "table",
+    wide: WideOpt = False,
 ) -> None:
     """Engine ceiling, llama-bench style: prefill pp512 and decode tg128 tokens/s, stored in the DB."""
     from .bench_cli import bench_command
 
-    bench_command(model, db, reps, threads, compare_direct, console=console)
+    bench_command(model, db, reps, threads, compare_direct, fmt=check_format(fmt), wide=wide, err=err)
 
 
 @app.command()
 def doctor(
     models: Annotated[Optional[str], typer.Option("--models", help="Comma-separated catalog names or .gguf paths \\[default: all catalog models].")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads \\[default: all cores].")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+    fmt: FormatOpt = "table",
+    wide: WideOpt = False,
 ) -> None:
     """Check this device: load and decode each model in a child process, verify that fast
     scoring is exact here, and show the CPU features, buffers and layout a run will use."""
     from .catalog import DEFAULT_MODELS
     from .doctor_cli import doctor_command
 
-    code = doctor_command(console, _csv(models) or DEFAULT_MODELS, threads, json_out)
+    code = doctor_command(_csv(models) or DEFAULT_MODELS, threads, check_format(fmt), wide, err)
     raise typer.Exit(code)
 
 
-def _num(value: float | None, fmt: str) -> str:
-    return "" if value is None else format(value, fmt)
+def _print_results(db: Path, fmt: str, wide: bool, run_id: int | None = None, show_signatures: bool = False) -> None:
+    from .views import results_view
 
-
-def _print_costs(db: Path) -> None:
-    from .cost import device_costs
-
-    rows = device_costs(db)
-    if not rows:
-        console.print("No items stored yet.")
-        return
-    table = Table(title=f"Device cost ({db}); latency per item, energy per item and per 1k tokens")
-    for col in ("model", "task", "lang", "n", "p50 ms", "p95 ms", "TTFT p50/p95 ms", "prefill tok/s",
-                "decode tok/s", "peak RSS MiB", "J/item", "J/1k tok", "energy", "of ceiling"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        ttft = f"{r.ttft_p50_ms:.0f}/{r.ttft_p95_ms:.0f}" if r.ttft_p50_ms is not None else ""
-        table.add_row(r.model, r.task, r.lang, str(r.n), f"{r.latency_p50_ms:.0f}",
-                      f"{r.latency_p95_ms:.0f}", ttft, _num(r.prefill_tokens_per_s, ".0f"),
-                      _num(r.decode_tokens_per_s, ".0f"), _num(r.peak_rss_mb, ".0f"),
-                      _num(r.energy_per_item_j, ".2f"), _num(r.energy_per_1k_tokens_j, ".1f"),
-                      r.energy_method or "", _num(r.ceiling_share, ".0%"))
-    console.print(table)
-    if any(r.energy_method == "estimate" for r in rows):
-        console.print("energy 'estimate' = CPU time x assumed watts per core (no RAPL here); "
-                      "set IBERLITE_CPU_WATTS for your device. It is not a measurement.")
-
-
-def _fmt(value: float, lo: float, hi: float, percent_scale: bool) -> str:
-    if percent_scale:  # BLEU, chrF, TER are on 0-100
-        return f"{value:.1f} [{lo:.1f},{hi:.1f}]"
-    return f"{value:.2f} [{lo:.2f},{hi:.2f}]"
-
-
-def _print_results(db: Path, run_id: int | None = None, show_signatures: bool = False) -> None:
-    from .results import results_grid
-
-    grid = results_grid(db, run_id)
-    if not grid.rows:
-        console.print("No results stored yet.")
-        return
-    table = Table(title=f"Results ({db}): score (95% bootstrap CI)")
-    table.add_column("task", overflow="fold")
-    for col in ("lang", "metric", "n"):
-        table.add_column(col, no_wrap=True)
-    for m in grid.models:
-        table.add_column(m, justify="right", no_wrap=True)
-    for row in grid.rows:
-        cells = [row.task, row.lang, row.metric, str(row.n)]
-        for m in grid.models:
-            a = row.by_model.get(m)
-            cells.append(_fmt(a.value, a.ci_low, a.ci_high, row.metric in ("bleu", "chrf", "ter")) if a else "")
-        table.add_row(*cells)
-    console.print(table)
-    if any(row.metric == "lang_ok" for row in grid.rows):
-        console.print("lang_ok: share of outputs that langid.py (restricted to es/ca/eu/gl/pt/en) "
-                      "puts in the target language; it misreads about 1 Galician sentence in 10 "
-                      "and short outputs more often (docs/language_id.md).", highlight=False)
-    if show_signatures:
-        for row in grid.rows:
-            for m, a in row.by_model.items():
-                console.print(f"{row.task} {row.metric} {m}: {a.signature}", highlight=False)
+    emit(results_view(db, run_id, show_signatures), fmt, wide=wide)
 
 
 @app.command()
@@ -284,16 +221,18 @@ def decide(
     profile: Annotated[Path, typer.Option("--profile", help="Cost profile YAML (see examples/cost_profile.yaml).")],
     min_accuracy: Annotated[float, typer.Option("--min-accuracy", help="Accuracy each (task, language) must reach.")] = 0.6,
     db: DbOpt = Path("iberlite.db"),
-    policy_out: Annotated[Path, typer.Option("--policy-out", help="Where to write the routing policy JSON.")] = Path("policy.json"),
+    policy_out: Annotated[Optional[Path], typer.Option("--policy-out", help="Write the routing policy JSON (for `iberlite route`) to this file \\[default: no policy file].")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the calibration/test split and the CIs.")] = 1234,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write every decision and curve as JSON.")] = None,
+    fmt: FormatOpt = "table",
+    wide: WideOpt = False,
 ) -> None:
-    """Device, cloud or cascade per task and language, from stored results; writes a policy."""
+    """Device, cloud or cascade per task and language, from stored results; --policy-out writes a policy."""
     from .decide_cli import decide_command
 
-    decide_command(console, device=device, cloud=cloud, profile_path=profile, min_accuracy=min_accuracy,
+    decide_command(device=device, cloud=cloud, profile_path=profile, min_accuracy=min_accuracy,
                    db=db, policy_out=policy_out, seed=seed, json_out=json_out,
-                   command=shlex.join(["iberlite", *sys.argv[1:]]))
+                   command=shlex.join(["iberlite", *sys.argv[1:]]), fmt=check_format(fmt), wide=wide, err=err)
 
 
 @app.command()
@@ -312,23 +251,6 @@ def route(
 
     route_command(console, policy_path=policy, task=task, lang=lang, text=text, base_url=base_url,
                   api_key_env=api_key_env, threads=threads, tasks_dirs=tuple(tasks_dir or ()))
-
-
-def main() -> None:
-    """Entry point: user errors print one sentence and exit non-zero, never a traceback."""
-    try:
-        app()
-    except UserError as exc:
-        err.print(f"Error: {exc}", highlight=False, markup=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print("Interrupted; every finished chunk is stored: rerun the same command to continue.",
-                  soft_wrap=True)
-        sys.exit(130)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
 
 
 @app.command()
@@ -364,3 +286,24 @@ def serve(
         server.server_close()
         engine.close()
 
+
+def main() -> None:
+    """Entry point: user errors print one sentence and exit non-zero, never a traceback."""
+    try:
+        app()
+    except UserError as exc:
+        err.print(f"Error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("Interrupted; every finished chunk is stored: rerun the same command to continue.",
+                  soft_wrap=True)
+        sys.exit(130)
+    except BrokenPipeError:  # `iberlite results --format csv | head`: the reader has enough
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
+
+
+if __name__ == "__main__":  # pragma: no cover  (last: every command must be registered first)
+    main()

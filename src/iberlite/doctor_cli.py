@@ -3,69 +3,61 @@
 
 from __future__ import annotations
 
-import json
+import os
 
 from rich.console import Console
-from rich.table import Table
 
 from .doctor import ModelCheck, check_model
 from .engines.kernels import detect, plan_kernels
+from .tables import Column, TableData, emit
 
 _FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "asimd", "sve")
 
 
-def doctor_command(console: Console, models: tuple[str, ...], threads: int | None,
-                   as_json: bool) -> int:
+def doctor_command(models: tuple[str, ...], threads: int | None, fmt: str = "table",
+                   wide: bool = False, err: Console | None = None) -> int:
     """Check every model in a child process; print the device and one row per model.
     Returns the exit code: 0 when every check passed, 1 otherwise."""
     from .device import fingerprint
 
+    err = err or Console(stderr=True)
     features = detect()
     plan = plan_kernels(features)
-    fp = fingerprint(threads or _cores())
+    fp = fingerprint(threads or os.cpu_count() or 1)
     checks: list[ModelCheck] = []
-    with console.status("doctor") as status:
+    with err.status("doctor") as status:
         for m in models:
             status.update(f"doctor: {m} (load, decode, exactness probe)")
             checks.append(check_model(m, threads))
-    cpu_flags = [f for f in _FLAGS if f in features.cpu_flags]
-    if as_json:
-        print(json.dumps({
-            "device": fp.fingerprint_id, "cpu": fp.cpu_model, "cpu_flags": cpu_flags,
-            "llama_features": sorted(features.llama_features), "simd": plan.simd,
-            "buffers": plan.buffers, "planned_align": plan.align, "reason": plan.reason,
-            "models": [c.__dict__ for c in checks],
-        }, indent=2))
-    else:
-        console.print(f"device   {fp.fingerprint_id}: {fp.cpu_model}, {fp.n_threads} threads",
-                      highlight=False, soft_wrap=True)
-        console.print(f"cpu      {' '.join(cpu_flags) or 'no SIMD flags seen'}", highlight=False)
-        console.print(f"llama    {' '.join(sorted(features.llama_features))}", highlight=False,
-                      soft_wrap=True)
-        console.print(f"plan     buffers {plan.buffers}; {plan.reason}", highlight=False,
-                      soft_wrap=True)
-        console.print(_table(checks))
-        for c in checks:
-            if c.error:
-                console.print(f"{c.model}: {c.error} (stage: {c.stage}).", highlight=False,
-                              soft_wrap=True)
+    cpu_flags = " ".join(f for f in _FLAGS if f in features.cpu_flags) or "none seen"
+    notes = (f"device {fp.fingerprint_id}: {fp.cpu_model}, {fp.n_threads} threads",
+             f"CPU flags: {cpu_flags}",
+             f"llama.cpp build: {' '.join(sorted(features.llama_features))}",
+             f"plan: weight buffers {plan.buffers}; {plan.reason}",
+             *(f"{c.model}: {c.error} (stage: {c.stage})." for c in checks if c.error))
+    emit(checks_table(checks, notes), fmt, wide=wide)
     return 0 if all(c.ok for c in checks) else 1
 
 
-def _table(checks: list[ModelCheck]) -> Table:
-    table = Table(title="Checks (each model in its own process)")
-    for col in ("model", "result", "load ms", "buffers", "align", "max |Δ|", "s"):
-        table.add_column(col, justify="left" if col in ("model", "result", "buffers") else "right",
-                         no_wrap=col != "buffers")
-    for c in checks:
-        result = "pass" if c.ok else ("approx" if c.stage == "done" else f"FAIL ({c.stage})")
-        table.add_row(c.model, result, f"{c.load_ms:.0f}" if c.load_ms is not None else "-",
-                      c.buffers or "-", str(c.align or "-"),
-                      f"{c.max_delta:.2g}" if c.max_delta is not None else "-", f"{c.seconds:.1f}")
-    return table
-
-
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 1
+def checks_table(checks: list[ModelCheck], notes: tuple[str, ...] = ()) -> TableData:
+    """One row per model: result, load time, buffers, block size, worst |fast - naive|."""
+    cols = (
+        Column("model", "model"),
+        Column("result", "result"),
+        Column("stage", "stage", priority=3),
+        Column("load_ms", "load ms", "num", 1, ".0f", "-"),
+        Column("buffers", "buffers", "text", 1),
+        Column("align", "align", "num", 0, "d", "-"),
+        Column("exact", "exact", "id", 2, "", "-"),
+        Column("max_delta", "max |Δ| nats", "num", 1, ".2g", "-"),
+        Column("decode_tok_s", "decode tok/s", "num", 2, ".0f", "-"),
+        Column("seconds", "s", "num", 2, ".1f"),
+        Column("error", "error", "text", 3, human=False),
+    )
+    rows = tuple(
+        (c.model, "pass" if c.ok else ("approx" if c.stage == "done" else "FAIL"), c.stage,
+         c.load_ms, c.buffers or None, c.align, c.exact, c.max_delta, c.decode_tok_s, c.seconds,
+         c.error)
+        for c in checks
+    )
+    return TableData("Doctor: each model checked in its own process", cols, rows, notes)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -32,31 +31,9 @@ from .base import (
 )
 from .kernels import KernelPlan, detect, plan_kernels
 from .layout import Entry, Layout, Segment, Seq
+from .llama_lib import log_softmax_at, quiet_llama_cpp
 
 SCORING_MODES = ("fast", "naive")
-
-
-_LOG_CALLBACK = None  # kept alive for as long as llama.cpp may call it
-
-
-def _llama():
-    """Import llama_cpp with llama.cpp's own logging reduced to errors.
-
-    Model loading prints hundreds of lines (and some warnings about the shipped GGUFs that a
-    user cannot act on); only llama.cpp errors reach stderr.
-    """
-    global _LOG_CALLBACK
-    import llama_cpp
-
-    if _LOG_CALLBACK is None:
-        @llama_cpp.llama_log_callback
-        def _errors_only(level, text, user_data):
-            if level == 4:  # GGML_LOG_LEVEL_ERROR (ggml: 1 debug, 2 info, 3 warn, 4 error)
-                sys.stderr.write(text.decode("utf-8", errors="replace"))
-
-        _LOG_CALLBACK = _errors_only
-        llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
-    return llama_cpp
 
 
 @dataclass(frozen=True)
@@ -68,14 +45,6 @@ class TokenLogprob:
     logprob: float | None
     top_piece: bytes
     top_logprob: float | None
-
-
-def _log_softmax_at(row: np.ndarray, tokens: list[int]) -> tuple[list[float], int]:
-    """Logprobs of `tokens` under one logits row, and the row's argmax."""
-    top = int(row.argmax())
-    m = float(row[top])
-    lse = m + float(np.log(np.exp(row - m, dtype=np.float32).sum(dtype=np.float64)))
-    return [float(row[t]) - lse for t in tokens], top
 
 
 class LlamaCppEngine:
@@ -100,7 +69,7 @@ class LlamaCppEngine:
             raise UserError(f"n_batch must be a multiple of {kernels.align}; got {n_batch}.", 2)
         if scoring not in SCORING_MODES:
             raise UserError(f"Unknown scoring {scoring!r}; valid: {', '.join(SCORING_MODES)}.", 2)
-        ll = _llama()
+        ll = quiet_llama_cpp()
         self._ll = ll
         self.model_file = model
         self.facts = gguf_facts(model.path)  # also rejects a corrupt file before llama.cpp sees it
@@ -179,6 +148,24 @@ class LlamaCppEngine:
     def cached_positions(self, seq: int = 0) -> int:
         """Highest KV position sequence `seq` holds (-1: none)."""
         return int(self._ll.llama_memory_seq_pos_max(self._mem, seq))
+
+    def drop_from(self, seq: int, pos: int) -> None:
+        """Forget sequence `seq`'s KV cells from position `pos` on."""
+        self._ll.llama_memory_seq_rm(self._mem, seq, pos, -1)
+
+    def decode_rows(self, rows: Sequence[tuple[int, int, int]], logits: Sequence[bool]) -> list[np.ndarray | None]:
+        """Decode (token, position, sequence id) rows in one `llama_decode`, outside any
+        layout (numerics probes use it); a copy of the logits of every row flagged in `logits`."""
+        b = self._batch
+        for i, (tok, pos, seq) in enumerate(rows):
+            b.token[i], b.pos[i], b.n_seq_id[i] = tok, pos, 1
+            b.seq_id[i][0] = seq
+            b.logits[i] = bool(logits[i])
+        b.n_tokens = len(rows)
+        if self._ll.llama_decode(self._ctx, b) != 0:
+            raise RuntimeError("llama_decode failed")
+        return [np.ctypeslib.as_array(self._ll.llama_get_logits_ith(self._ctx, i), shape=(self.n_vocab,)).copy()
+                if logits[i] else None for i in range(len(rows))]
 
     def synchronize(self) -> None:
         """Wait for llama.cpp's queued work, so a timer stops when the work is done."""
@@ -310,13 +297,13 @@ class LlamaCppEngine:
                     continue
                 ptr = ll.llama_get_logits_ith(self._ctx, i)
                 row = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
-                lps, top = _log_softmax_at(row, [t for _, t in e.targets])
+                lps, top = log_softmax_at(row, [t for _, t in e.targets])
                 for (req, tok), lp in zip(e.targets, lps):
                     logprob[req] += lp
                     if top != tok:
                         greedy[req] = False
                 if tops is not None:
-                    top_lp = _log_softmax_at(row, [top])[0][0]
+                    top_lp = log_softmax_at(row, [top])[0][0]
                     tops.update((req, (top, top_lp)) for req, _ in e.targets)
             elapsed = (time.perf_counter() - t0) * 1000
             counts = Counter(e.group for e in rows if e.group >= 0)
@@ -395,7 +382,7 @@ class LlamaCppEngine:
         while len(out) < budget:
             row = self._last_row()
             tok = int(row.argmax())
-            lp_sum += _log_softmax_at(row, [tok])[0][0]
+            lp_sum += log_softmax_at(row, [tok])[0][0]
             if ttft is None:
                 ttft = (time.perf_counter() - t0) * 1000
             if ll.llama_vocab_is_eog(self._vocab, tok):
