@@ -21,6 +21,21 @@ except ImportError:  # package not installed into the venv yet: use the src tree
 DATA_DIR = Path(os.environ.get("IBERLITE_DATA_DIR") or REPO.parent / "shared" / "data")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fresh_cache(tmp_path_factory) -> Path:
+    """Every test session starts from an empty iberlite cache (GGUF facts, file hashes, layout
+    verdicts), shared by the subprocesses it starts: the exactness probe runs for real on this
+    CPU in every session, and no result depends on what an earlier session left behind."""
+    path = tmp_path_factory.mktemp("iberlite-cache")
+    previous = os.environ.get("IBERLITE_CACHE_DIR")
+    os.environ["IBERLITE_CACHE_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("IBERLITE_CACHE_DIR", None)
+    else:
+        os.environ["IBERLITE_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The evaluation data dir; skips the test when it is missing."""

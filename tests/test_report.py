@@ -195,6 +195,14 @@ def test_markdown_has_leaderboard_gaps_and_device(real_db, tmp_path):
     assert "## Language gaps" in md and "sample_commonsense_{lang}" in md and "paired (3)" in md
     assert "## Device" in md
     assert "ESTIMATE" in md or "measured (RAPL)" in md
+    # how llama.cpp ran on this CPU: the buffers and the layout the kernel plan chose
+    from iberlite.engines.kernels import detect, plan_kernels
+
+    plan = plan_kernels(detect())
+    for model in ("smollm2-135m", "gemma3-270m"):
+        row = next(line for line in md.splitlines() if line.startswith(f"| {model} | ") and "align" in line)
+        assert f"| {plan.buffers} | {plan.simd} |" in row and f"align{plan.align}," in row
+        assert "approx" not in row
 
 
 @pytest.mark.slow

@@ -137,6 +137,11 @@ def render_markdown(report: Report) -> str:
                    f"{', '.join(dev.get('cpu_flags', []) or [])}; {dev.get('physical_cores')} cores, "
                    f"{dev.get('n_threads')} threads; {ram} RAM; {dev.get('os', '')}; "
                    f"llama-cpp-python {dev.get('llama_cpp_python_version', '?')}")
+    if report.engine_setups:
+        out += ["", "How llama.cpp ran (weight buffers, scoring layout; approx = not exact here):", ""]
+        out += _table(["model", "threads", "scoring", "buffers", "SIMD", "layout"],
+                      [[s.model, str(s.n_threads), s.scoring, s.buffers or "?", s.simd or "?",
+                        f"`{s.layout}`" if s.layout else "?"] for s in report.engine_setups])
     energy = []
     for run in report.runs:
         for m, cost in sorted(run.costs.items()):

@@ -35,6 +35,7 @@ from ..store import AggregateRecord, BenchRecord, EvalRecord, ItemRecord, Store
 from .records import (
     Browser,
     BrowserItem,
+    EngineSetup,
     ItemResult,
     LeaderboardEntry,
     Report,
@@ -246,4 +247,18 @@ def build_report(store: Store, *, n_boot: int = lg.DEFAULT_N_BOOT, seed: int = l
         browsers=tuple(browsers(chosen, items, scores, max_browser_items)),
         tasks=tuple(task_infos(chosen, items)), benches=tuple(latest_benches(store.benches())),
         has_bench_table=store.has_bench_table(), notes=tuple(notes), routing=_routing(store),
+        engine_setups=engine_setups(evals.values()),
     )
+
+
+def engine_setups(evals) -> tuple[EngineSetup, ...]:
+    """The distinct engine setups of the stored evaluations (remote models have none)."""
+    seen = set()
+    for ev in evals:
+        e, extra = ev.engine, ev.engine.get("extra") or {}
+        if e.get("engine") != "llama.cpp":
+            continue
+        seen.add(EngineSetup(ev.model, e.get("engine_version", ""), e.get("n_threads"),
+                             e.get("scoring", ""), extra.get("buffers", ""), extra.get("simd", ""),
+                             extra.get("layout", "")))
+    return tuple(sorted(seen, key=lambda s: (s.model, s.engine, s.n_threads or 0, s.scoring, s.layout)))

@@ -141,6 +141,26 @@ class Routing:
 
 
 @dataclass(frozen=True)
+class EngineSetup:
+    """How one model ran on the device, as stored with its evaluations: engine, threads, the
+    weight buffers and scoring layout llama.cpp used (engines/kernels.py), and whether the
+    doctor's probe found that layout exact there."""
+
+    model: str
+    engine: str
+    n_threads: int | None
+    scoring: str
+    buffers: str
+    simd: str
+    layout: str
+
+    @property
+    def exact(self) -> bool | None:
+        """False for a layout labelled approx; None when no layout was recorded."""
+        return None if not self.layout else "approx" not in self.layout
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything a report shows."""
 
@@ -161,6 +181,7 @@ class Report:
     has_bench_table: bool
     notes: tuple[str, ...]
     routing: Routing | None = None
+    engine_setups: tuple[EngineSetup, ...] = ()
 
     @property
     def devices(self) -> dict[str, dict[str, Any]]:
