@@ -252,11 +252,12 @@ def build_report(store: Store, *, n_boot: int = lg.DEFAULT_N_BOOT, seed: int = l
 
 
 def engine_setups(evals) -> tuple[EngineSetup, ...]:
-    """The distinct engine setups of the stored evaluations (remote models have none)."""
+    """The distinct engine setups of the stored evaluations. Remote models have none, and
+    evaluations stored before the kernel plan was recorded (no `buffers`) are left out."""
     seen = set()
     for ev in evals:
         e, extra = ev.engine, ev.engine.get("extra") or {}
-        if e.get("engine") != "llama.cpp":
+        if e.get("engine") != "llama.cpp" or not extra.get("buffers"):
             continue
         seen.add(EngineSetup(ev.model, e.get("engine_version", ""), e.get("n_threads"),
                              e.get("scoring", ""), extra.get("buffers", ""), extra.get("simd", ""),
