@@ -256,10 +256,15 @@ def parse_task(raw: Any, path: Path) -> TaskSpec:
     )
 
 
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_task_file(path: Path) -> TaskSpec:
     """Load one YAML task file safely (no Python tags, no code)."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # libyaml's safe loader where PyYAML has it: same rules, a tenth of the time (every
+        # command reads all task files; the pure-Python parser took ~0.2 s of each start)
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         at = f" at line {line + 1}" if line is not None else ""
