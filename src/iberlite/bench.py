@@ -365,7 +365,7 @@ def bench_compare(engine: "LlamaCppEngine", *, pp: int = 512, tg: int = 128, rep
     """
     _check_sizes(pp, tg, reps, warmup, engine.n_ctx)
     tokens = _engine_tokens(engine, max(pp, tg + 1))
-    llm = open_direct(engine.model_file.path, n_threads=engine.n_threads, n_ctx=engine.n_ctx,
+    llm = open_direct(engine.model_file.file, n_threads=engine.n_threads, n_ctx=engine.n_ctx,
                       n_batch=engine.n_batch, flash_attn=flash_attn)
     try:
         eng, direct = _measure([_EnginePath(engine), _DirectPath(llm)], tokens, pp=pp, tg=tg,
@@ -373,6 +373,8 @@ def bench_compare(engine: "LlamaCppEngine", *, pp: int = 512, tg: int = 128, rep
     finally:
         llm.close()
     f = engine.facts
-    common = dict(model=engine.model_file.name, sha256=f.sha256, file_type=f.file_type,
-                  pp=pp, tg=tg, n_threads=engine.n_threads)
-    return _results(eng, **common), _results(direct, **common)
+    def results(samples):
+        return _results(samples, model=engine.model_file.name, sha256=f.sha256,
+                        file_type=f.file_type, pp=pp, tg=tg, n_threads=engine.n_threads)
+
+    return results(eng), results(direct)

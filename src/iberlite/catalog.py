@@ -80,6 +80,13 @@ class ModelFile:
     path: Path | None
     remote: str | None = None
 
+    @property
+    def file(self) -> Path:
+        """The GGUF file; asking a remote model for one is a user error."""
+        if self.path is None:
+            raise UserError(f"Model {self.name} is remote: it has no local file.", 2)
+        return self.path
+
 
 def resolve_model(name: str) -> ModelFile:
     """A catalog name, a path to a `.gguf` file or `openai:NAME`; anything else is a user
@@ -180,7 +187,8 @@ def _read_facts(path: Path, size: int) -> GgufFacts:
     arch = str(kv.get("general.architecture") or "unknown")
     ftype = kv.get("general.file_type")
     try:
-        ftype_name = LlamaFileType(int(ftype)).name.removeprefix("MOSTLY_") if ftype is not None else "unknown"
+        ftype_name = (LlamaFileType(int(ftype)).name.removeprefix("MOSTLY_")  # type: ignore[call-overload]
+                      if ftype is not None else "unknown")
     except ValueError:
         ftype_name = f"type{ftype}"
 
@@ -199,5 +207,5 @@ def _read_facts(path: Path, size: int) -> GgufFacts:
         n_params=int(sum(t.n_elements for t in header.tensors)),
         size_bytes=size,
         sha256=file_sha256(path),
-        context_length=int(ctx) if ctx is not None else None,
+        context_length=int(ctx) if isinstance(ctx, int) else None,
     )

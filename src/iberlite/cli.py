@@ -13,6 +13,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -121,7 +122,7 @@ def run(
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                _ItemsPerSecond(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    bars: dict[str, int] = {}
+    bars: dict[str, TaskID] = {}
     with Progress(*columns, console=err, transient=False) as prog:
         def on_progress(model: str, task: str, done: int, total: int) -> None:
             label = f"{model} [dim]{task}[/dim]"
@@ -277,7 +278,7 @@ def serve(
         engine.close()
         raise UserError(f"Cannot listen on {host}:{port} ({exc.strerror}).", 2) from None
     h, p = server.server_address[:2]
-    err.print(f"Serving {alias or mf.name} at http://{h}:{p}/v1 (Ctrl-C to stop).")
+    err.print(f"Serving {alias or mf.name} at http://{h!s}:{p}/v1 (Ctrl-C to stop).")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

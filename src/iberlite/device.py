@@ -320,6 +320,7 @@ class RssSampler:
 
     def _run(self) -> None:
         stopped, read, observe = self._stop.acquire, self._read, self._observe
+        assert read is not None  # set by __enter__ before the thread starts
         while not stopped(timeout=self.interval_s):
             observe(read())
         self._stop.release()
@@ -358,8 +359,10 @@ class RssSampler:
         self._stop.release()
         self._thread.join()  # the thread re-releases _stop, leaving it free for reuse
         self._thread = None
-        self._observe(self._read())  # a final sample so short blocks still have an end value
-        self._read.close()
+        read = self._read
+        assert read is not None
+        self._observe(read())  # a final sample so short blocks still have an end value
+        read.close()
         self._read = None
         self.os_peak_bytes = _vm_hwm_bytes()
         if self.os_peak_bytes is None:

@@ -134,7 +134,8 @@ class EnergyMeter:
             joules = _rapl_delta_j(self._domains, self._uj0, _read_uj(self._domains))
             self._reading = EnergyReading(joules, "rapl", cpu, wall, None)
         else:
-            self._reading = EnergyReading(cpu * self._watts, "estimate", cpu, wall, self._watts)
+            watts = self._watts if self._watts is not None else _assumed_watts(self._watts_arg)
+            self._reading = EnergyReading(cpu * watts, "estimate", cpu, wall, watts)
 
     @property
     def reading(self) -> EnergyReading:

@@ -106,7 +106,7 @@ def plan(spec: RunSpec) -> tuple[list[ModelFile], list[PlannedTask]]:
                 raise UserError(f"Model {m.name} is remote: pass --base-url (for example "
                                 "http://127.0.0.1:8000/v1).", 2)
             continue
-        gguf_facts(m.path)  # a corrupt file fails now, not after the models before it ran
+        gguf_facts(m.file)  # a corrupt file fails now, not after the models before it ran
     specs = load_task_specs(spec.tasks_dirs)
     tasks = select_tasks(specs, spec.tasks or None, spec.langs or None)
     planned = []

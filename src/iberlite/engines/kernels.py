@@ -118,14 +118,18 @@ def plan_kernels(features: CpuFeatures, *, allow_amx: bool | None = None,
     return KernelPlan(use_extra_bufts=use_extra, align=align, simd=simd, reason="; ".join(reasons))
 
 
+_LLAMA_DEFAULTS: list = []  # llama-cpp-python's own llama_model_default_params, once replaced
+
+
 def apply_to_llama_cpp_python(plan: KernelPlan) -> None:
     """Make llama-cpp-python's own `Llama` class (bench's direct reference, its HTTP server)
     load weights with the plan's buffers: its constructor starts from
     `llama_model_default_params()`, and offers no argument for extra buffers."""
     import llama_cpp.llama_cpp as low
 
-    original = getattr(low, "_iberlite_default_params", None) or low.llama_model_default_params
-    low._iberlite_default_params = original
+    if not _LLAMA_DEFAULTS:  # applied twice, the second plan wraps the original, not the first
+        _LLAMA_DEFAULTS.append(low.llama_model_default_params)
+    original = _LLAMA_DEFAULTS[0]
 
     def defaults():
         params = original()

@@ -72,7 +72,7 @@ class LlamaCppEngine:
         ll = quiet_llama_cpp()
         self._ll = ll
         self.model_file = model
-        self.facts = gguf_facts(model.path)  # also rejects a corrupt file before llama.cpp sees it
+        self.facts = gguf_facts(model.file)  # also rejects a corrupt file before llama.cpp sees it
         self.n_threads = n_threads or os.cpu_count() or 1
         self.n_ctx, self.n_batch, self.n_seq_max = n_ctx, n_batch, n_seq_max
         self.seed, self.scoring = seed, scoring

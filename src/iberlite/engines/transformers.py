@@ -70,13 +70,13 @@ class TransformersEngine:
         torch, transformers = _reference_modules()
         self._torch = torch
         self.model_file = model
-        self.facts = gguf_facts(model.path)  # rejects a corrupt file with a clear message
+        self.facts = gguf_facts(model.file)  # rejects a corrupt file with a clear message
         self.seed, self.batch_size = seed, max(1, batch_size)
         if n_threads:
             torch.set_num_threads(n_threads)
         self.n_threads = torch.get_num_threads()
         torch.manual_seed(seed)
-        folder, name = str(model.path.parent), model.path.name
+        folder, name = str(model.file.parent), model.file.name
         t0 = time.perf_counter()
         try:
             # local_files_only: nothing is ever fetched from the hub for a local file

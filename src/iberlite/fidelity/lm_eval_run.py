@@ -58,7 +58,7 @@ def run_lm_eval(model: ModelFile, local_tasks: list[str], include_dir: Path, lim
     exe = Path(sys.executable).with_name("lm_eval")
     cmd = (
         str(exe), "run", "--model", "hf",
-        "--model_args", f"pretrained={model.path.parent},gguf_file={model.path.name},dtype=float32",
+        "--model_args", f"pretrained={model.file.parent},gguf_file={model.file.name},dtype=float32",
         "--include_path", str(include_dir), "--tasks", ",".join(local_tasks),
         "--limit", str(limit), "--batch_size", "1", "--device", "cpu",
         "--log_samples", "--output_path", str(output_dir),
