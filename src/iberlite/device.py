@@ -106,7 +106,7 @@ class DeviceFingerprint:
                 f" | {simd} | {ram:.1f} GiB")
 
 
-def _read_cpuinfo() -> dict[str, str]:
+def read_cpuinfo() -> dict[str, str]:
     """First value of each key in /proc/cpuinfo ({} where unavailable)."""
     info: dict[str, str] = {}
     try:
@@ -128,9 +128,14 @@ def _cpu_model(info: dict[str, str]) -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def all_cpu_flags(info: dict[str, str]) -> frozenset[str]:
+    """Every flag the CPU reports (x86 `flags`, ARM `Features`)."""
+    return frozenset((info.get("flags", "") + " " + info.get("features", "")).split())
+
+
 def _cpu_flags(info: dict[str, str]) -> tuple[str, ...]:
     """The subset of :data:`FLAGS_OF_INTEREST` this CPU reports, in that order."""
-    present = set((info.get("flags", "") + " " + info.get("features", "")).split())
+    present = all_cpu_flags(info)
     return tuple(f for f in FLAGS_OF_INTEREST if f in present)
 
 
@@ -159,7 +164,7 @@ def fingerprint(n_threads: int) -> DeviceFingerprint:
     """Describe this machine as configured to run with ``n_threads`` threads."""
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads}")
-    info = _read_cpuinfo()
+    info = read_cpuinfo()
     logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
     physical = psutil.cpu_count(logical=False) or logical
     return DeviceFingerprint(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 AMX_ENV = "IBERLITE_AMX"
 ALIGN_ENV = "IBERLITE_ALIGN"
@@ -56,18 +55,6 @@ def parse_system_info(text: str) -> frozenset[str]:
     return frozenset(out)
 
 
-def _cpu_flags() -> frozenset[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip().lower() in ("flags", "features"):
-            return frozenset(value.split())
-    return frozenset()
-
-
 @lru_cache(maxsize=1)
 def detect() -> CpuFeatures:
     """This CPU's flags and the running llama.cpp build's features."""
@@ -75,7 +62,9 @@ def detect() -> CpuFeatures:
 
     raw = llama_cpp.llama_print_system_info()
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    return CpuFeatures(_cpu_flags(), parse_system_info(text))
+    from ..device import all_cpu_flags, read_cpuinfo
+
+    return CpuFeatures(all_cpu_flags(read_cpuinfo()), parse_system_info(text))
 
 
 @dataclass(frozen=True)
