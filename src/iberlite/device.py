@@ -160,6 +160,15 @@ def _llama_system_info() -> str:
     return raw.decode("utf-8", "replace").strip() if isinstance(raw, bytes) else str(raw).strip()
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: taskset, cgroups, a Ray worker), the
+    default thread count everywhere."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def fingerprint(n_threads: int) -> DeviceFingerprint:
     """Describe this machine as configured to run with ``n_threads`` threads."""
     if n_threads < 1:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import os
-
 from rich.console import Console
 
 from .doctor import ModelCheck, check_model
@@ -18,12 +16,12 @@ def doctor_command(models: tuple[str, ...], threads: int | None, fmt: str = "tab
                    wide: bool = False, err: Console | None = None) -> int:
     """Check every model in a child process; print the device and one row per model.
     Returns the exit code: 0 when every check passed, 1 otherwise."""
-    from .device import fingerprint
+    from .device import fingerprint, usable_cpus
 
     err = err or Console(stderr=True)
     features = detect()
     plan = plan_kernels(features)
-    fp = fingerprint(threads or os.cpu_count() or 1)
+    fp = fingerprint(threads or usable_cpus())
     checks: list[ModelCheck] = []
     with err.status("doctor") as status:
         for m in models:

@@ -312,9 +312,9 @@ def _model_cost(mem: RssSampler, energy: EnergyMeter, load_ms: float) -> RunCost
 
 
 def _threads() -> int:
-    import os
+    from .device import usable_cpus
 
-    return os.cpu_count() or 1
+    return usable_cpus()
 
 
 def _spec_dict(spec: RunSpec) -> dict:

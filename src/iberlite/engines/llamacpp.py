@@ -11,7 +11,6 @@ one `llama_decode` call, and logits are requested only at the positions that are
 from __future__ import annotations
 
 import ctypes
-import os
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from importlib.metadata import version
 import numpy as np
 
 from ..catalog import ModelFile, gguf_facts
+from ..device import usable_cpus
 from ..errors import UserError
 from .base import (
     EngineInfo,
@@ -73,7 +73,7 @@ class LlamaCppEngine:
         self._ll = ll
         self.model_file = model
         self.facts = gguf_facts(model.file)  # also rejects a corrupt file before llama.cpp sees it
-        self.n_threads = n_threads or os.cpu_count() or 1
+        self.n_threads = n_threads or usable_cpus()
         self.n_ctx, self.n_batch, self.n_seq_max = n_ctx, n_batch, n_seq_max
         self.seed, self.scoring = seed, scoring
         self.prefix_cache = prefix_cache
