@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import struct
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -79,6 +80,19 @@ class ModelFile:
     name: str
     path: Path | None
     remote: str | None = None
+    quantized_from: str | None = None  # a variant's source file type (MODEL@TYPE, see quantize)
+
+    @property
+    def family(self) -> str:
+        """The model a variant was made from (`smollm2-135m` for `smollm2-135m@Q8_0`)."""
+        return self.name.rpartition("@")[0] or self.name
+
+    @property
+    def label(self) -> str:
+        """The name, with `(from Q4_1)` when it was made from an already quantized file."""
+        from .quantize import variant_label
+
+        return variant_label(self.name, self.quantized_from)
 
     @property
     def file(self) -> Path:
@@ -88,14 +102,22 @@ class ModelFile:
         return self.path
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def resolve_model(name: str) -> ModelFile:
-    """A catalog name, a path to a `.gguf` file or `openai:NAME`; anything else is a user
-    error (exit 2)."""
+    """A catalog name, a path to a `.gguf` file, `MODEL@TYPE` (a quantized variant, made once
+    and cached: see :mod:`quantize`) or `openai:NAME`; anything else is a user error (exit 2)."""
     if name.startswith(REMOTE_PREFIX):
         served = name[len(REMOTE_PREFIX):]
         if not served:
             raise UserError("A remote model needs a name: openai:NAME.", exit_code=2)
         return ModelFile(name=name, path=None, remote=served)
+    if "@" in name:
+        from .quantize import resolve_variant
+
+        return resolve_variant(name, on_quantize=_say)
     if name in CATALOG:
         path = CATALOG[name].locate()
         if not path.is_file():
@@ -107,8 +129,8 @@ def resolve_model(name: str) -> ModelFile:
             raise UserError(f"Model file {path} does not exist.", exit_code=2)
         return ModelFile(name=path.stem, path=path.resolve())
     raise UserError(
-        f"Unknown model {name!r}; valid models are {', '.join(CATALOG)}, a path to a .gguf file "
-        "or openai:NAME with --base-url.",
+        f"Unknown model {name!r}; valid models are {', '.join(CATALOG)}, a path to a .gguf file, "
+        "MODEL@TYPE (a quantized variant) or openai:NAME with --base-url.",
         exit_code=2,
     )
 
@@ -124,6 +146,9 @@ class GgufFacts:
     size_bytes: int
     sha256: str
     context_length: int | None
+    bits_per_weight: float  # weight bytes x 8 / weights, from each tensor's type
+    kquant_fallback: int  # quantized tensors whose rows are not a multiple of 256 (K-quants cannot hold them)
+    n_quantized: int  # tensors stored in a quantized type (not F32/F16/BF16)
 
     @property
     def tensor_types_label(self) -> str:
@@ -161,7 +186,7 @@ def gguf_facts(path: Path) -> GgufFacts:
     starting a run does not re-read a 250 MB file (or re-hash it).
     """
     st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    key = f"{_FACTS_VERSION}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
     cache = cache_dir() / "gguf_facts.json"
     known = read_json(cache)
     hit = known.get(key)
@@ -176,8 +201,12 @@ def gguf_facts(path: Path) -> GgufFacts:
     return facts
 
 
+_FACTS_VERSION = 2  # bump when GgufFacts changes, so cached facts are read again
+_FLOAT_TYPES = ("F32", "F16", "BF16", "F64")
+
+
 def _read_facts(path: Path, size: int) -> GgufFacts:
-    from gguf.constants import GGMLQuantizationType, LlamaFileType
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
     try:
         header = read_gguf_header(path)
@@ -200,6 +229,12 @@ def _read_facts(path: Path, size: int) -> GgufFacts:
 
     counts = Counter(type_name(t.ggml_type) for t in header.tensors)
     ctx = kv.get(f"{arch}.context_length")
+    bits = 0
+    for t in header.tensors:
+        block, nbytes = GGML_QUANT_SIZES.get(GGMLQuantizationType(t.ggml_type), (1, 4))
+        bits += t.n_elements // block * nbytes * 8
+    n_el = sum(t.n_elements for t in header.tensors) or 1
+    quantized = [t for t in header.tensors if type_name(t.ggml_type) not in _FLOAT_TYPES]
     return GgufFacts(
         architecture=arch,
         file_type=ftype_name,
@@ -208,4 +243,9 @@ def _read_facts(path: Path, size: int) -> GgufFacts:
         size_bytes=size,
         sha256=file_sha256(path),
         context_length=int(ctx) if isinstance(ctx, int) else None,
+        bits_per_weight=round(bits / n_el, 3),
+        kquant_fallback=(sum(1 for t in quantized if t.shape and t.shape[0] % 256
+                             and not type_name(t.ggml_type).endswith("_K"))
+                         if ftype_name.split("_K")[0] != ftype_name else 0),
+        n_quantized=len(quantized),
     )

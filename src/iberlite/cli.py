@@ -68,12 +68,34 @@ class _ItemsPerSecond(TextColumn):
         return f"{speed:5.2f} items/s" if speed else "  -- items/s"
 
 
+ModelsDirOpt = Annotated[
+    Optional[Path],
+    typer.Option("--models-dir", help="Folder of quantized variants \\[env: IBERLITE_MODELS_DIR; default: models/ in the cache folder]."),
+]
+
+
 @app.command()
-def models(fmt: FormatOpt = "table", wide: WideOpt = False) -> None:
-    """List the catalog models: file, size, architecture, quantization, parameters."""
+def models(models_dir: ModelsDirOpt = None, fmt: FormatOpt = "table", wide: WideOpt = False) -> None:
+    """List the catalog models and their quantized variants: type, bits per weight, size."""
     from .views import models_table
 
-    emit(models_table(), check_format(fmt), wide=wide)
+    emit(models_table(models_dir), check_format(fmt), wide=wide)
+
+
+@app.command()
+def quantize(
+    model: Annotated[str, typer.Argument(help="Catalog name or path to a .gguf file.")],
+    to: Annotated[str, typer.Option("--to", help="Comma-separated llama.cpp types, e.g. Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_0,Q3_K_M,Q2_K.")] = "Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_0,Q3_K_M,Q2_K",
+    models_dir: ModelsDirOpt = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads \\[default: the usable cores].")] = None,
+    fmt: FormatOpt = "table",
+    wide: WideOpt = False,
+) -> None:
+    """Requantize MODEL to each type once (cached by source sha256 and type); every command
+    then knows MODEL@TYPE."""
+    from .quantize_cli import quantize_command
+
+    quantize_command(model, _csv(to), models_dir, threads, fmt, wide, err=err)
 
 
 @app.command()

@@ -22,11 +22,12 @@ _STRING, _ARRAY = 8, 9
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """One tensor's name, ggml type id and element count."""
+    """One tensor's name, ggml type id, element count and shape (row length first)."""
 
     name: str
     ggml_type: int
     n_elements: int
+    shape: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,13 @@ def read_gguf_header(path: Path) -> GgufHeader:
         for _ in range(n_tensors):
             name = cur.string()
             n_dims = cur.take("I")
+            shape = tuple(cur.take("Q") for _ in range(n_dims))
             n = 1
-            for _ in range(n_dims):
-                n *= cur.take("Q")
+            for d in shape:
+                n *= d
             ggml_type = cur.take("I")
             cur.take("Q")  # data offset
-            tensors.append(TensorInfo(name, ggml_type, n))
+            tensors.append(TensorInfo(name, ggml_type, n, shape))
         return GgufHeader(version, fields, tuple(tensors))
     finally:
         buf.close()

@@ -18,42 +18,34 @@ def _mib(v: float) -> str:
     return f"{v / 2**20:.0f} MiB"
 
 
-def _millions(v: float) -> str:
-    return f"{v / 1e6:.0f}M"
-
-
-def models_table() -> TableData:
-    """The catalog models with what their GGUF headers say (a model that cannot be read
-    shows why in `error`)."""
-    from .catalog import CATALOG, gguf_facts, resolve_model
+def models_table(models_dir: Path | None = None) -> TableData:
+    """The catalog models and the variants made from them (`iberlite quantize`), with what
+    their GGUF headers say (a model that cannot be read shows why in `error`)."""
+    from .catalog import CATALOG, resolve_model
     from .errors import UserError
+    from .quantize import models_dir as variants_dir, variants
+    from .quantize_cli import FALLBACK_NOTE, variant_columns, variant_row
 
     cols: tuple[Column, ...] = (
-        Column("name", "name"),
-        Column("file", "file", human=True, machine=False),
-        Column("size_bytes", "size", "num", fmt=_mib),
-        Column("architecture", "arch"),
-        Column("quant", "quant"),
-        Column("n_params", "params", "num", fmt=_millions),
-        Column("tensor_types", "tensor types", "text", priority=2, fmt=lambda v: str(v).replace(",", ", ")),
-        Column("folder", "folder", priority=1, machine=False),
+        *variant_columns(),
         Column("path", "path", human=False),
-        Column("sha256", "sha256", human=False),
         Column("error", "error", "text"),
     )
     rows: list[tuple] = []
     for name in CATALOG:
         try:
             mf = resolve_model(name)
-            assert mf.path is not None  # catalog models are local files
-            f = gguf_facts(mf.path)
-            rows.append((name, mf.path.name, f.size_bytes, f.architecture, f.file_type, f.n_params,
-                         f.tensor_types_label, str(mf.path.parent), str(mf.path), f.sha256, None))
+            rows.append((*variant_row(name, "pip", mf.file), str(mf.file), None))
         except UserError as exc:
-            rows.append((name, None, None, None, None, None, None, None, None, None, str(exc)))
+            rows.append((name, "pip", None, None, None, None, None, None, str(exc)))
+    for v in variants(models_dir):
+        rows.append((*variant_row(v.name, v.source_type, Path(v.path)), v.path, None))
     if all(r[-1] is None for r in rows):  # keep the key for scripts, no empty column for people
         cols = (*cols[:-1], Column("error", "error", "text", human=False))
-    return TableData("Models (any path to a .gguf file works too)", cols, tuple(rows))
+    notes = (f"Variants (MODEL@TYPE) live in {variants_dir(models_dir)}; 'made from' is the type "
+             "they were requantized from, or pip for a shipped file. Any path to a .gguf file "
+             "works too.", FALLBACK_NOTE)
+    return TableData("Models", cols, tuple(rows), notes=notes)
 
 
 def tasks_table(data_dir: Path, tasks_dirs: tuple[Path, ...] = ()) -> TableData:

@@ -86,7 +86,8 @@ class EngineInfo:
     scoring: str
     seed: int
     load_ms: float
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)  # part of the eval key
+    bits_per_weight: float = 0.0  # from the file's tensor types (not part of the eval key)
 
 
 class Engine(Protocol):

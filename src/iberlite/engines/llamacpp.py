@@ -468,7 +468,11 @@ class LlamaCppEngine:
             load_ms=self.load_ms,
             extra={"add_bos": str(self.add_bos), "prefix_cache": str(self.prefix_cache),
                    "layout": self.layout, "buffers": self.kernels.buffers,
-                   "simd": self.kernels.simd},
+                   "simd": self.kernels.simd,
+                   # a variant's lineage (only variants carry it, so older keys stay valid)
+                   **({"quantized_from": self.model_file.quantized_from}
+                      if self.model_file.quantized_from else {})},
+            bits_per_weight=f.bits_per_weight,
         )
 
     def close(self) -> None:
