@@ -99,6 +99,23 @@ def quantize(
 
 
 @app.command()
+def advise(
+    model: Annotated[str, typer.Argument(help="Catalog name or path to a .gguf file.")],
+    types: Annotated[str, typer.Option("--types", help="Comma-separated formats to try besides the model's own.")] = "Q8_0,Q4_K_M,Q4_0",
+    db: DbOpt = Path("iberlite.db"),
+    models_dir: ModelsDirOpt = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads \\[default: the usable cores].")] = None,
+    fmt: FormatOpt = "table",
+    wide: WideOpt = False,
+) -> None:
+    """Which format of MODEL is fastest on this CPU at scoring and at generating, and what it
+    costs on a small built-in check (about a minute; stored for the report)."""
+    from .quantize_cli import advise_command
+
+    advise_command(model, _csv(types), db, models_dir, threads, fmt, wide, err=err)
+
+
+@app.command()
 def tasks(data_dir: DataDirOpt = None, tasks_dir: TasksDirOpt = None, fmt: FormatOpt = "table",
           wide: WideOpt = False) -> None:
     """List tasks: name, language, family, and how many items the data dir holds."""

@@ -20,12 +20,17 @@ def variant_columns() -> tuple[Column, ...]:
     """What a variant's row shows, in `quantize` and in `models`."""
     return (
         Column("name", "name"),
+        Column("file", "file", human=True, machine=False, priority=3),
+        Column("folder", "folder", priority=4, machine=False),
         Column("made_from", "made from", priority=1),
+        Column("architecture", "arch", priority=2),
         Column("quant", "quant"),
+        Column("n_params", "params", "num", fmt=lambda v: f"{v / 1e6:.0f}M", priority=2),
         Column("bits_per_weight", "bits/w", "num", fmt=".2f"),
         Column("size_bytes", "size", "num", fmt=_mib),
-        Column("kquant_fallback", "K fallback", "num", priority=1,
-               fmt=lambda v: f"{v[0]}/{v[1]}", missing="-"),
+        Column("k_fallback", "K fallback", "num", priority=1, missing="-", machine=False),
+        Column("kquant_fallback", "K fallback", "num", human=False),
+        Column("n_quantized", "quantized tensors", "num", human=False),
         Column("tensor_types", "tensor types", "text", priority=2,
                fmt=lambda v: str(v).replace(",", ", ")),
     )
@@ -34,9 +39,10 @@ def variant_columns() -> tuple[Column, ...]:
 def variant_row(name: str, made_from: str, path: Path) -> tuple:
     """One row of :func:`variant_columns` from the file's own header."""
     f = gguf_facts(path)
-    fallback = (f.kquant_fallback, f.n_quantized) if f.kquant_fallback else None
-    return (name, made_from, f.file_type, f.bits_per_weight, f.size_bytes, fallback,
-            f.tensor_types_label)
+    fallback = f"{f.kquant_fallback}/{f.n_quantized}" if f.kquant_fallback else None
+    return (name, path.name, str(path.parent), made_from, f.architecture, f.file_type, f.n_params,
+            f.bits_per_weight, f.size_bytes, fallback,
+            f.kquant_fallback, f.n_quantized, f.tensor_types_label)
 
 
 FALLBACK_NOTE = ("K fallback: tensors llama.cpp stored in a non-K type because their rows are not a "
@@ -70,3 +76,45 @@ def quantize_command(model: str, to: tuple[str, ...], models_dir: Path | None, t
     folder = Path(made[0][0].path).parent if made else models_dir
     emit(TableData(f"Variants of {model} (in {folder})", cols, rows, notes=(FALLBACK_NOTE,)), fmt,
          wide=wide)
+
+
+def advise_command(model: str, types: tuple[str, ...], db: Path, models_dir: Path | None,
+                   threads: int | None, fmt: str = "table", wide: bool = False,
+                   err: Console | None = None) -> None:
+    """Measure the formats of MODEL on this device, store the advice in `db`, print it."""
+    from .advise import advice_dict, advise
+    from .device import fingerprint
+    from .store import Store
+
+    err = err or Console(stderr=True)
+    check_format(fmt)
+    with err.status(f"advise {model}") as status:
+        result = advise(model, types, n_threads=threads, models_dir=models_dir,
+                        progress=lambda msg: status.update(f"advise {msg}"))
+    device = fingerprint(result.n_threads)
+    with Store(db) as store:
+        store.add_advice(result.family, result.device_id, device.to_dict(), advice_dict(result))
+    cols = (
+        Column("model", "format"),
+        Column("bits_per_weight", "bits/w", "num", fmt=".2f"),
+        Column("size_bytes", "size", "num", fmt=_mib, priority=2),
+        Column("pp_tokens_per_s", "scoring tok/s", "num", fmt=".0f"),
+        Column("tg_tokens_per_s", "gen tok/s", "num", fmt=".1f"),
+        Column("check", "check right", "num", machine=False),
+        Column("agree", "agrees with ref", "num", machine=False),
+        Column("check_items", "check_items", "num", human=False),
+        Column("check_correct", "check_correct", "num", human=False),
+        Column("check_agree", "check_agree", "num", human=False),
+        Column("check_mean_abs_delta", "mean |delta| nats/token", "num", fmt=".3f", priority=1),
+    )
+    rows = tuple((c.label, c.bits_per_weight, c.size_bytes, c.pp_tokens_per_s, c.tg_tokens_per_s,
+                  f"{c.check_correct}/{c.check_items}", f"{c.check_agree}/{c.check_items}",
+                  c.check_items, c.check_correct, c.check_agree, c.check_mean_abs_delta)
+                 for c in result.candidates)
+    notes = (result.sentence,
+             f"Reference: {result.reference}. Scoring = prefill of 128 tokens, generation = 32 decoded "
+             f"tokens, median of 2 after a warm-up; check = the {result.candidates[0].check_items} "
+             "built-in sample items (story endings, es and eu): it catches a broken format, it does "
+             f"not rank models. Measured in {result.seconds:.0f} s; stored in {db}.")
+    emit(TableData(f"Formats of {result.family} on device {result.device_id}", cols, rows, notes=notes),
+         fmt, wide=wide)

@@ -37,7 +37,7 @@ def models_table(models_dir: Path | None = None) -> TableData:
             mf = resolve_model(name)
             rows.append((*variant_row(name, "pip", mf.file), str(mf.file), None))
         except UserError as exc:
-            rows.append((name, "pip", None, None, None, None, None, None, str(exc)))
+            rows.append((name, None, None, "pip", *([None] * 9), None, str(exc)))
     for v in variants(models_dir):
         rows.append((*variant_row(v.name, v.source_type, Path(v.path)), v.path, None))
     if all(r[-1] is None for r in rows):  # keep the key for scripts, no empty column for people

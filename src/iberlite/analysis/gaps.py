@@ -58,7 +58,9 @@ def gap_metric(ev: EvalRecord, items: Sequence[ItemRecord], metrics: set[str]) -
     return None
 
 
-def _values(metric: str, items: Sequence[ItemRecord]) -> tuple[np.ndarray, lg.ScoreFn]:
+def item_values(metric: str, items: Sequence[ItemRecord]) -> tuple[np.ndarray, lg.ScoreFn]:
+    """Per-item values of `metric` (0/1 correctness, or per-sentence corpus statistics) and the
+    function that turns their sums into the score."""
     if percent_scale(metric):
         return lg.corpus_stats(metric, [it.generated or "" for it in items], [it.gold for it in items])
     return np.array([float(bool(it.correct)) for it in items]), lg.mean_score
@@ -84,7 +86,7 @@ def language_gaps(chosen: Mapping[tuple[str, str], EvalRecord], items: Mapping[s
         metric = gap_metric(base, base_items, metrics_of.get((model, base.task), set()))
         if metric is None:
             continue
-        a_vals, score_fn = _values(metric, base_items)
+        a_vals, score_fn = item_values(metric, base_items)
         a_ids = [lg.neutral_id(it.doc_id, base.lang) for it in base_items]
         for lang in sorted(by_lang, key=lang_key):
             if lang == REFERENCE_LANG:
@@ -93,7 +95,7 @@ def language_gaps(chosen: Mapping[tuple[str, str], EvalRecord], items: Mapping[s
             its = items[ev.eval_key]
             if gap_metric(ev, its, metrics_of.get((model, ev.task), set())) != metric:
                 continue
-            b_vals, _ = _values(metric, its)
+            b_vals, _ = item_values(metric, its)
             b_ids = [lg.neutral_id(it.doc_id, ev.lang) for it in its]
             test = lg.gap_test(a_ids, a_vals, b_ids, b_vals, score=score_fn, n_boot=n_boot, seed=seed)
             out.append(Gap(model, template, base.family, metric, lang, base.task, ev.task, test))

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..analysis.model_cost import CostAxis
 from ..analysis.pareto import front_steps
+from ..analysis.quantization import FamilyStudy
 from ..analysis.routing import Decision, Option
 from ..langs import lang_key
 from .records import Gap, LeaderboardEntry
@@ -244,5 +245,73 @@ def routing_figure(figs: Figures, d: Decision, cloud: str) -> Figure:
         xaxis={"title": {"text": "share of requests escalated to the cloud"}, "tickformat": ".0%", "range": [-0.03, 1.03]},
         yaxis={"title": {"text": "accuracy (test half)"}},
         legend={"orientation": "h", "y": -0.3, "x": 0},
+    )
+    return figs.add(fig, 320)
+
+
+def quant_score_figure(figs: Figures, study: FamilyStudy) -> Figure:
+    """Score against bits per weight, one line per task and language; filled markers differ
+    significantly from the reference (paired bootstrap)."""
+    go = _go()
+    fig = go.Figure()
+    keys = sorted({(s.template, s.lang) for v in study.variants for s in v.scores},
+                  key=lambda k: (k[0], lang_key(k[1])))
+    for i, (template, lang) in enumerate(keys):
+        pts = [(v, s) for v in study.variants for s in v.scores
+               if (s.template, s.lang) == (template, lang) and v.bits_per_weight]
+        pts.sort(key=lambda p: p[0].bits_per_weight or 0.0)
+        color = PALETTE[i % len(PALETTE)]
+        fig.add_trace(go.Scatter(
+            name=f"{template_label(template)} {lang}", x=[v.bits_per_weight for v, _ in pts],
+            y=[s.value for _, s in pts], mode="lines+markers", line={"color": color, "width": 1.5},
+            marker={"size": 9, "color": [color if s.diff and s.diff.significant else "white" for _, s in pts],
+                    "line": {"color": color, "width": 2}},
+            error_y={"type": "data", "symmetric": False, "color": color, "thickness": 1,
+                     "array": [s.ci_high - s.value for _, s in pts],
+                     "arrayminus": [s.value - s.ci_low for _, s in pts]},
+            customdata=[[e(v.label), e(s.task), e(s.metric),
+                         (f"{s.diff_points[0]:+.1f} vs reference, p={s.diff.p_value:.3f}")
+                         if s.diff and s.diff_points else "reference"] for v, s in pts],
+            hovertemplate=("<b>%{customdata[0]}</b><br>%{customdata[1]} · %{customdata[2]} %{y:.1f}"
+                           "<br>%{x:.2f} bits/weight<br>%{customdata[3]}<extra></extra>"),
+        ))
+    fig.update_layout(
+        title={"text": f"{e(study.family)}: score vs bits per weight (95% CI; filled: differs "
+                       "significantly from the reference)", "font": {"size": 13}},
+        xaxis={"title": {"text": "bits per weight (from the file's tensor types)"}},
+        yaxis={"title": {"text": "score (accuracy %, chrF)"}},
+        legend={"orientation": "h", "y": -0.25, "x": 0},
+    )
+    return figs.add(fig, 340)
+
+
+def quant_front_figure(figs: Figures, study: FamilyStudy) -> Figure:
+    """Mean score against engine seconds per item, the Pareto front starred."""
+    go = _go()
+    fig = go.Figure()
+    pts = [(v, 1.0 / v.items_per_s, v.mean_score) for v in study.variants
+           if v.items_per_s and v.mean_score is not None]
+    front = [p for p in pts if p[0].model in study.front]
+    front.sort(key=lambda p: p[1])
+    if len(front) > 1:
+        fig.add_trace(go.Scatter(x=[p[1] for p in front], y=[p[2] for p in front], mode="lines",
+                                 name="Pareto front", hoverinfo="skip",
+                                 line={"color": "#94a3b8", "dash": "dash", "width": 1.5}))
+    for i, (v, x, y) in enumerate(pts):
+        on = v.model in study.front
+        fig.add_trace(go.Scatter(
+            x=[x], y=[y], mode="markers+text", text=[e(v.qtype)], textposition="top center",
+            name=e(v.label), showlegend=False,
+            marker={"size": 15 if on else 10, "symbol": "star" if on else "circle",
+                    "color": PALETTE[i % len(PALETTE)], "line": {"color": "#1f2937", "width": 1}},
+            hovertemplate=(f"<b>{e(v.label)}</b><br>%{{x:.3f}} s per item<br>mean score %{{y:.1f}}"
+                           f"<br>{v.bits_per_weight or 0:.2f} bits/weight<br>"
+                           f"{'on' if on else 'not on'} the Pareto front<extra></extra>"),
+        ))
+    fig.update_layout(
+        title={"text": f"{e(study.family)}: mean score vs engine time per item (this device)",
+               "font": {"size": 13}},
+        xaxis={"title": {"text": "seconds per item — lower is better"}},
+        yaxis={"title": {"text": "mean score over the shared tasks"}},
     )
     return figs.add(fig, 320)

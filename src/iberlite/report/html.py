@@ -112,9 +112,12 @@ def _figures(report: Report, colors: dict[str, str]) -> dict[str, Any]:
         by_template[g.template].append(g)
     gap_figs = [fg.gap_figure(figs, t, by_template[t], report.models, colors) for t in sorted(by_template)]
     cost_figs = [(axis, fg.cost_figure(figs, axis, colors)) for axis in report.cost_axes]
+    quant_figs = [(fg.quant_score_figure(figs, st), fg.quant_front_figure(figs, st))
+                  for st in report.quantization]
     routing_figs = ([fg.routing_figure(figs, d, report.routing.cloud) for d in report.routing.decisions]
                     if report.routing else [])
-    return {"scores": score_figs, "gaps": gap_figs, "costs": cost_figs, "routing": routing_figs}
+    return {"scores": score_figs, "gaps": gap_figs, "costs": cost_figs, "routing": routing_figs,
+            "quant": quant_figs}
 
 
 def render_html(report: Report) -> str:

@@ -129,6 +129,14 @@ def render_markdown(report: Report) -> str:
         out.append("No cost recorded.")
     out.append("")
 
+    out += _quantization(report)
+    for a in report.advice:
+        out += [f"## Fastest format on this CPU: {a.family}", "", a.sentence, ""]
+        out += _table(["format", "bits/w", "scoring tok/s", "gen tok/s", "check right", f"agrees with {a.reference}"],
+                      [[c.label, f"{c.bits_per_weight:.2f}", f"{c.pp_tokens_per_s:.0f}", f"{c.tg_tokens_per_s:.1f}",
+                        f"{c.check_correct}/{c.check_items}", f"{c.check_agree}/{c.check_items}"]
+                       for c in a.candidates], ["l", "r", "r", "r", "r", "r"])
+        out.append("")
     out += ["## Device", ""]
     for fid, dev in report.devices.items():
         runs = ", ".join(str(r.id) for r in report.runs if r.device_id == fid)
@@ -164,3 +172,51 @@ def render_markdown(report: Report) -> str:
         out.append("No engine-ceiling benchmarks stored.")
     out.append("")
     return "\n".join(out)
+
+
+def _num(v: float | None, spec: str) -> str:
+    return "" if v is None else format(v, spec)
+
+
+def _quantization(report: Report) -> list[str]:
+    """Per model with variants: advice, cost per variant, differences and language tests."""
+    if not report.quantization:
+        return []
+    out = ["## Quantization: what every bit costs", "",
+           "Scores on 0-100; differences to the reference (most bits per weight, a requantized file "
+           "counted at no more than its source) are paired bootstraps; the language test is "
+           "(variant - reference) in the language minus the same in Spanish.", ""]
+    for st in report.quantization:
+        out += [f"### {st.family}", "", f"**{st.advice}**", ""]
+        rows = [[v.label + (" (reference)" if v.model == st.reference else ""), _num(v.bits_per_weight, ".2f"),
+                 _num(v.size_bytes / 2**20 if v.size_bytes else None, ".0f"), _num(v.pp_tokens_per_s, ".0f"),
+                 _num(v.tg_tokens_per_s, ".1f"), _num(v.mc_items_per_s, ".2f"), _num(v.gen_items_per_s, ".2f"),
+                 _num(v.peak_rss_bytes / 2**20 if v.peak_rss_bytes else None, ".0f"),
+                 _num(v.energy_per_item_j, ".2f"), _num(v.mean_score, ".1f"),
+                 "yes" if v.model in st.front else ""] for v in st.variants]
+        out += _table(["variant", "bits/w", "MiB", "pp512", "tg128", "items/s MC", "items/s gen",
+                       "peak RSS MiB", "J/item", "mean score", "Pareto"], rows,
+                      ["l", *["r"] * 9, "l"])
+        out.append("")
+        rows = []
+        for v in st.variants:
+            for sc in v.scores:
+                d = sc.diff_points
+                verdict = ("" if sc.diff is None else "worse" if sc.diff.significant and d and d[0] < 0
+                           else "better" if sc.diff.significant else "n.s.")
+                rows.append([v.model, sc.task, sc.metric, f"{sc.value:.1f} [{sc.ci_low:.1f}, {sc.ci_high:.1f}]",
+                             f"{d[0]:+.1f} [{d[1]:+.1f}, {d[2]:+.1f}]" if d else "reference",
+                             _num(sc.diff.p_value if sc.diff else None, ".3f"), verdict])
+        out += _table(["variant", "task", "metric", "score [95% CI]", "vs reference", "p", ""], rows,
+                      ["l", "l", "l", "r", "r", "r", "l"])
+        out.append("")
+        if st.loss_tests:
+            rows = [[t.model, t.template, t.lang, f"{t.loss_base:+.1f}", f"{t.loss_lang:+.1f}",
+                     f"{t.test.gap:+.1f} [{t.test.ci_low:+.1f}, {t.test.ci_high:+.1f}]",
+                     f"{t.test.p_value:.3f}",
+                     f"{t.lang} loses more" if t.loses_more else "es loses more" if t.test.significant else "n.s."]
+                    for t in st.loss_tests]
+            out += _table(["variant", "task", "lang", "loss es", "loss lang", "difference [95% CI]", "p", ""],
+                          rows, ["l", "l", "l", "r", "r", "r", "r", "l"])
+            out.append("")
+    return out

@@ -25,9 +25,11 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..advise import advice_from_json
 from ..analysis import language_gap as lg
 from ..analysis.gaps import language_gaps, task_template
 from ..analysis.model_cost import cost_axes, cost_device, model_costs
+from ..analysis.quantization import quantization_studies
 from ..analysis.routing import decision_from_json
 from ..langs import LANG_NAMES, LANGS, REFERENCE_LANG, lang_key
 from ..metrics import LOWER_IS_BETTER, PERCENT_SCALE_METRICS, sentence_chrf
@@ -232,6 +234,15 @@ def build_report(store: Store, *, n_boot: int = lg.DEFAULT_N_BOOT, seed: int = l
     device = cost_device(runs)
     costs, acc_label = model_costs(runs, chosen, items, store.new_item_counts(), device)
 
+    benches = latest_benches(store.benches())
+    primary: dict[tuple[str, str], tuple[str, float, float, float, int]] = {}
+    for s in scores:
+        if s.primary and s.n >= primary.get((s.model, s.task), ("", 0.0, 0.0, 0.0, -1))[4]:
+            primary[(s.model, s.task)] = (s.metric, s.value, s.ci_low, s.ci_high, s.n)
+    here = [b for b in benches if b.device.get("fingerprint_id") in (device, None)]
+    quant = quantization_studies(chosen, items, metrics_of, primary, costs, here, n_boot=n_boot,
+                                 seed=seed)
+
     notes: list[str] = []
     n_devices = len({r.device_id for r in runs if r.device})
     if n_devices > 1:
@@ -245,9 +256,10 @@ def build_report(store: Store, *, n_boot: int = lg.DEFAULT_N_BOOT, seed: int = l
         scores=tuple(scores), gaps=tuple(gaps), costs=tuple(costs), cost_axes=tuple(cost_axes(costs)),
         accuracy_label=acc_label, cost_device=device,
         browsers=tuple(browsers(chosen, items, scores, max_browser_items)),
-        tasks=tuple(task_infos(chosen, items)), benches=tuple(latest_benches(store.benches())),
+        tasks=tuple(task_infos(chosen, items)), benches=tuple(benches),
         has_bench_table=store.has_bench_table(), notes=tuple(notes), routing=_routing(store),
-        engine_setups=engine_setups(evals.values()),
+        engine_setups=engine_setups(evals.values()), quantization=tuple(quant),
+        advice=tuple(advice_from_json(a.advice) for a in store.latest_advice()),
     )
 
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..advise import Advice
 from ..analysis.gaps import Gap
 from ..analysis.model_cost import CostAxis, ModelCost
+from ..analysis.quantization import FamilyStudy
 from ..analysis.routing import Decision
 from ..metrics import percent_scale
 from ..store import BenchRecord, RunRecord
 
-__all__ = ["Browser", "BrowserItem", "CostAxis", "Gap", "ItemResult", "LeaderboardEntry", "ModelCost",
+__all__ = ["Browser", "BrowserItem", "CostAxis", "FamilyStudy", "Gap", "ItemResult", "LeaderboardEntry", "ModelCost",
            "Report", "Routing", "TaskInfo", "reproduce"]
 
 
@@ -182,6 +184,8 @@ class Report:
     notes: tuple[str, ...]
     routing: Routing | None = None
     engine_setups: tuple[EngineSetup, ...] = ()
+    quantization: tuple[FamilyStudy, ...] = ()  # per model with variants (MODEL@TYPE)
+    advice: tuple[Advice, ...] = ()  # `iberlite advise`: newest per model and device
 
     @property
     def devices(self) -> dict[str, dict[str, Any]]:

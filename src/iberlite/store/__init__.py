@@ -6,6 +6,7 @@ databases are in :mod:`iberlite.store.schema`.
 """
 
 from .records import (
+    AdviceRecord,
     AggregateRecord,
     BenchRecord,
     DecisionRecord,
@@ -18,6 +19,7 @@ from .schema import MIGRATIONS, SCHEMA_VERSION
 from .store import Store, json_safe
 
 __all__ = [
+    "AdviceRecord",
     "AggregateRecord",
     "BenchRecord",
     "DecisionRecord",

@@ -169,3 +169,16 @@ class DecisionRecord:
     min_accuracy: float
     profile: dict[str, Any]
     decisions: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class AdviceRecord:
+    """One stored `iberlite advise` outcome: the fields of
+    :class:`iberlite.advise.Advice` (read them back with `advice_from_json`)."""
+
+    id: int
+    created_at: float
+    family: str
+    device_id: str
+    device: dict[str, Any]
+    advice: dict[str, Any]

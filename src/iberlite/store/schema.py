@@ -121,6 +121,17 @@ CREATE TABLE IF NOT EXISTS benches (
 CREATE INDEX IF NOT EXISTS benches_model ON benches(model_sha256, test);
 """
 
+ADVICE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS advice (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL,
+    family TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    device_json TEXT NOT NULL,
+    advice_json TEXT NOT NULL
+);
+"""
+
 REQUIRED_TABLES = ("runs", "evals", "items", "aggregates")
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import UserError
 from .records import (
+    AdviceRecord,
     AggregateRecord,
     BenchRecord,
     DecisionRecord,
@@ -27,7 +28,15 @@ from .records import (
     RunCost,
     RunRecord,
 )
-from .schema import BENCH_SCHEMA, REQUIRED_TABLES, SCHEMA_VERSION, create_or_migrate, stored_version, tables
+from .schema import (
+    ADVICE_SCHEMA,
+    BENCH_SCHEMA,
+    REQUIRED_TABLES,
+    SCHEMA_VERSION,
+    create_or_migrate,
+    stored_version,
+    tables,
+)
 
 _JSON_FIELDS = {"choices": "choices_json", "logprobs": "logprobs_json",
                 "n_tokens": "n_tokens_json", "greedy": "greedy_json"}
@@ -298,6 +307,29 @@ class Store:
                 id=r.get("id"), created_at=r.get("created_at"),
             ))
         return out
+
+    # -- quantization advice ----------------------------------------------------------------
+
+    def add_advice(self, family: str, device_id: str, device: dict[str, Any], advice: dict[str, Any]) -> int:
+        """Store one `iberlite advise` outcome (the table is created on first use)."""
+        with self.db:
+            self.db.executescript(ADVICE_SCHEMA)
+            cur = self.db.execute(
+                "INSERT INTO advice (created_at, family, device_id, device_json, advice_json) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (time.time(), family, device_id, json.dumps(device, sort_keys=True, default=str),
+                 json.dumps(json_safe(advice))))
+        return int(cur.lastrowid or 0)
+
+    def latest_advice(self) -> list[AdviceRecord]:
+        """The newest advice per (model, device), oldest first."""
+        if "advice" not in tables(self.db):
+            return []
+        rows = self._rows("SELECT * FROM advice WHERE id IN (SELECT MAX(id) FROM advice "
+                          "GROUP BY family, device_id) ORDER BY id")
+        return [AdviceRecord(r["id"], r["created_at"], r["family"], r["device_id"],
+                             _json(r["device_json"], {}) or {}, _json(r["advice_json"], {}) or {})
+                for r in rows]
 
     # -- routing decisions ------------------------------------------------------------------
 
