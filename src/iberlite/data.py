@@ -255,11 +255,12 @@ def read_rows(spec: TaskSpec, data_dir: Path, *, online: bool = False) -> RowsRe
 
 def _field_fault(file: str, n: int, row: dict[str, Any], needed: frozenset[str]) -> RowFault | None:
     origin = row.get("__files__", {})
+    if "__join_miss__" in row:
+        return RowFault(file, n, "missing_field", row["__join_miss__"])
     for name in sorted(needed):
         value = row.get(name)
         if value is None:
-            detail = row.get("__join_miss__") or f"has no value for the field {name!r}"
-            return RowFault(origin.get(name, file), n, "missing_field", detail)
+            return RowFault(origin.get(name, file), n, "missing_field", f"has no value for the field {name!r}")
         if isinstance(value, str) and not value.strip():
             return RowFault(origin.get(name, file), n, "empty_text", f"has an empty {name!r}")
     return None

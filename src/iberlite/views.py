@@ -75,26 +75,26 @@ def tasks_check_table(data_dir: Path, tasks_dirs: tuple[Path, ...] = (), strict:
     `strict` makes the first row that cannot be evaluated an error (exit code 2).
     """
     from .data import FAULT_KINDS
-    from .errors import TaskSpecError, UserError
+    from .errors import RowError, TaskSpecError, UserError
     from .tasks.items import load_items
     from .tasks.registry import load_task_specs
 
     files: dict[str, tuple[int, list[str], dict[int, str]]] = {}
+    first: dict[str, str] = {}
     missing: list[str] = []
     for spec in load_task_specs(tasks_dirs).values():
         try:
-            items = load_items(spec, data_dir, strict=strict)
-        except TaskSpecError:
+            items = load_items(spec, data_dir, strict=strict, allow_empty=True)
+        except (TaskSpecError, RowError):
             raise
-        except UserError:
-            if strict:
-                raise
+        except UserError:  # no data files here for this task
             missing.append(spec.name)
             continue
         for f in items.files:
             files.setdefault(f.file, (f.rows, [], {}))[1].append(spec.name)
-        for fault in items.faults:
+        for fault in sorted(items.faults, key=lambda f: f.line):
             files[fault.file][2].setdefault(fault.line, fault.kind)
+            first.setdefault(fault.file, f"line {fault.line} {fault.detail}")
     kinds = tuple(Column(k, k.replace("_", " "), "num", human=False) for k in FAULT_KINDS)
     cols = (
         Column("file", "file", machine=False),  # the shortest unique tail of the path
@@ -116,6 +116,7 @@ def tasks_check_table(data_dir: Path, tasks_dirs: tuple[Path, ...] = (), strict:
         checked, skipped = checked + n_rows, skipped + len(faults)
     notes = [f"{checked} rows checked in {len(rows)} files; {skipped} cannot be evaluated and are "
              "skipped by `iberlite run` (--strict makes the first one an error)."]
+    notes += [f"{names[path]}: first at {text}." for path, text in sorted(first.items())]
     if missing:
         notes.append(f"No data here for {len(missing)} tasks: {', '.join(missing)}.")
     return TableData(f"Data check (data dir: {data_dir})", cols, tuple(rows), tuple(notes))

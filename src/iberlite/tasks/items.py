@@ -44,10 +44,11 @@ class TaskItems:
 
 
 def load_items(spec: TaskSpec, data_dir: Path, limit: int | None = None, *, online: bool = False,
-               strict: bool = False) -> TaskItems:
+               strict: bool = False, allow_empty: bool = False) -> TaskItems:
     """Read, check and render a task's rows: the first `limit` good instances.
 
-    With `strict`, the first row that cannot be evaluated is a `RowError` (exit code 2).
+    With `strict`, the first row that cannot be evaluated is a `RowError` (exit code 2); so is
+    a task none of whose rows can be evaluated, unless `allow_empty` (a check that reports it).
     """
     read = read_rows(spec, data_dir, online=online)
     faults = list(read.faults)
@@ -65,7 +66,7 @@ def load_items(spec: TaskSpec, data_dir: Path, limit: int | None = None, *, onli
             continue
         if limit is not None and len(instances) >= limit:
             break
-    if not instances and faults:
+    if not instances and faults and not allow_empty:
         first = faults[0]
         raise RowError(f"Task {spec.name}: none of its rows can be evaluated ({len(faults)} skipped); the "
                        f"first, line {first.line} of {first.file}, {first.detail}.", first.detail)
