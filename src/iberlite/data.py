@@ -74,9 +74,10 @@ def default_data_dir() -> Path:
 
 def resolve_path(spec: TaskSpec, rel: str, data_dir: Path) -> Path:
     """A source path: `./x` is beside the task YAML, anything else is under the data dir."""
+    # normalised, so `./sub/../x` works without `sub` (the spec refuses paths that climb out)
     if rel.startswith("./"):
-        return spec.base_dir / rel[2:]
-    return data_dir / rel
+        return spec.base_dir / os.path.normpath(rel[2:])
+    return data_dir / os.path.normpath(rel)
 
 
 def source_files(spec: TaskSpec, data_dir: Path) -> list[Path]:

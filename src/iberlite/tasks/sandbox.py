@@ -266,6 +266,7 @@ def template_problem(source: str) -> str | None:
         return f"is {len(source):,} characters long, over the limit of {MAX_TEMPLATE_CHARS:,}"
     try:
         tree = ENV.parse(source)
+        ENV.compile(source)  # also finds unknown filters and tests
     except TemplateSyntaxError as exc:
         return f"is not a valid template ({exc.message}, template line {exc.lineno})"
     except (RecursionError, MemoryError):
