@@ -66,6 +66,7 @@ class TemplateLimit(SecurityError):
 @dataclass
 class _Budget:
     steps: int = 0
+    printed: int = 0
     deadline: float = 0.0
 
 
@@ -105,6 +106,19 @@ def _check_format_string(fmt: Any) -> None:
                 raise TemplateLimit("a `*` width in a format string is not allowed")
             if n and int(n) > 10_000:
                 raise TemplateLimit(f"a format width of {n} is over the limit of 10,000")
+
+
+def _print(value: Any) -> Any:
+    """Jinja's `finalize`: every `{{ ... }}` passes here, so the output is counted as it grows
+    (a loop printing a fresh string each time would otherwise hold them all until the end)."""
+    size = _size(value)
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.printed += size
+        size = budget.printed
+    if size > MAX_SIZE:
+        raise TemplateLimit(f"the template prints over {MAX_SIZE:,} characters")
+    return value
 
 
 def _tick() -> None:
@@ -233,7 +247,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     def __init__(self) -> None:
         super().__init__(undefined=StrictUndefined, keep_trailing_newline=True, optimized=False,
-                         finalize=lambda v: _bounded(v, "an output"))
+                         finalize=_print)
         self.globals.clear()
         self.globals["range"] = safe_range
         self.filters = {name: _guard_filter(name, self.filters[name]) for name in SAFE_FILTERS}
