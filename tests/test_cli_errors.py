@@ -144,6 +144,25 @@ def test_corrupt_gguf_is_a_one_sentence_error(tmp_path, content):
     assert "not a valid GGUF" in msg
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.999999], ids=["half", "last-bytes-missing"])
+def test_a_truncated_real_model_is_refused_before_llama_cpp_loads_it(tmp_path, keep):
+    """A download cut short: the header is whole, the tensor data is not. Found from the header
+    (before llama.cpp prints its own log lines), in one sentence, before anything is stored."""
+    from iberlite.catalog import resolve_model
+
+    real = resolve_model("smollm2-135m").path
+    assert real is not None
+    size = real.stat().st_size
+    bad = tmp_path / "cut.gguf"
+    with real.open("rb") as src, bad.open("wb") as dst:
+        dst.write(src.read(int(size * keep)))
+    proc = cli("run", "--models", str(bad), "--tasks", "sample_commonsense_es", "--limit", "1",
+               "--db", str(tmp_path / "r.db"), cwd=tmp_path)
+    msg = assert_clean_error(proc, exit_code=2)
+    assert "cut.gguf is not a valid GGUF model file (truncated" in msg and f"{size:,}" in msg
+    assert not (tmp_path / "r.db").exists()
+
+
 def test_missing_gguf_path_is_a_bad_choice(tmp_path):
     proc = cli("run", "--models", str(tmp_path / "absent.gguf"), "--db", str(tmp_path / "r.db"),
                cwd=tmp_path)

@@ -195,6 +195,15 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+def test_cli_refuses_a_task_file_without_metrics_in_one_sentence(tmp_path):
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "my_task.yaml").write_text(TASK.replace("metrics: [acc]\n", ""), encoding="utf-8")
+    proc = cli("tasks", "--tasks-dir", str(folder), cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr
+    assert proc.stderr.strip() == f"Error: Task file {folder / 'my_task.yaml'} has no `metrics` field."
+
+
 @pytest.mark.parametrize(
     "old,new",
     [("doc_to_text:", "doc_to_txt:"), ("./items.jsonl", "../../etc/passwd"),
