@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -159,10 +160,13 @@ def _read_table(fmt: str, path: Path, columns: tuple[str, ...] | None) -> Iterat
                 else:
                     yield n, row
             return
+        text = f.read()
+        bad_bytes = bool(_UNDECODABLE.search(text))  # rows are searched only when the file has some
+        lines = io.StringIO(text, newline="")
         if fmt == "tsv":
-            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
         else:
-            reader = csv.reader(f)
+            reader = csv.reader(lines)
         header = list(columns) if columns else next(reader, None)
         if header is None:
             return
@@ -170,7 +174,7 @@ def _read_table(fmt: str, path: Path, columns: tuple[str, ...] | None) -> Iterat
             n = reader.line_num
             if not row:
                 continue
-            if any(_undecodable(cell) for cell in row):
+            if bad_bytes and any(_undecodable(cell) for cell in row):
                 yield n, RowFault(name, n, "undecodable_bytes", _BAD_BYTES)
             elif len(row) != len(header):
                 yield n, RowFault(name, n, "wrong_column_count",
@@ -245,8 +249,9 @@ def read_rows(spec: TaskSpec, data_dir: Path, *, online: bool = False) -> RowsRe
             f"Task file {spec.where(key)} (task {spec.name}): `{key}` reads the field {unknown[0]!r}, "
             f"which no row of the data has (fields: {', '.join(sorted(k for k in known if k != '__files__'))})."
         )
+    ordered = sorted(needed)
     for file, n, row in rows:
-        fault = _field_fault(file, n, row, needed)
+        fault = _field_fault(file, n, row, ordered)
         if fault is not None:
             faults.append(fault)
         else:
@@ -254,11 +259,11 @@ def read_rows(spec: TaskSpec, data_dir: Path, *, online: bool = False) -> RowsRe
     return RowsRead(tuple(good), tuple(faults), tuple(counts.items()))
 
 
-def _field_fault(file: str, n: int, row: dict[str, Any], needed: frozenset[str]) -> RowFault | None:
+def _field_fault(file: str, n: int, row: dict[str, Any], needed: list[str]) -> RowFault | None:
     origin = row.get("__files__", {})
     if "__join_miss__" in row:
         return RowFault(file, n, "missing_field", row["__join_miss__"])
-    for name in sorted(needed):
+    for name in needed:
         value = row.get(name)
         if value is None:
             return RowFault(origin.get(name, file), n, "missing_field", f"has no value for the field {name!r}")
@@ -348,9 +353,11 @@ def doc_from_fields(spec: TaskSpec, fields: dict[str, Any], doc_id: str = "reque
 
 
 def count_docs(spec: TaskSpec, data_dir: Path) -> int | None:
-    """How many documents the task has here, or None when its data files are missing."""
+    """How many usable rows the task has here, or None when its data files are missing.
+
+    A label out of range is only found by rendering (`tasks.items.count_items`)."""
     try:
-        return len(load_docs(spec, data_dir))
+        return len(read_rows(spec, data_dir).rows)
     except TaskSpecError:
         raise  # the task file is wrong, whatever the data: say so
     except UserError:

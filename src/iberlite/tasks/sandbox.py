@@ -280,11 +280,15 @@ def template_problem(source: str) -> str | None:
         return f"is {len(source):,} characters long, over the limit of {MAX_TEMPLATE_CHARS:,}"
     try:
         tree = ENV.parse(source)
-        ENV.compile(source)  # also finds unknown filters and tests
     except TemplateSyntaxError as exc:
         return f"is not a valid template ({exc.message}, template line {exc.lineno})"
     except (RecursionError, MemoryError):
         return "is nested too deeply to parse"
+    for call in tree.find_all((nodes.Filter, nodes.Test)):
+        known = ENV.filters if isinstance(call, nodes.Filter) else ENV.tests
+        if call.name not in known:
+            what = "filter" if isinstance(call, nodes.Filter) else "test"
+            return f"is not a valid template (No {what} named {call.name!r}, template line {call.lineno})"
     for kind, label in _REFUSED_NODES.items():
         if next(tree.find_all(kind), None) is not None:
             return f"uses {label}, which task templates may not"
