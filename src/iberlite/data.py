@@ -247,7 +247,7 @@ def read_rows(spec: TaskSpec, data_dir: Path, *, online: bool = False) -> RowsRe
         key = spec.template_key(unknown[0])
         raise TaskSpecError(
             f"Task file {spec.where(key)} (task {spec.name}): `{key}` reads the field {unknown[0]!r}, "
-            f"which no row of the data has (fields: {', '.join(sorted(k for k in known if k != '__files__'))})."
+            f"which no row of the data has (fields: {', '.join(sorted(k for k in known if not k.startswith('__')))})."
         )
     ordered = sorted(needed)
     for file, n, row in rows:
@@ -255,7 +255,7 @@ def read_rows(spec: TaskSpec, data_dir: Path, *, online: bool = False) -> RowsRe
         if fault is not None:
             faults.append(fault)
         else:
-            good.append((file, n, {k: v for k, v in row.items() if k != "__files__"}))
+            good.append((file, n, {k: v for k, v in row.items() if k not in ("__files__", "__join_miss__")}))
     return RowsRead(tuple(good), tuple(faults), tuple(counts.items()))
 
 
