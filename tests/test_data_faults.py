@@ -247,3 +247,12 @@ def test_a_run_skips_broken_rows_and_says_so(data_dir, tmp_path, fake_engine_fac
     assert "1 label out of range" in result.skipped
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 4
+
+
+def test_a_limit_reports_only_the_faults_it_reached_but_strict_checks_every_row(data_dir, specs, tmp_path):
+    broken_xnli(data_dir, tmp_path)  # broken rows on lines 3, 5, 6 and 8; good ones on 2, 4, 7, 9
+    first_two = load_items(specs["xnli_es"], tmp_path, limit=2)
+    assert len(first_two.instances) == 2
+    assert [(f.line, f.kind) for f in first_two.faults] == [(3, "wrong_column_count")]
+    with pytest.raises(RowError):  # line 8 is beyond the limit, but --strict means every row
+        load_items(specs["xnli_es"], tmp_path, limit=1, strict=True)

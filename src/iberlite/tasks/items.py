@@ -47,25 +47,33 @@ def load_items(spec: TaskSpec, data_dir: Path, limit: int | None = None, *, onli
                strict: bool = False, allow_empty: bool = False) -> TaskItems:
     """Read, check and render a task's rows: the first `limit` good instances.
 
-    With `strict`, the first row that cannot be evaluated is a `RowError` (exit code 2); so is
-    a task none of whose rows can be evaluated, unless `allow_empty` (a check that reports it).
+    With `strict`, the first row that cannot be evaluated is a `RowError` (exit code 2), wherever
+    it is in the data (a limit does not hide it); so is a task none of whose rows can be
+    evaluated, unless `allow_empty` (a check that reports it). Without `strict`, the faults
+    returned are those among the rows a limit reached, and those of other files (a join's).
     """
     read = read_rows(spec, data_dir, online=online)
     faults = list(read.faults)
     if strict and faults:
         raise faults[0].error(spec.name)
-    instances = []
+    instances: list[Instance] = []
+    last = None
     for doc in docs_from_rows(spec, read):
+        if limit is not None and len(instances) >= limit and not strict:
+            break
         try:
-            instances.append(render(spec, doc))
+            instance = render(spec, doc)
         except RowError as exc:
             fault = RowFault(doc.file, doc.line, "label_out_of_range", exc.detail or str(exc))
             if strict:
                 raise fault.error(spec.name) from None
             faults.append(fault)
             continue
-        if limit is not None and len(instances) >= limit:
-            break
+        if limit is None or len(instances) < limit:
+            instances.append(instance)
+            last = doc
+    if limit is not None and len(instances) >= limit and last is not None:
+        faults = _before(faults, last.file, last.line, [f for f, _ in read.rows_per_file])
     if not instances and faults and not allow_empty:
         first = faults[0]
         raise RowError(f"Task {spec.name}: none of its rows can be evaluated ({len(faults)} skipped); the "
@@ -76,6 +84,15 @@ def load_items(spec: TaskSpec, data_dir: Path, limit: int | None = None, *, onli
         for file, n in read.rows_per_file
     )
     return TaskItems(spec, tuple(instances), tuple(faults), files)
+
+
+def _before(faults: list[RowFault], file: str, line: int, order: list[str]) -> list[RowFault]:
+    """The faults a run with a limit met: in the files read before `file`, or above `line` in it."""
+    rank = {f: i for i, f in enumerate(order)}
+    if file not in rank:
+        return faults
+    stop = (rank[file], line)
+    return [f for f in faults if f.file not in rank or (rank[f.file], f.line) < stop]
 
 
 def count_items(spec: TaskSpec, data_dir: Path) -> int:
