@@ -107,7 +107,7 @@ def test_missing_data_file_names_the_file_and_the_data_dir(tmp_path):
     empty.mkdir()
     proc = cli("run", "--tasks", "xnli_es", "--data-dir", str(empty),
                "--db", str(tmp_path / "r.db"), cwd=tmp_path)
-    msg = assert_clean_error(proc)
+    msg = assert_clean_error(proc, exit_code=2)
     assert "xnli_es" in msg
     assert "xnli-es-original.tsv" in msg
     assert str(empty.resolve()) in msg
@@ -139,9 +139,28 @@ def test_corrupt_gguf_is_a_one_sentence_error(tmp_path, content):
     bad.write_bytes(content)
     proc = cli("run", "--models", str(bad), "--tasks", "sample_commonsense_es", "--limit", "1",
                "--db", str(tmp_path / "r.db"), cwd=tmp_path)
-    msg = assert_clean_error(proc)
+    msg = assert_clean_error(proc, exit_code=2)
     assert "bad.gguf" in msg
     assert "not a valid GGUF" in msg
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.999999], ids=["half", "last-bytes-missing"])
+def test_a_truncated_real_model_is_refused_before_llama_cpp_loads_it(tmp_path, keep):
+    """A download cut short: the header is whole, the tensor data is not. Found from the header
+    (before llama.cpp prints its own log lines), in one sentence, before anything is stored."""
+    from iberlite.catalog import resolve_model
+
+    real = resolve_model("smollm2-135m").path
+    assert real is not None
+    size = real.stat().st_size
+    bad = tmp_path / "cut.gguf"
+    with real.open("rb") as src, bad.open("wb") as dst:
+        dst.write(src.read(int(size * keep)))
+    proc = cli("run", "--models", str(bad), "--tasks", "sample_commonsense_es", "--limit", "1",
+               "--db", str(tmp_path / "r.db"), cwd=tmp_path)
+    msg = assert_clean_error(proc, exit_code=2)
+    assert "cut.gguf is not a valid GGUF model file (truncated" in msg and f"{size:,}" in msg
+    assert not (tmp_path / "r.db").exists()
 
 
 def test_missing_gguf_path_is_a_bad_choice(tmp_path):
@@ -179,7 +198,7 @@ def test_task_yaml_syntax_error_names_the_file(tmp_path):
     tasks.mkdir()
     (tasks / "broken.yaml").write_text("name: broken\nlang: es\n  family: [unclosed\n")
     proc = cli("run", "--tasks-dir", str(tasks), "--db", str(tmp_path / "r.db"), cwd=tmp_path)
-    msg = assert_clean_error(proc)
+    msg = assert_clean_error(proc, exit_code=2)
     assert str(tasks / "broken.yaml") in msg
     assert "not valid YAML" in msg
     assert "line" in msg
@@ -195,7 +214,7 @@ def test_task_yaml_unknown_metric_names_the_file_and_the_valid_metrics(tmp_path)
         "metrics: [acc, rouge]\n"
     )
     proc = cli("tasks", "--tasks-dir", str(tasks), cwd=tmp_path)
-    msg = assert_clean_error(proc)
+    msg = assert_clean_error(proc, exit_code=2)
     assert str(tasks / "mytask.yaml") in msg
     assert "'rouge'" in msg
     assert "acc, acc_norm, f1_macro" in msg
@@ -224,7 +243,7 @@ def test_template_that_fails_on_the_data_is_a_clean_error(tmp_path, doc_to_targe
     _user_task(tmp_path / "tasks", doc_to_target)
     proc = cli("run", "--models", "smollm2-135m", "--tasks-dir", str(tmp_path / "tasks"),
                "--tasks", "my_task", "--db", str(tmp_path / "r.db"), cwd=tmp_path)
-    msg = assert_clean_error(proc)
+    msg = assert_clean_error(proc, exit_code=2)
     assert "my_task" in msg
     assert not (tmp_path / "r.db").exists()
 
@@ -235,7 +254,7 @@ def test_template_that_fails_on_the_data_is_a_clean_error(tmp_path, doc_to_targe
 def test_results_without_a_database_says_so(tmp_path):
     db = tmp_path / "nothing_here.db"
     proc = cli("results", "--db", str(db), cwd=tmp_path)
-    msg = assert_clean_error(proc)
+    msg = assert_clean_error(proc, exit_code=2)
     assert "No results database" in msg
     assert str(db) in msg
     assert not db.exists()  # looking must not create an empty database
@@ -245,8 +264,58 @@ def test_results_on_a_file_that_is_not_a_database_says_so(tmp_path):
     db = tmp_path / "notes.db"
     db.write_bytes(b"these are my notes, not a database\n" * 200)
     proc = cli("results", "--db", str(db), cwd=tmp_path)
-    msg = assert_clean_error(proc)
+    msg = assert_clean_error(proc, exit_code=2)
     assert str(db) in msg and "not an iberlite database" in msg
+
+
+# ---------------------------------------------------------------- exit codes across commands
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (("models", "--format", "bogus"), "Unknown output format 'bogus'"),
+        (("tasks", "--tasks-dir", "{tmp}/absent"), "does not exist"),
+        (("tasks", "--check", "--format", "xml"), "Unknown output format"),
+        (("results", "--db", "{tmp}/notes.db"), "not an iberlite database"),
+        (("report", "--db", "{tmp}/absent.db"), "No results database"),
+        (("report", "--db", "{tmp}/notes.db"), "not an iberlite database"),
+        (("report", "--format", "pdf"), "Unknown report format 'pdf'"),
+        (("bench", "{tmp}/absent.gguf"), "does not exist"),
+        (("bench", "openai:gemma3-270m"), "not a remote"),
+        (("doctor", "--models", "openai:gemma3-270m"), "is remote"),
+        (("serve", "openai:gemma3-270m"), "not openai:NAME"),
+        (("decide", "--device", "a", "--cloud", "b", "--profile", "{tmp}/absent.yaml"), "does not exist"),
+        (("route", "hola", "--policy", "{tmp}/absent.json", "--task", "xnli_es"), "does not exist"),
+        (("run", "--models", "{tmp}/notes.gguf", "--tasks", "sample_nli_es"), "not a valid GGUF"),
+        (("run", "--tasks", "xnli_es", "--data-dir", "{tmp}"), "needs the data file"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, tuple) else None,
+)
+def test_user_errors_exit_2_with_one_line_in_every_command(tmp_path, args, needle):
+    """2 is a user error whatever the command (docs/reliability.md); 1 is kept for a run that
+    failed on valid input (an engine crash: tests/test_doctor.py)."""
+    for name in ("notes.db", "notes.gguf"):
+        (tmp_path / name).write_bytes(b"these are my notes, not a database\n" * 200)
+    proc = cli(*(a.replace("{tmp}", str(tmp_path)) for a in args), cwd=tmp_path)
+    assert needle in assert_clean_error(proc, exit_code=2)
+
+
+def test_no_user_error_in_the_source_asks_for_exit_code_1():
+    """Exit code 1 is for a failed run (RunFailure); a user error passing 1 would bring back
+    the old mix of 1 and 2."""
+    import re
+
+    from iberlite.errors import RunFailure, UserError
+
+    assert UserError("x").exit_code == 2 and RunFailure("x").exit_code == 1
+    offenders = [
+        f"{path.relative_to(REPO)}:{n}"
+        for path in (REPO / "src").rglob("*.py")
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"UserError\(.*(, 1\)|exit_code=1\b)", line)
+    ]
+    assert offenders == []
 
 
 # ---------------------------------------------------------------- help

@@ -23,7 +23,7 @@ except ImportError:  # package not installed into the venv yet: use the src tree
     sys.path.insert(0, str(REPO / "src"))
 
 from iberlite.data import count_docs, load_docs  # noqa: E402
-from iberlite.errors import TaskSpecError, UserError  # noqa: E402
+from iberlite.errors import RowError, TaskSpecError, UserError  # noqa: E402
 from iberlite.tasks.registry import BUILTIN_DIR, SAMPLE_DIR, load_task_specs, select_tasks  # noqa: E402
 from iberlite.tasks.render import render  # noqa: E402
 
@@ -161,9 +161,11 @@ doc_to_target: "{{ IS_IRONIC | int }}"
 metrics: [acc]
 """)
     spec = one_task(d, "my_irony")
+    assert [doc.id for doc in load_docs(spec, tmp_path)] == ["7"]  # row 8 is skipped, counted
     with pytest.raises(UserError) as exc:
-        load_docs(spec, tmp_path)
-    assert "my_irony" in str(exc.value) and "'8'" in str(exc.value)
+        load_docs(spec, tmp_path, strict=True)
+    msg = str(exc.value)
+    assert "my_irony" in msg and "'8'" in msg and "line 3 of" in msg and "test.csv" in msg
 
 
 def test_join_key_written_unquoted_as_in_the_docs_works(tmp_path):
@@ -307,11 +309,10 @@ def task_with(folder: Path, **fields: str):
     ],
 )
 def test_templates_are_sandboxed(tmp_path, template):
-    spec, doc = task_with(tmp_path / "t", doc_to_text=template)
-    with pytest.raises(UserError) as exc:
-        render(spec, doc)
-    assert isinstance(exc.value, TaskSpecError)
-    assert "my_task" in str(exc.value)
+    """Refused when the task file is read, naming the file and the line of the key."""
+    with pytest.raises(TaskSpecError) as exc:
+        task_with(tmp_path / "t", doc_to_text=template)
+    assert "my_task.yaml, line " in str(exc.value) and "doc_to_text" in str(exc.value)
 
 
 @pytest.mark.parametrize(
@@ -324,11 +325,12 @@ def test_templates_are_sandboxed(tmp_path, template):
     ],
 )
 def test_misspelt_field_is_an_error_naming_the_task(tmp_path, field, template):
-    spec, doc = task_with(tmp_path / "t", **{field: template})
-    with pytest.raises(UserError) as exc:
-        render(spec, doc)
-    assert isinstance(exc.value, TaskSpecError)
-    assert "my_task" in str(exc.value)
+    """A field that no row has is the template's fault, found before any row is rendered."""
+    with pytest.raises(TaskSpecError) as exc:
+        task_with(tmp_path / "t", **{field: template})
+    msg = str(exc.value)
+    assert "task my_task" in msg and "my_task.yaml, line " in msg and field in msg
+    assert "which no row of the data has" in msg
 
 
 def test_misspelt_field_in_a_generation_target_is_an_error_naming_the_task(tmp_path):
@@ -337,9 +339,9 @@ def test_misspelt_field_in_a_generation_target_is_an_error_naming_the_task(tmp_p
     write(d / "tgt.txt", "Hello.\n")
     write(d / "mt.yaml", LINES_TASK.replace("{{ tgt }}", "{{ target }}"))
     spec = one_task(d, "my_translation")
-    with pytest.raises(UserError) as exc:
-        render(spec, load_docs(spec, tmp_path)[0])
-    assert "my_translation" in str(exc.value)
+    with pytest.raises(TaskSpecError) as exc:
+        load_docs(spec, tmp_path)
+    assert "my_translation" in str(exc.value) and "'target'" in str(exc.value)
 
 
 def test_expression_keeps_its_type_and_text_renders_as_text(tmp_path):
@@ -352,9 +354,10 @@ def test_expression_keeps_its_type_and_text_renders_as_text(tmp_path):
 
 def test_gold_out_of_range_names_the_document(tmp_path):
     spec, doc = task_with(tmp_path / "t", doc_to_target="{{ label + 5 }}")
-    with pytest.raises(TaskSpecError) as exc:
+    with pytest.raises(RowError) as exc:
         render(spec, doc)
-    assert "my_task" in str(exc.value) and "a1" in str(exc.value)
+    assert exc.value.exit_code == 2
+    assert "my_task" in str(exc.value) and "a1" in str(exc.value) and "6" in str(exc.value)
 
 
 # ---------------------------------------------------------------- loading errors

@@ -168,7 +168,7 @@ def file_sha256(path: Path) -> str:
     """sha256 of a model file, computed once per (path, size, mtime) and kept in the cache
     folder."""
     st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    key = f"v2|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"  # v2: truncation checked
     cache = cache_dir() / "sha256.json"
     known = read_json(cache)
     if isinstance(known.get(key), str):
@@ -201,7 +201,7 @@ def gguf_facts(path: Path) -> GgufFacts:
     return facts
 
 
-_FACTS_VERSION = 2  # bump when GgufFacts changes, so cached facts are read again
+_FACTS_VERSION = 3  # bump when GgufFacts or its checks change (3: truncation), so caches are read again
 _FLOAT_TYPES = ("F32", "F16", "BF16", "F64")
 
 
@@ -212,6 +212,9 @@ def _read_facts(path: Path, size: int) -> GgufFacts:
         header = read_gguf_header(path)
     except (ValueError, OSError, IndexError, struct.error) as exc:
         raise UserError(f"{path} is not a valid GGUF model file ({exc}).") from exc
+    if header.data_end() > size:  # caught here, before llama.cpp loads it and logs its own error
+        raise UserError(f"{path} is not a valid GGUF model file (truncated: it has {size:,} bytes, "
+                        f"its tensors need {header.data_end():,}).")
     kv = header.fields
     arch = str(kv.get("general.architecture") or "unknown")
     ftype = kv.get("general.file_type")

@@ -98,6 +98,9 @@ def quantize(
     quantize_command(model, _csv(to), models_dir, threads, fmt, wide, err=err)
 
 
+StrictOpt = Annotated[bool, typer.Option("--strict", help="A data row that cannot be evaluated (missing field, empty text, label out of range, bad bytes, wrong column count) is an error, not skipped.")]
+
+
 @app.command()
 def advise(
     model: Annotated[str, typer.Argument(help="Catalog name or path to a .gguf file.")],
@@ -117,11 +120,17 @@ def advise(
 
 @app.command()
 def tasks(data_dir: DataDirOpt = None, tasks_dir: TasksDirOpt = None, fmt: FormatOpt = "table",
-          wide: WideOpt = False) -> None:
+          wide: WideOpt = False,
+          check: Annotated[bool, typer.Option("--check", help="Check every data row: rows per file, and how many are skipped and why.")] = False,
+          strict: StrictOpt = False) -> None:
     """List tasks: name, language, family, and how many items the data dir holds."""
-    from .views import tasks_table
+    from .views import tasks_check_table, tasks_table
 
-    emit(tasks_table(_data_dir(data_dir), tuple(tasks_dir or ())), check_format(fmt), wide=wide)
+    fmt, dirs = check_format(fmt), tuple(tasks_dir or ())
+    if check or strict:
+        emit(tasks_check_table(_data_dir(data_dir), dirs, strict), fmt, wide=wide)
+    else:
+        emit(tasks_table(_data_dir(data_dir), dirs), fmt, wide=wide)
 
 
 @app.command()
@@ -142,6 +151,7 @@ def run(
     prefix_cache: Annotated[bool, typer.Option("--prefix-cache", help="Generation: reuse the KV of a prompt prefix shared with the previous item (reported as reused tokens).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for generation and bootstrap CIs.")] = 1234,
     online: Annotated[bool, typer.Option("--online", help="Read task data from the Hugging Face Hub instead of the data dir.")] = False,
+    strict: StrictOpt = False,
 ) -> None:
     """Evaluate models x tasks x languages on this device and store every item."""
     from . import supervise
@@ -158,6 +168,7 @@ def run(
         models=_csv(models) or DEFAULT_MODELS, tasks=_csv(tasks), langs=_csv(langs), limit=limit,
         data_dir=_data_dir(data_dir), tasks_dirs=tuple(tasks_dir or ()), db=db,
         n_threads=threads, engine=engine, base_url=base_url, api_key_env=api_key_env, api=api, scoring=scoring, prefix_cache=prefix_cache, seed=seed, online=online,
+        strict=strict,
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                _ItemsPerSecond(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
@@ -171,6 +182,8 @@ def run(
 
         result = run_grid(spec, progress=on_progress, command=shlex.join(["iberlite", *sys.argv[1:]]))
     err.print(f"Run {result.run_id} stored in {db}.", highlight=False, markup=False, soft_wrap=True)
+    if result.skipped:
+        err.print(result.skipped, highlight=False, markup=False, soft_wrap=True)
     _print_results(db, "table", wide=False, run_id=result.run_id)
 
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import RowError, TaskSpecError, UserError
 from .tasks.spec import SourceSpec, TaskSpec
 
 DATA_DIR_ENV = "IBERLITE_DATA_DIR"
@@ -24,10 +26,46 @@ DATA_DIR_ENV = "IBERLITE_DATA_DIR"
 
 @dataclass(frozen=True)
 class Doc:
-    """One evaluation document: an id and its raw fields (after preprocessing)."""
+    """One evaluation document: an id and its raw fields (after preprocessing), and where its
+    row is (file and line), so that a problem found later can name it."""
 
     id: str
     fields: dict[str, Any]
+    file: str = ""
+    line: int = 0
+
+
+FAULT_KINDS = ("missing_field", "empty_text", "label_out_of_range", "undecodable_bytes",
+               "wrong_column_count", "invalid_json")
+"""What can be wrong with one data row; such rows are counted per file and skipped."""
+
+
+@dataclass(frozen=True)
+class RowFault:
+    """One data row that cannot be evaluated: where it is, what kind of problem, and detail."""
+
+    file: str
+    line: int
+    kind: str  # one of FAULT_KINDS
+    detail: str
+
+    def error(self, task: str) -> RowError:
+        """The --strict error for this row: one sentence naming file, line and problem."""
+        return RowError(f"Task {task}: line {self.line} of {self.file} {self.detail}; fix the row "
+                        "or run without --strict to skip it.")
+
+
+@dataclass(frozen=True)
+class RowsRead:
+    """The good rows of a task's data with their location, the faults found, and how many
+    rows each file had."""
+
+    rows: tuple[tuple[str, int, dict[str, Any]], ...]  # (file, line, fields)
+    faults: tuple[RowFault, ...]
+    rows_per_file: tuple[tuple[str, int], ...]
+
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
 
 
 def default_data_dir() -> Path:
@@ -37,9 +75,10 @@ def default_data_dir() -> Path:
 
 def resolve_path(spec: TaskSpec, rel: str, data_dir: Path) -> Path:
     """A source path: `./x` is beside the task YAML, anything else is under the data dir."""
+    # normalised, so `./sub/../x` works without `sub` (the spec refuses paths that climb out)
     if rel.startswith("./"):
-        return spec.base_dir / rel[2:]
-    return data_dir / rel
+        return spec.base_dir / os.path.normpath(rel[2:])
+    return data_dir / os.path.normpath(rel)
 
 
 def source_files(spec: TaskSpec, data_dir: Path) -> list[Path]:
@@ -66,90 +105,198 @@ def data_hash(spec: TaskSpec, data_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _read_table(fmt: str, path: Path, columns: tuple[str, ...] | None) -> Iterator[dict[str, Any]]:
-    if fmt == "jsonl":
-        with path.open(encoding="utf-8") as f:
+def _undecodable(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(_UNDECODABLE.search(value))
+    if isinstance(value, dict):
+        return any(_undecodable(k) or _undecodable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_undecodable(v) for v in value)
+    return False
+
+
+_BAD_BYTES = "has bytes that are not UTF-8"
+_Read = tuple[int, "dict[str, Any] | RowFault"]
+
+
+def _read_table(fmt: str, path: Path, columns: tuple[str, ...] | None) -> Iterator[_Read]:
+    """(line, row) for each row of the file, or (line, fault) for a row that cannot be read.
+
+    Bytes that are not UTF-8 are kept as surrogates (`surrogateescape`) so that one bad row
+    does not make the whole file unreadable; the row that holds them is a fault.
+    """
+    name = str(path)
+    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as f:
+        if fmt == "jsonl":
             for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise UserError(f"Line {n} of {path} is not valid JSON.") from exc
-        return
-    if fmt == "json":
-        try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path} is not valid JSON.") from exc
-        rows = payload.get("records") if isinstance(payload, dict) else payload
-        if not isinstance(rows, list):
-            raise UserError(f"{path} holds neither a list of records nor a `records` list.")
-        yield from rows
-        return
-    with path.open(encoding="utf-8", newline="") as f:
+                if not line.strip():
+                    continue
+                if _undecodable(line):
+                    yield n, RowFault(name, n, "undecodable_bytes", _BAD_BYTES)
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield n, RowFault(name, n, "invalid_json", f"is not valid JSON ({exc.msg})")
+                    continue
+                if not isinstance(row, dict):
+                    yield n, RowFault(name, n, "invalid_json", "is not a JSON object")
+                    continue
+                yield n, row
+            return
+        if fmt == "json":
+            try:
+                payload = json.loads(f.read())
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}).") from exc
+            rows = payload.get("records") if isinstance(payload, dict) else payload
+            if not isinstance(rows, list):
+                raise UserError(f"{path} holds neither a list of records nor a `records` list.")
+            for n, row in enumerate(rows, 1):  # a record's number stands in for its line
+                if not isinstance(row, dict):
+                    yield n, RowFault(name, n, "invalid_json", "(a record) is not a JSON object")
+                elif _undecodable(row):
+                    yield n, RowFault(name, n, "undecodable_bytes", _BAD_BYTES)
+                else:
+                    yield n, row
+            return
+        text = f.read()
+        bad_bytes = bool(_UNDECODABLE.search(text))  # rows are searched only when the file has some
+        lines = io.StringIO(text, newline="")
         if fmt == "tsv":
-            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
         else:
-            reader = csv.reader(f)
+            reader = csv.reader(lines)
         header = list(columns) if columns else next(reader, None)
         if header is None:
             return
-        for n, row in enumerate(reader, 2 if not columns else 1):
+        for row in reader:
+            n = reader.line_num
             if not row:
                 continue
-            if len(row) != len(header):
-                raise UserError(
-                    f"Row {n} of {path} has {len(row)} fields, expected {len(header)} "
-                    f"({', '.join(header)})."
-                )
-            yield dict(zip(header, row))
+            if bad_bytes and any(_undecodable(cell) for cell in row):
+                yield n, RowFault(name, n, "undecodable_bytes", _BAD_BYTES)
+            elif len(row) != len(header):
+                yield n, RowFault(name, n, "wrong_column_count",
+                                  f"has {len(row)} fields, expected {len(header)} ({', '.join(header)})")
+            else:
+                yield n, dict(zip(header, row))
 
 
-def _read_lines(spec: TaskSpec, data_dir: Path) -> list[dict[str, Any]]:
-    columns: dict[str, list[str]] = {}
+def _read_lines(spec: TaskSpec, data_dir: Path) -> Iterator[tuple[str, int, dict[str, Any] | RowFault]]:
+    columns: dict[str, tuple[str, list[str]]] = {}
     for field_name, rel in spec.source.line_fields:
         path = resolve_path(spec, rel, data_dir)
-        columns[field_name] = path.read_text(encoding="utf-8").rstrip("\n").split("\n")
-    lengths = {len(v) for v in columns.values()}
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        columns[field_name] = (str(path), text.rstrip("\n").split("\n"))
+    lengths = {len(lines) for _, lines in columns.values()}
     if len(lengths) > 1:
-        detail = ", ".join(f"{k}: {len(v)}" for k, v in columns.items())
+        detail = ", ".join(f"{k}: {len(v)}" for k, (_, v) in columns.items())
         raise UserError(f"Task {spec.name} pairs files of different lengths ({detail}).")
     names = list(columns)
-    return [dict(zip(names, values)) for values in zip(*columns.values())]
+    first = columns[names[0]][0]
+    for i, values in enumerate(zip(*(lines for _, lines in columns.values()))):
+        bad = next((columns[k][0] for k, v in zip(names, values) if _undecodable(v)), None)
+        if bad is not None:
+            yield bad, i + 1, RowFault(bad, i + 1, "undecodable_bytes", _BAD_BYTES)
+            continue
+        row = dict(zip(names, values))
+        row["__files__"] = {k: columns[k][0] for k in names}  # which file each field came from
+        yield first, i + 1, row
 
 
-def _read_rows(spec: TaskSpec, data_dir: Path) -> list[dict[str, Any]]:
+def read_rows(spec: TaskSpec, data_dir: Path, *, online: bool = False) -> RowsRead:
+    """Every row of the task's data, filtered and joined, with the rows that cannot be used.
+
+    Faults found here: undecodable bytes, a wrong column count, invalid JSON, and (checked on
+    the fields the templates read) a missing field or an empty text. A label out of range is
+    found when the row is rendered (tasks/items.py).
+    """
     src = spec.source
-    source_files(spec, data_dir)  # fail early, naming the first missing file
-    if src.format == "lines":
-        rows = _read_lines(spec, data_dir)
+    read: list[tuple[str, int, dict[str, Any] | RowFault]] = []
+    if online:
+        read = [(src.hf.path if src.hf else "hub", n, row) for n, row in enumerate(_read_hub(spec), 1)]
     else:
-        rows = [
-            row
-            for rel in src.files
-            for row in _read_table(src.format, resolve_path(spec, rel, data_dir), src.columns)
-        ]
-    if src.join:
-        rows = _join(spec, rows, data_dir)
-    return rows
+        source_files(spec, data_dir)  # fail early, naming the first missing file
+        if src.format == "lines":
+            read = list(_read_lines(spec, data_dir))
+        else:
+            for rel in src.files:
+                path = resolve_path(spec, rel, data_dir)
+                read += [(str(path), n, row) for n, row in _read_table(src.format, path, src.columns)]
+    counts: dict[str, int] = {}
+    for file, _, _ in read:
+        counts[file] = counts.get(file, 0) + 1
+    if src.format == "lines" and not online:
+        files = [str(resolve_path(spec, rel, data_dir)) for _, rel in src.line_fields]
+        n_rows = len(read)
+        counts = {f: n_rows for f in files}
+    faults = [row for _, _, row in read if isinstance(row, RowFault)]
+    rows = [(file, n, row) for file, n, row in read if not isinstance(row, RowFault)]
+    for key, value in src.where:
+        rows = [r for r in rows if str(r[2].get(key)) == value]
+    if src.join and not online:
+        rows, join_faults, join_counts = _join(spec, rows, data_dir)
+        faults += join_faults
+        counts.update(join_counts)
+    good = []
+    known = {k for _, _, row in rows for k in row}
+    needed = spec.fields
+    unknown = sorted(needed - known)
+    if rows and unknown:
+        key = spec.template_key(unknown[0])
+        raise TaskSpecError(
+            f"Task file {spec.where(key)} (task {spec.name}): `{key}` reads the field {unknown[0]!r}, "
+            f"which no row of the data has (fields: {', '.join(sorted(k for k in known if not k.startswith('__')))})."
+        )
+    ordered = sorted(needed)
+    for file, n, row in rows:
+        fault = _field_fault(file, n, row, ordered)
+        if fault is not None:
+            faults.append(fault)
+        else:
+            good.append((file, n, {k: v for k, v in row.items() if k not in ("__files__", "__join_miss__")}))
+    return RowsRead(tuple(good), tuple(faults), tuple(counts.items()))
 
 
-def _join(spec: TaskSpec, rows: list[dict[str, Any]], data_dir: Path) -> list[dict[str, Any]]:
+def _field_fault(file: str, n: int, row: dict[str, Any], needed: list[str]) -> RowFault | None:
+    origin = row.get("__files__", {})
+    if "__join_miss__" in row:
+        return RowFault(file, n, "missing_field", row["__join_miss__"])
+    for name in needed:
+        value = row.get(name)
+        if value is None:
+            return RowFault(origin.get(name, file), n, "missing_field", f"has no value for the field {name!r}")
+        if isinstance(value, str) and not value.strip():
+            return RowFault(origin.get(name, file), n, "empty_text", f"has an empty {name!r}")
+    return None
+
+
+def _join(spec: TaskSpec, rows: list[tuple[str, int, dict[str, Any]]], data_dir: Path):
+    """Rows with the joined table's fields added; a row without a match keeps a note of it, and
+    the field check then counts it as a missing field."""
     join = spec.source.join
     assert join is not None
     other: dict[str, dict[str, Any]] = {}
+    faults: list[RowFault] = []
+    counts: dict[str, int] = {}
     for rel in join.files:
-        for row in _read_table(join.format, resolve_path(spec, rel, data_dir), None):
-            other[str(row[join.on])] = row
+        path = resolve_path(spec, rel, data_dir)
+        for _, row in _read_table(join.format, path, None):
+            counts[str(path)] = counts.get(str(path), 0) + 1
+            if isinstance(row, RowFault):
+                faults.append(row)
+            else:
+                other[str(row.get(join.on))] = row
     joined = []
-    for row in rows:
+    for file, n, row in rows:
         key = str(row.get(join.on))
-        if key not in other:
-            raise UserError(
-                f"Task {spec.name}: row {key!r} has no match on {join.on!r} in {', '.join(join.files)}."
-            )
-        joined.append({**row, **other[key]})
-    return joined
+        if key in other:
+            joined.append((file, n, {**row, **other[key]}))
+        else:
+            miss = f"has {join.on} {key!r}, which is not in {', '.join(join.files)}"
+            joined.append((file, n, {**row, "__join_miss__": miss}))
+    return joined, faults, counts
 
 
 def _read_hub(spec: TaskSpec) -> list[dict[str, Any]]:
@@ -166,24 +313,30 @@ def _read_hub(spec: TaskSpec) -> list[dict[str, Any]]:
 
 
 def load_docs(
-    spec: TaskSpec, data_dir: Path, limit: int | None = None, *, online: bool = False
+    spec: TaskSpec, data_dir: Path, limit: int | None = None, *, online: bool = False,
+    strict: bool = False,
 ) -> list[Doc]:
-    """The task's documents in file order, filtered, joined and preprocessed, first `limit`.
+    """The task's usable documents in file order, filtered, joined and preprocessed, first `limit`.
 
-    `online=True` reads the task's hub dataset instead of local files.
+    Rows that cannot be used are skipped (see `read_rows`); `strict=True` makes the first one
+    an error instead. `online=True` reads the task's hub dataset instead of local files.
     """
+    read = read_rows(spec, data_dir, online=online)
+    if strict and read.faults:
+        raise read.faults[0].error(spec.name)
+    return docs_from_rows(spec, read, limit)
+
+
+def docs_from_rows(spec: TaskSpec, read: RowsRead, limit: int | None = None) -> list[Doc]:
+    """The documents of rows already read: preprocessed, with their id and location."""
     from .tasks.preprocess import apply_preprocess
 
-    rows = _read_hub(spec) if online else _read_rows(spec, data_dir)
     src: SourceSpec = spec.source
-    for key, value in src.where:
-        rows = [r for r in rows if str(r.get(key)) == value]
     docs = []
-    for n, row in enumerate(rows):
-        if src.id is not None and src.id not in row:
-            raise UserError(f"Task {spec.name}: id field {src.id!r} is not in the data.")
+    for n, (file, line, row) in enumerate(read.rows):
         doc_id = str(row[src.id]) if src.id is not None else str(n)
-        docs.append(Doc(id=doc_id, fields=apply_preprocess(spec.preprocess, dict(row))))
+        docs.append(Doc(id=doc_id, fields=apply_preprocess(spec.preprocess, dict(row)),
+                        file=file, line=line))
         if limit is not None and len(docs) >= limit:
             break
     return docs
@@ -200,8 +353,12 @@ def doc_from_fields(spec: TaskSpec, fields: dict[str, Any], doc_id: str = "reque
 
 
 def count_docs(spec: TaskSpec, data_dir: Path) -> int | None:
-    """How many documents the task has here, or None when its data files are missing."""
+    """How many usable rows the task has here, or None when its data files are missing.
+
+    A label out of range is only found by rendering (`tasks.items.count_items`)."""
     try:
-        return len(load_docs(spec, data_dir))
+        return len(read_rows(spec, data_dir).rows)
+    except TaskSpecError:
+        raise  # the task file is wrong, whatever the data: say so
     except UserError:
         return None

@@ -22,12 +22,14 @@ _STRING, _ARRAY = 8, 9
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """One tensor's name, ggml type id, element count and shape (row length first)."""
+    """One tensor's name, ggml type id, element count, shape (row length first) and data
+    offset (in the data section)."""
 
     name: str
     ggml_type: int
     n_elements: int
     shape: tuple[int, ...] = ()
+    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,22 @@ class GgufHeader:
     version: int
     fields: dict[str, object]
     tensors: tuple[TensorInfo, ...]
+    data_start: int = 0  # where the tensor data section begins in the file
+
+    def data_end(self) -> int:
+        """The byte where the last tensor's data ends: a file shorter than this is truncated.
+
+        Tensors of a ggml type this reader does not know count as empty (a lower bound)."""
+        from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+        end = self.data_start
+        for t in self.tensors:
+            try:
+                block, size = GGML_QUANT_SIZES[GGMLQuantizationType(t.ggml_type)]
+            except (ValueError, KeyError):
+                continue
+            end = max(end, self.data_start + t.offset + t.n_elements // block * size)
+        return end
 
 
 class _Cursor:
@@ -115,8 +133,10 @@ def read_gguf_header(path: Path) -> GgufHeader:
             for d in shape:
                 n *= d
             ggml_type = cur.take("I")
-            cur.take("Q")  # data offset
-            tensors.append(TensorInfo(name, ggml_type, n, shape))
-        return GgufHeader(version, fields, tuple(tensors))
+            tensors.append(TensorInfo(name, ggml_type, n, shape, cur.take("Q")))
+        align = fields.get("general.alignment", 32)
+        align = align if isinstance(align, int) and align > 0 else 32
+        data_start = -(-cur.pos // align) * align
+        return GgufHeader(version, fields, tuple(tensors), data_start)
     finally:
         buf.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import metrics, supervise
 from .catalog import DEFAULT_MODELS, ModelFile, gguf_facts, resolve_model
-from .data import data_hash, default_data_dir, load_docs
+from .data import RowFault, data_hash, default_data_dir
 from .device import EnergyMeter, RssSampler, fingerprint
 from .engines.base import Engine, GenerationRequest, LoglikelihoodRequest
 from .engines.factory import ENGINES, EngineOptions, open_engine
@@ -25,8 +25,9 @@ from .errors import UserError
 from .language_id import LanguageIdentifier, identifier_signature, lang_ok
 from .signature import eval_key, signature
 from .store import AggregateRecord, ItemRecord, RunCost, Store
+from .tasks.items import load_items, skipped_summary
 from .tasks.registry import load_task_specs, select_tasks
-from .tasks.render import Instance, render
+from .tasks.render import Instance
 from .tasks.spec import TaskSpec
 
 ProgressFn = Callable[[str, str, int, int], None]
@@ -56,6 +57,7 @@ class RunSpec:
     prefix_cache: bool = False
     seed: int = 1234
     online: bool = False
+    strict: bool = False  # a data row that cannot be evaluated is an error, not skipped
     chunk_size: int = 16
 
 
@@ -66,6 +68,7 @@ class PlannedTask:
     spec: TaskSpec
     instances: tuple[Instance, ...]
     data_hash: str
+    skipped: tuple[RowFault, ...] = ()  # data rows that cannot be evaluated
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class RunResult:
     run_id: int
     outcomes: tuple[TaskOutcome, ...]
     cost: dict[str, RunCost]  # model name -> what loading and running it cost
+    skipped: str | None = None  # one sentence on the data rows skipped, if any
 
 
 def plan(spec: RunSpec) -> tuple[list[ModelFile], list[PlannedTask]]:
@@ -111,9 +115,9 @@ def plan(spec: RunSpec) -> tuple[list[ModelFile], list[PlannedTask]]:
     tasks = select_tasks(specs, spec.tasks or None, spec.langs or None)
     planned = []
     for t in tasks:
-        docs = load_docs(t, spec.data_dir, spec.limit, online=spec.online)
+        items = load_items(t, spec.data_dir, spec.limit, online=spec.online, strict=spec.strict)
         dh = "hub" if spec.online else data_hash(t, spec.data_dir)
-        planned.append(PlannedTask(t, tuple(render(t, d) for d in docs), dh))
+        planned.append(PlannedTask(t, items.instances, dh, items.faults))
     return models, planned
 
 
@@ -298,7 +302,8 @@ def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "",
     finally:
         store.end_run(run_id, status, cost)
         store.close()
-    return RunResult(run_id, tuple(outcomes), cost)
+    return RunResult(run_id, tuple(outcomes), cost,
+                     skipped_summary([f for t in tasks for f in t.skipped]))
 
 
 def _model_cost(mem: RssSampler, energy: EnergyMeter, load_ms: float) -> RunCost:

@@ -49,7 +49,8 @@ def models_table(models_dir: Path | None = None) -> TableData:
 
 
 def tasks_table(data_dir: Path, tasks_dirs: tuple[Path, ...] = ()) -> TableData:
-    """Every task with its group, language, family, output kind and the items `data_dir` holds."""
+    """Every task with its group, language, family, output kind and the items `data_dir` holds
+    (rows that can be evaluated; `tasks_check_table` says why others cannot)."""
     from .data import count_docs
     from .tasks.registry import load_task_specs
 
@@ -65,6 +66,73 @@ def tasks_table(data_dir: Path, tasks_dirs: tuple[Path, ...] = ()) -> TableData:
     rows = tuple((s.name, s.group or "", s.lang, s.family, s.output, count_docs(s, data_dir), s.reference)
                  for s in load_task_specs(tasks_dirs).values())
     return TableData(f"Tasks (data dir: {data_dir})", cols, rows)
+
+
+def tasks_check_table(data_dir: Path, tasks_dirs: tuple[Path, ...] = (), strict: bool = False) -> TableData:
+    """Per data file: rows, rows skipped and why, and the tasks that read it (`tasks --check`).
+
+    A file read by several tasks counts a row once, as skipped if any of them skips it.
+    `strict` makes the first row that cannot be evaluated an error (exit code 2).
+    """
+    from .data import FAULT_KINDS
+    from .errors import RowError, TaskSpecError, UserError
+    from .tasks.items import load_items
+    from .tasks.registry import load_task_specs
+
+    files: dict[str, tuple[int, list[str], dict[int, str]]] = {}
+    first: dict[str, str] = {}
+    missing: list[str] = []
+    for spec in load_task_specs(tasks_dirs).values():
+        try:
+            items = load_items(spec, data_dir, strict=strict, allow_empty=True)
+        except (TaskSpecError, RowError):
+            raise
+        except UserError:  # no data files here for this task
+            missing.append(spec.name)
+            continue
+        for f in items.files:
+            files.setdefault(f.file, (f.rows, [], {}))[1].append(spec.name)
+        for fault in sorted(items.faults, key=lambda f: f.line):
+            files[fault.file][2].setdefault(fault.line, fault.kind)
+            first.setdefault(fault.file, f"line {fault.line} {fault.detail}")
+    kinds = tuple(Column(k, k.replace("_", " "), "num", human=False) for k in FAULT_KINDS)
+    cols = (
+        Column("file", "file", machine=False),  # the shortest unique tail of the path
+        Column("path", "path", human=False),
+        Column("rows", "rows", "num"),
+        Column("skipped", "skipped", "num"),
+        Column("problems", "problems", "text"),
+        *kinds,
+        Column("tasks", "tasks", "text", human=False),
+    )
+    rows: list[tuple[str | int, ...]] = []
+    names = _short_names(sorted(files))
+    checked = skipped = 0
+    for path, (n_rows, tasks, faults) in sorted(files.items()):
+        counts = {k: sum(1 for v in faults.values() if v == k) for k in FAULT_KINDS}
+        problems = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n)
+        rows.append((names[path], path, n_rows, len(faults), problems,
+                     *(counts[k] for k in FAULT_KINDS), " ".join(tasks)))
+        checked, skipped = checked + n_rows, skipped + len(faults)
+    notes = [f"{checked} rows checked in {len(rows)} files; {skipped} cannot be evaluated and are "
+             "skipped by `iberlite run` (--strict makes the first one an error)."]
+    notes += [f"{names[path]}: first at {text}." for path, text in sorted(first.items())]
+    if missing:
+        notes.append(f"No data here for {len(missing)} tasks: {', '.join(missing)}.")
+    return TableData(f"Data check (data dir: {data_dir})", cols, tuple(rows), tuple(notes))
+
+
+def _short_names(paths: list[str]) -> dict[str, str]:
+    """Each path's shortest tail of folders that no other path in the list shares."""
+    parts = {p: Path(p).parts for p in paths}
+    out = {}
+    for p, ps in parts.items():
+        for k in range(1, len(ps) + 1):
+            tail = ps[-k:]
+            if all(q == p or qs[-k:] != tail for q, qs in parts.items()):
+                break
+        out[p] = "/".join(tail)
+    return out
 
 
 def _est(a) -> Est | None:

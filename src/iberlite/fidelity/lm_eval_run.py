@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..catalog import ModelFile
-from ..errors import UserError
+from ..errors import RunFailure
 from .lm_eval_tasks import ADAPTERS, PREFIX
 from .records import ScoredDoc, SystemRun
 
@@ -68,14 +68,14 @@ def run_lm_eval(model: ModelFile, local_tasks: list[str], include_dir: Path, lim
         proc = subprocess.run(cmd, env=offline_env(n_threads), stdout=out, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         where = f"; see {log}" if log else ""
-        raise UserError(f"lm-eval failed with exit code {proc.returncode}{where}.")
+        raise RunFailure(f"lm-eval failed with exit code {proc.returncode}{where}.")
     return LmEvalRun(cmd, output_dir, time.perf_counter() - t0)
 
 
 def _latest(output_dir: Path, pattern: str) -> Path:
     found = sorted(output_dir.rglob(pattern), key=lambda p: p.stat().st_mtime)
     if not found:
-        raise UserError(f"lm-eval wrote no {pattern} under {output_dir}.")
+        raise RunFailure(f"lm-eval wrote no {pattern} under {output_dir}.")
     return found[-1]
 
 

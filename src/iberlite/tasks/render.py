@@ -1,7 +1,8 @@
 """Render a document through its task's Jinja templates into an `Instance` the engine can run.
 
-Templates run in Jinja's sandbox with StrictUndefined: a task file can read fields and call
-safe methods, nothing else, and a misspelt field name fails loudly instead of rendering "".
+Templates run in the bounded sandbox of `sandbox.py` with StrictUndefined: a task file can read
+fields and call safe methods, nothing else, within a step, time and size budget, and a misspelt
+field name fails loudly instead of rendering "".
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Undefined
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import Undefined
 
 from ..data import Doc
-from ..errors import TaskSpecError
+from ..errors import RowError, TaskSpecError
+from .sandbox import ENV, run_bounded
 from .spec import TaskSpec
 
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 
 
@@ -46,24 +46,36 @@ def _compile(source: str) -> tuple[str, Any]:
     """Compile a template once: a lone `{{ expr }}` keeps its Python type, else it is text."""
     m = _SINGLE_EXPR.match(source)
     if m and "{{" not in m.group(1) and "}}" not in m.group(1):
-        return "expr", _ENV.compile_expression(m.group(1).strip(), undefined_to_none=False)
-    return "text", _ENV.from_string(source)
+        return "expr", ENV.compile_expression(m.group(1).strip(), undefined_to_none=False)
+    return "text", ENV.from_string(source)
 
 
 def _evaluate(spec: TaskSpec, key: str, source: str, doc: Doc) -> Any:
     try:
         kind, compiled = _compile(source)
         if kind == "text":
-            return compiled.render(**doc.fields)
-        value = compiled(**doc.fields)
+            return run_bounded(lambda: compiled.render(**doc.fields))
+        value = run_bounded(lambda: compiled(**doc.fields))
         if isinstance(value, Undefined):  # an expression does not raise on a missing field
             value._fail_with_undefined_error()
         return value
     except Exception as exc:  # TemplateError, or a Python error raised inside the template
         raise TaskSpecError(
-            f"Task {spec.name}: {key} failed on document {doc.id} ({exc}); check the field "
-            f"names in {spec.path.name} against the data."
+            f"Task {spec.name}: {key} ({spec.where(key)}) failed on document {doc.id} "
+            f"({str(exc).rstrip('.')}); check the template against the data."
         ) from exc
+
+
+def _target(spec: TaskSpec, doc: Doc) -> Any:
+    """The target; a Python error on this row's value (a label `index()` cannot find, a label
+    `int` cannot read) is the row's fault, counted as a label out of range, not the task's."""
+    try:
+        return _evaluate(spec, "doc_to_target", spec.doc_to_target, doc)
+    except TaskSpecError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, (ValueError, TypeError, LookupError, ArithmeticError)):
+            raise RowError(str(exc), f"has a target that doc_to_target cannot map ({cause})") from cause
+        raise
 
 
 def _choices(spec: TaskSpec, doc: Doc) -> tuple[str, ...]:
@@ -88,10 +100,9 @@ def _gold_index(spec: TaskSpec, doc: Doc, target: Any, choices: tuple[str, ...])
     except (TypeError, ValueError):
         index = -1
     if not 0 <= index < len(choices):
-        raise TaskSpecError(
-            f"Task {spec.name}: document {doc.id} has target {target!r}, which is neither a "
-            f"choice index below {len(choices)} nor one of the choices."
-        )
+        detail = (f"has the target {target!r}, which is neither a choice index below "
+                  f"{len(choices)} nor one of the choices")
+        raise RowError(f"Task {spec.name}: document {doc.id} {detail}.", detail)
     return index
 
 
@@ -102,7 +113,7 @@ def render(spec: TaskSpec, doc: Doc, *, with_target: bool = True) -> Instance:
     gold is -1 for multiple choice and "" for generation.
     """
     context = _evaluate(spec, "doc_to_text", spec.doc_to_text, doc) if spec.doc_to_text else ""
-    target = _evaluate(spec, "doc_to_target", spec.doc_to_target, doc) if with_target else None
+    target = _target(spec, doc) if with_target else None
     if spec.output == "multiple_choice":
         choices = _choices(spec, doc)
         gold: int | str = _gold_index(spec, doc, target, choices) if with_target else -1

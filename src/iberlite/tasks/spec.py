@@ -6,10 +6,12 @@ its YAML, and the few transforms that need code are picked by name from a fixed 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import posixpath
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import yaml
@@ -17,6 +19,7 @@ import yaml
 from .. import metrics
 from ..errors import TaskSpecError
 from ..langs import LANGS
+from .sandbox import template_fields, template_problem
 
 FAMILIES = (
     "reading", "nli", "commonsense", "translation", "math", "irony", "sentiment", "topic",
@@ -27,6 +30,18 @@ FORMATS = ("tsv", "csv", "jsonl", "json", "lines")
 PREPROCESS = ("xnli_es", "strip")
 MC_METRICS = metrics.MC_METRICS
 GEN_METRICS = (*metrics.GEN_METRICS, "lang_ok")  # lang_ok is scored by language_id, not metrics
+TEMPLATE_KEYS = ("doc_to_text", "doc_to_choice", "doc_to_target")
+
+# Every key a task file may have, by mapping; anything else is a typo and is refused.
+KEYS: dict[str, tuple[str, ...]] = {
+    "": ("name", "group", "lang", "target_lang", "family", "output", "description", "reference",
+         "source", "preprocess", "doc_to_text", "doc_to_choice", "doc_to_target",
+         "target_delimiter", "metrics", "generation"),
+    "source": ("format", "files", "columns", "id", "where", "join", "hf"),
+    "source.join": ("format", "files", "on"),
+    "source.hf": ("path", "split", "name", "rename"),
+    "generation": ("until", "max_tokens"),
+}
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,28 @@ class TaskSpec:
     target_delimiter: str = " "
     preprocess: tuple[str, ...] = ()
     generation: GenerationSpec = field(default_factory=GenerationSpec)
+    key_lines: tuple[tuple[str, int], ...] = ()  # ("source.files", 9): where each key is
+
+    def where(self, key: str) -> str:
+        """`FILE, line N` for a key of the task file (`source.files`), or just the file."""
+        return _Where(self.path, dict(self.key_lines))(key)
+
+    @property
+    def fields(self) -> frozenset[str]:
+        """The data fields the templates read (and the id field): what every row must have."""
+        names: set[str] = {self.source.id} if self.source.id else set()
+        for source in (self.doc_to_text, self.doc_to_target, self.doc_to_choice):
+            if isinstance(source, str):
+                names |= template_fields(source)
+        return frozenset(names)
+
+    def template_key(self, name: str) -> str:
+        """The first template key (doc_to_text, ...) that reads the field `name`."""
+        for key in TEMPLATE_KEYS:
+            source = getattr(self, key)
+            if isinstance(source, str) and name in template_fields(source):
+                return key
+        return "source.id"
 
     @property
     def output_lang(self) -> str:
@@ -126,62 +163,111 @@ class TaskSpec:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def _req(raw: dict[str, Any], key: str, where: str) -> Any:
+@dataclass(frozen=True)
+class _Where:
+    """Names a place in a task file: the path, and the line of a key when it is known."""
+
+    path: Path
+    lines: dict[str, int]
+
+    def __call__(self, key: str = "") -> str:
+        line = self.lines.get(key)
+        return f"{self.path}, line {line}" if line else str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+def _req(raw: dict[str, Any], key: str, where: _Where, prefix: str = "") -> Any:
     if key not in raw or raw[key] is None:
-        raise TaskSpecError(f"Task file {where} has no `{key}` field.")
+        return _fail(where, prefix + key, f"has no `{prefix}{key}` field")
     return raw[key]
 
 
-def _choice(value: str, valid: tuple[str, ...], key: str, where: str) -> str:
+def _fail(where: _Where, key: str, problem: str) -> Any:
+    raise TaskSpecError(f"Task file {where(key)} {problem}.")
+
+
+def _choice(value: Any, valid: tuple[str, ...], key: str, where: _Where) -> str:
     if value not in valid:
-        raise TaskSpecError(
-            f"Task file {where} has {key}: {value!r}; valid values are {', '.join(valid)}."
-        )
+        _fail(where, key, f"has {key}: {value!r}; valid values are {', '.join(valid)}")
     return value
 
 
-def _strs(value: Any, key: str, where: str) -> tuple[str, ...]:
+def _strs(value: Any, key: str, where: _Where) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise TaskSpecError(f"Task file {where}: `{key}` must be a string or a list of strings.")
+        _fail(where, key, f"has `{key}`, which must be a string or a list of strings")
     return tuple(value)
 
 
-def _pairs(value: Any, key: str, where: str) -> tuple[tuple[str, str], ...]:
+def _pairs(value: Any, key: str, where: _Where) -> tuple[tuple[str, str], ...]:
     if value is None:
         return ()
     if not isinstance(value, dict):
-        raise TaskSpecError(f"Task file {where}: `{key}` must be a mapping.")
+        _fail(where, key, f"has `{key}`, which must be a mapping")
     return tuple((str(k), str(v)) for k, v in value.items())
 
 
-def _source(raw: Any, where: str) -> SourceSpec:
-    if not isinstance(raw, dict):
-        raise TaskSpecError(f"Task file {where}: `source` must be a mapping.")
-    fmt = _choice(_req(raw, "format", where), FORMATS, "source.format", where)
-    files_raw = _req(raw, "files", where)
+def _mapping(value: Any, key: str, where: _Where) -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        _fail(where, key, f"has `{key}`, which must be a mapping")
+    for k in value:
+        name = "on" if k is True and key == "source.join" else str(k)  # YAML 1.1 reads on: as True
+        valid = KEYS[key]
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            full = f"{key}.{name}" if key else name
+            _fail(where, full, f"has an unknown key `{full}`{hint}; valid keys "
+                  f"{'under `' + key + '` ' if key else ''}are {', '.join(valid)}")
+    return value
+
+
+def _data_path(rel: str, key: str, where: _Where) -> str:
+    """A source path, refused when it points outside the data dir (or the task's folder)."""
+    inner = rel[2:] if rel.startswith("./") else rel
+    norm = posixpath.normpath(inner.replace("\\", "/")) if inner else ""
+    if (not inner or PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).is_absolute()
+            or PureWindowsPath(rel).drive or norm == ".." or norm.startswith("../")):
+        base = "the task's folder" if rel.startswith("./") else "the data dir"
+        _fail(where, key, f"has the path {rel!r} in `{key}`, which is outside {base}; paths are "
+              "relative to the data dir, or to the task's folder when they start with ./")
+    return rel
+
+
+def _template(value: Any, key: str, where: _Where) -> str:
+    text = str(value)
+    problem = template_problem(text)
+    if problem:
+        _fail(where, key, f"has a `{key}` that {problem}")
+    return text
+
+
+def _source(raw: Any, where: _Where) -> SourceSpec:
+    raw = _mapping(raw, "source", where)
+    fmt = _choice(_req(raw, "format", where, "source."), FORMATS, "source.format", where)
+    files_raw = _req(raw, "files", where, "source.")
     files: tuple[str, ...] = ()
     line_fields: tuple[tuple[str, str], ...] = ()
     if fmt == "lines":
         line_fields = _pairs(files_raw, "source.files", where)
         if not line_fields:
-            raise TaskSpecError(
-                f"Task file {where}: a `lines` source maps field names to files in `files`."
-            )
+            _fail(where, "source.files", "has a `lines` source, which maps field names to files in `files`")
+        line_fields = tuple((f, _data_path(p, "source.files", where)) for f, p in line_fields)
     else:
-        files = _strs(files_raw, "source.files", where)
+        files = tuple(_data_path(p, "source.files", where) for p in _strs(files_raw, "source.files", where))
     join = None
     if raw.get("join") is not None:
-        j = raw["join"]
-        if not isinstance(j, dict):
-            raise TaskSpecError(f"Task file {where}: `source.join` must be a mapping.")
+        j = _mapping(raw["join"], "source.join", where)
+        on = j["on"] if "on" in j else j.get(True)
         join = JoinSpec(
-            format=_choice(_req(j, "format", where), ("tsv", "csv", "jsonl", "json"),
+            format=_choice(_req(j, "format", where, "source.join."), ("tsv", "csv", "jsonl", "json"),
                            "source.join.format", where),
-            files=_strs(_req(j, "files", where), "source.join.files", where),
-            # YAML 1.1 reads a bare `on:` key as the boolean True; accept both spellings
-            on=str(j["on"] if "on" in j else _req({"on": j.get(True)}, "on", where)),
+            files=tuple(_data_path(p, "source.join.files", where)
+                        for p in _strs(_req(j, "files", where, "source.join."), "source.join.files", where)),
+            on=str(_req({"on": on}, "on", where, "source.join.")),
         )
     columns = raw.get("columns")
     return SourceSpec(
@@ -196,42 +282,49 @@ def _source(raw: Any, where: str) -> SourceSpec:
     )
 
 
-def _hub(raw: Any, where: str) -> HubSpec | None:
+def _hub(raw: Any, where: _Where) -> HubSpec | None:
     if raw is None:
         return None
-    if not isinstance(raw, dict):
-        raise TaskSpecError(f"Task file {where}: `source.hf` must be a mapping.")
+    raw = _mapping(raw, "source.hf", where)
     return HubSpec(
-        path=str(_req(raw, "path", where)),
-        split=str(_req(raw, "split", where)),
+        path=str(_req(raw, "path", where, "source.hf.")),
+        split=str(_req(raw, "split", where, "source.hf.")),
         name=None if raw.get("name") is None else str(raw["name"]),
         rename=_pairs(raw.get("rename"), "source.hf.rename", where),
     )
 
 
-def parse_task(raw: Any, path: Path) -> TaskSpec:
-    """Validate one task mapping (from YAML) and build its `TaskSpec`."""
-    where = str(path)
+def parse_task(raw: Any, path: Path, key_lines: dict[str, int] | None = None) -> TaskSpec:
+    """Validate one task mapping (from YAML) and build its `TaskSpec`.
+
+    `key_lines` maps dotted keys (`source.files`) to their line in the file, for messages.
+    """
+    where = _Where(path, key_lines or {})
     if not isinstance(raw, dict):
-        raise TaskSpecError(f"Task file {where} is not a YAML mapping.")
+        raise TaskSpecError(f"Task file {path} is not a YAML mapping.")
+    _mapping(raw, "", where)
     output = _choice(_req(raw, "output", where), OUTPUTS, "output", where)
     metrics = _strs(_req(raw, "metrics", where), "metrics", where)
     valid_metrics = MC_METRICS if output == "multiple_choice" else GEN_METRICS
     for m in metrics:
-        _choice(m, valid_metrics, "a metric", where)
+        _choice(m, valid_metrics, "metrics", where)
     choice = raw.get("doc_to_choice")
     if output == "multiple_choice":
         if choice is None:
-            raise TaskSpecError(f"Task file {where} is multiple_choice but has no doc_to_choice.")
-        choice = choice if isinstance(choice, str) else _strs(choice, "doc_to_choice", where)
-    gen_raw = raw.get("generation") or {}
+            raise TaskSpecError(f"Task file {path} is multiple_choice but has no doc_to_choice.")
+        choice = (_template(choice, "doc_to_choice", where) if isinstance(choice, str)
+                  else _strs(choice, "doc_to_choice", where))
+    gen_raw = _mapping(raw.get("generation") or {}, "generation", where)
+    max_tokens = gen_raw.get("max_tokens", 256)
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        _fail(where, "generation.max_tokens", f"has generation.max_tokens: {max_tokens!r}; it must be a "
+              "positive whole number")
     generation = GenerationSpec(
-        until=_strs(gen_raw.get("until", []), "generation.until", where),
-        max_tokens=int(gen_raw.get("max_tokens", 256)),
+        until=_strs(gen_raw.get("until", []), "generation.until", where), max_tokens=max_tokens,
     )
     preprocess = _strs(raw.get("preprocess", []), "preprocess", where)
     for p in preprocess:
-        _choice(p, PREPROCESS, "a preprocess transform", where)
+        _choice(p, PREPROCESS, "preprocess", where)
     target_lang = raw.get("target_lang")
     if target_lang is not None:
         _choice(target_lang, LANGS, "target_lang", where)
@@ -246,14 +339,26 @@ def parse_task(raw: Any, path: Path) -> TaskSpec:
         reference=str(raw.get("reference", "")),
         source=_source(_req(raw, "source", where), where),
         preprocess=preprocess,
-        doc_to_text=str(raw.get("doc_to_text", "")),
+        doc_to_text=_template(raw.get("doc_to_text", ""), "doc_to_text", where),
         doc_to_choice=choice,
-        doc_to_target=str(_req(raw, "doc_to_target", where)),
+        doc_to_target=_template(_req(raw, "doc_to_target", where), "doc_to_target", where),
         target_delimiter=str(raw.get("target_delimiter", " ")),
         metrics=metrics,
         generation=generation,
         path=path,
+        key_lines=tuple(sorted(where.lines.items())),
     )
+
+
+def _key_lines(node: Any, prefix: str = "") -> dict[str, int]:
+    """Dotted key -> 1-based line, from a composed YAML node tree."""
+    out: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = f"{prefix}{key_node.value}"
+            out.setdefault(key, key_node.start_mark.line + 1)
+            out.update({k: v for k, v in _key_lines(value_node, key + ".").items() if k not in out})
+    return out
 
 
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -264,9 +369,17 @@ def read_task_file(path: Path) -> TaskSpec:
     try:
         # libyaml's safe loader where PyYAML has it: same rules, a tenth of the time (every
         # command reads all task files; the pure-Python parser took ~0.2 s of each start)
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
+        loader = _SAFE_LOADER(path.read_text(encoding="utf-8"))
+        try:  # one parse gives both the nodes (for line numbers) and the data
+            node = loader.get_single_node()
+            raw = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+        lines = _key_lines(node)
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         at = f" at line {line + 1}" if line is not None else ""
         raise TaskSpecError(f"Task file {path} is not valid YAML{at}.") from exc
-    return parse_task(raw, path)
+    except UnicodeDecodeError as exc:
+        raise TaskSpecError(f"Task file {path} is not UTF-8 text (byte {exc.start}).") from exc
+    return parse_task(raw, path, lines)
