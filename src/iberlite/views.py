@@ -123,3 +123,22 @@ def costs_view(db: Path) -> TableData:
     notes = (ENERGY_NOTE,) if any(r.energy_method == "estimate" for r in costs) else ()
     return TableData(f"Device cost ({db}); latency per item, energy per item and per 1k tokens",
                      cols, rows, notes)
+
+
+def failure_lines(result) -> list[str]:  # result: runner.RunResult (imported lazily by the CLI)
+    """One sentence per model that failed and per task with failed items: what, how many, why,
+    and that rerunning the same command retries them."""
+    from collections import Counter
+
+    lines = [f"Failed: {f.model}: {f.reason}" for f in result.model_failures]
+    for o in result.outcomes:
+        if not o.failures:
+            continue
+        why = ", ".join(f"{n} {reason}" for reason, n in Counter(f.reason for f in o.failures).most_common())
+        lines.append(f"Failed: {o.model} on {o.task}: {len(o.failures)} of "
+                     f"{len(o.failures) + o.n_items} items ({why}); they are left out of the "
+                     "scores and retried when the same command is run again.")
+    if result.model_failures:
+        lines.append("The other models finished; rerun the same command once the cause is fixed "
+                     "(stored items are kept).")
+    return lines
