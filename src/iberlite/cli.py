@@ -156,7 +156,14 @@ def run(
                 bars[model] = prog.add_task(label, total=total, completed=done)
             prog.update(bars[model], completed=done, description=label)
 
-        result = run_grid(spec, progress=on_progress, command=shlex.join(["iberlite", *sys.argv[1:]]))
+        try:
+            result = run_grid(spec, progress=on_progress, command=shlex.join(["iberlite", *sys.argv[1:]]))
+        except RunInterrupted as exc:  # typer turns a KeyboardInterrupt into exit 130 silently
+            prog.stop()
+            err.print(f"Interrupted: {exc.stored} items of run {exc.run_id} are stored in {exc.db}; "
+                      f"resume with: {shlex.join(['iberlite', *sys.argv[1:]])}",
+                      highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(130) from None
     err.print(f"Run {result.run_id} stored in {db}.", highlight=False, markup=False, soft_wrap=True)
     _print_results(db, "table", wide=False, run_id=result.run_id)
     if not result.complete:
@@ -327,11 +334,6 @@ def main() -> None:
     except UserError as exc:
         err.print(f"Error: {exc}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except RunInterrupted as exc:
-        err.print(f"Interrupted: {exc.stored} items of run {exc.run_id} are stored in {exc.db}; "
-                  f"resume with: {shlex.join(['iberlite', *sys.argv[1:]])}",
-                  highlight=False, markup=False, soft_wrap=True)
-        sys.exit(130)
     except KeyboardInterrupt:
         err.print("Interrupted; every finished chunk is stored: rerun the same command to continue.",
                   soft_wrap=True)
