@@ -275,8 +275,9 @@ def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "",
     An interrupted run (Ctrl-C: after the chunk in flight) keeps every committed chunk, is
     marked `interrupted` and raises `interrupt.RunInterrupted`; rerunning the same spec
     continues where it stopped, retrying items that failed. With `spec.keep_going` a model
-    that cannot be loaded or run is listed in `RunResult.model_failures` and the others go on. `engine_factory` opens each model's engine
-    (default :func:`default_engine`); tests pass a deterministic fake here.
+    that cannot be loaded or run is listed in `RunResult.model_failures` and the others go on.
+    `engine_factory` opens each model's engine (default :func:`default_engine`); tests pass a
+    deterministic fake here.
     """
     open_model = engine_factory or default_engine
     models, tasks = plan(spec)
