@@ -247,3 +247,8 @@ def test_the_cli_lists_failed_items_exits_1_and_never_prints_the_key(server, tmp
         key = store.evals()[0].eval_key
         assert [f.reason for f in store.open_failures(key)] == ["HTTP 500"]
         assert len(store.items(key)) == 3
+    shown = subprocess.run([sys.executable, "-m", "iberlite", "results", "--db", str(db)],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert ("openai:m on xnli_es: 1 item failed and left out of n; rerunning the run's command "
+            "retries them.") in " ".join(shown.stdout.split())

@@ -92,6 +92,8 @@ def results_view(db: Path, run_id: int | None = None, signatures: bool = False) 
     notes = []
     if any(r.metric == "lang_ok" for r in grid.rows):
         notes.append(LANG_OK_NOTE)
+    notes += [f"{model} on {task}: {n} item{'s' if n != 1 else ''} failed and left out of n; rerunning the run's "
+              "command retries them." for (model, task), n in sorted(grid.failed.items())]
     if signatures:
         notes += [f"{r.task} {r.metric} {m}: {a.signature}" for r in grid.rows for m, a in sorted(r.by_model.items())]
     title = f"Results ({db}): score (95% bootstrap CI)"
