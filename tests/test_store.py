@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from iberlite.errors import UserError
-from iberlite.store import SCHEMA_VERSION, ItemRecord, RunCost, Store
+from iberlite.store import SCHEMA_VERSION, ItemFailure, ItemRecord, RunCost, Store
 from report_numbers import number_strings
 
 DATA = Path(__file__).parent / "data"
@@ -89,6 +89,28 @@ def test_a_version_1_database_is_migrated_on_open(tmp_path):
         store.add_items("k1", 1, [ItemRecord("doc_3", 2, "p", "g", generated=" x", lang_detected="en")])
         assert store.items("k1", ["doc_3"])[0].lang_detected == "en"
     assert _version(db) == SCHEMA_VERSION
+
+
+def test_a_version_2_database_gains_the_failures_table_and_keeps_its_items(tmp_path):
+    db = _v1_db(tmp_path / "v2.db")
+    with Store(db):
+        pass
+    with sqlite3.connect(db) as conn:  # back to version 2: no failures table
+        conn.execute("DROP TABLE failures")
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    with Store(db) as store:
+        assert store.schema_version == SCHEMA_VERSION == 3
+        assert [it.doc_id for it in store.items("k1")] == ["doc_1", "doc_2"]
+        store.add_failures("k1", 1, [ItemFailure("doc_3", 2, "HTTP 503"), ItemFailure("doc_4", 3, "timeout")])
+        store.add_failures("k1", 1, [ItemFailure("doc_3", 2, "timeout")])
+        assert [(f.doc_id, f.reason) for f in store.open_failures("k1")] == [("doc_3", "timeout"),
+                                                                             ("doc_4", "timeout")]
+        store.add_items("k1", 1, [ItemRecord("doc_3", 2, "p", "g", generated=" x")])
+        # once stored, an item is no longer failed; its failures stay as history
+        assert [f.doc_id for f in store.open_failures("k1")] == ["doc_4"]
+        assert store.done_doc_ids("k1") == {"doc_1", "doc_2", "doc_3"}
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM failures").fetchone()[0] == 3
 
 
 def test_a_read_only_open_upgrades_an_old_database_too(tmp_path):

@@ -149,6 +149,10 @@ class GgufFacts:
     bits_per_weight: float  # weight bytes x 8 / weights, from each tensor's type
     kquant_fallback: int  # quantized tensors whose rows are not a multiple of 256 (K-quants cannot hold them)
     n_quantized: int  # tensors stored in a quantized type (not F32/F16/BF16)
+    n_layers: int | None  # the KV cache's shape: layers x KV heads x (key + value) dims
+    n_head_kv: int | None
+    key_length: int | None
+    value_length: int | None
 
     @property
     def tensor_types_label(self) -> str:
@@ -201,7 +205,7 @@ def gguf_facts(path: Path) -> GgufFacts:
     return facts
 
 
-_FACTS_VERSION = 3  # bump when GgufFacts or its checks change (3: truncation), so caches are read again
+_FACTS_VERSION = 4  # bump when GgufFacts or its checks change (3: truncation, 4: KV shape), so caches are read again
 _FLOAT_TYPES = ("F32", "F16", "BF16", "F64")
 
 
@@ -231,6 +235,13 @@ def _read_facts(path: Path, size: int) -> GgufFacts:
             return f"type{t}"
 
     counts = Counter(type_name(t.ggml_type) for t in header.tensors)
+
+    def int_field(name: str) -> int | None:
+        value = kv.get(f"{arch}.{name}")
+        return int(value) if isinstance(value, int) else None
+
+    n_embd, n_head = int_field("embedding_length"), int_field("attention.head_count")
+    head_dim = n_embd // n_head if n_embd and n_head else None  # when the header has no key_length
     ctx = kv.get(f"{arch}.context_length")
     bits = 0
     for t in header.tensors:
@@ -251,4 +262,8 @@ def _read_facts(path: Path, size: int) -> GgufFacts:
                              and not type_name(t.ggml_type).endswith("_K"))
                          if ftype_name.split("_K")[0] != ftype_name else 0),
         n_quantized=len(quantized),
+        n_layers=int_field("block_count"),
+        n_head_kv=int_field("attention.head_count_kv") or n_head,
+        key_length=int_field("attention.key_length") or head_dim,
+        value_length=int_field("attention.value_length") or head_dim,
     )

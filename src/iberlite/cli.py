@@ -20,6 +20,7 @@ from rich.progress import (
 )
 
 from .errors import UserError
+from .interrupt import RunInterrupted
 from .tables import check_format, emit
 
 app = typer.Typer(
@@ -152,6 +153,8 @@ def run(
     seed: Annotated[int, typer.Option("--seed", help="Seed for generation and bootstrap CIs.")] = 1234,
     online: Annotated[bool, typer.Option("--online", help="Read task data from the Hugging Face Hub instead of the data dir.")] = False,
     strict: StrictOpt = False,
+    keep_going: Annotated[bool, typer.Option("--keep-going", help="A model that cannot be loaded or run is listed at the end; the other models go on (exit 1).")] = False,
+    item_timeout: Annotated[Optional[float], typer.Option("--item-timeout", min=0.001, help="Wall-time limit per item in seconds: generation stops (stored with stop reason `timeout`); a remote request fails (stored as failed, retried on resume).")] = None,
 ) -> None:
     """Evaluate models x tasks x languages on this device and store every item."""
     from . import supervise
@@ -161,10 +164,11 @@ def run(
         if message:
             err.print(f"Error: {message}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(code)
+    supervise.die_with_parent()
     from .catalog import DEFAULT_MODELS
     from .runner import RunSpec, run as run_grid
 
-    spec = RunSpec(
+    spec = RunSpec(keep_going=keep_going, item_timeout_s=item_timeout,
         models=_csv(models) or DEFAULT_MODELS, tasks=_csv(tasks), langs=_csv(langs), limit=limit,
         data_dir=_data_dir(data_dir), tasks_dirs=tuple(tasks_dir or ()), db=db,
         n_threads=threads, engine=engine, base_url=base_url, api_key_env=api_key_env, api=api, scoring=scoring, prefix_cache=prefix_cache, seed=seed, online=online,
@@ -180,11 +184,24 @@ def run(
                 bars[model] = prog.add_task(label, total=total, completed=done)
             prog.update(bars[model], completed=done, description=label)
 
-        result = run_grid(spec, progress=on_progress, command=shlex.join(["iberlite", *sys.argv[1:]]))
+        try:
+            result = run_grid(spec, progress=on_progress, command=shlex.join(["iberlite", *sys.argv[1:]]))
+        except RunInterrupted as exc:  # typer turns a KeyboardInterrupt into exit 130 silently
+            prog.stop()
+            err.print(f"Interrupted: {exc.stored} items of run {exc.run_id} are stored in {exc.db}; "
+                      f"resume with: {shlex.join(['iberlite', *sys.argv[1:]])}",
+                      highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(130) from None
     err.print(f"Run {result.run_id} stored in {db}.", highlight=False, markup=False, soft_wrap=True)
     if result.skipped:
         err.print(result.skipped, highlight=False, markup=False, soft_wrap=True)
     _print_results(db, "table", wide=False, run_id=result.run_id)
+    if not result.complete:
+        from .views import failure_lines
+
+        for line in failure_lines(result):
+            err.print(line, highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command()

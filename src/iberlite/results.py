@@ -25,6 +25,7 @@ class ResultGrid:
 
     models: tuple[str, ...]
     rows: tuple[ResultRow, ...]
+    failed: dict[tuple[str, str], int] = field(default_factory=dict)  # (model, task) -> items
 
 
 def results_table(db: Path, run_id: int | None = None) -> list[AggregateRecord]:
@@ -47,13 +48,19 @@ def results_grid(db: Path, run_id: int | None = None) -> ResultGrid:
     when one model has several signatures for the same row, the newest is shown.
     """
     aggs = results_table(db, run_id)
+    failed: dict[tuple[str, str], int] = {}
+    with Store(db) as store:  # items that failed are not in n: say how many
+        for eval_key, model, task in sorted({(a.eval_key, a.model, a.task) for a in aggs}):
+            n = len(store.open_failures(eval_key))
+            if n:
+                failed[(model, task)] = failed.get((model, task), 0) + n
     models = tuple(sorted({a.model for a in aggs}))
     rows: dict[tuple[str, str, str, int], ResultRow] = {}
     for a in aggs:
         key = (a.task, a.lang, a.metric, a.n)
         row = rows.setdefault(key, ResultRow(a.task, a.lang, a.metric, a.n, {}))
         row.by_model[a.model] = a
-    return ResultGrid(models, tuple(rows[k] for k in sorted(rows)))
+    return ResultGrid(models, tuple(rows[k] for k in sorted(rows)), failed)
 
 
 def export_json(db: Path, out: Path) -> None:

@@ -15,16 +15,17 @@ from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from . import metrics, supervise
+from . import interrupt, metrics, supervise
 from .catalog import DEFAULT_MODELS, ModelFile, gguf_facts, resolve_model
 from .data import RowFault, data_hash, default_data_dir
 from .device import EnergyMeter, RssSampler, fingerprint
 from .engines.base import Engine, GenerationRequest, LoglikelihoodRequest
 from .engines.factory import ENGINES, EngineOptions, open_engine
 from .errors import UserError
+from .isolate import evaluate_isolating
 from .language_id import LanguageIdentifier, identifier_signature, lang_ok
 from .signature import eval_key, signature
-from .store import AggregateRecord, ItemRecord, RunCost, Store
+from .store import AggregateRecord, ItemFailure, ItemRecord, RunCost, Store
 from .tasks.items import load_items, skipped_summary
 from .tasks.registry import load_task_specs, select_tasks
 from .tasks.render import Instance
@@ -59,6 +60,8 @@ class RunSpec:
     online: bool = False
     strict: bool = False  # a data row that cannot be evaluated is an error, not skipped
     chunk_size: int = 16
+    keep_going: bool = False  # a model that fails to load or run is recorded; the others go on
+    item_timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,15 @@ class TaskOutcome:
     n_new: int
     scores: tuple[metrics.MetricScore, ...]
     signature: str
+    failures: tuple[ItemFailure, ...] = ()  # items left out of the scores: they failed
+
+
+@dataclass(frozen=True)
+class ModelFailure:
+    """A model that could not be evaluated (with --keep-going the run went on without it)."""
+
+    model: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -92,7 +104,13 @@ class RunResult:
     run_id: int
     outcomes: tuple[TaskOutcome, ...]
     cost: dict[str, RunCost]  # model name -> what loading and running it cost
+    model_failures: tuple[ModelFailure, ...] = ()
     skipped: str | None = None  # one sentence on the data rows skipped, if any
+
+    @property
+    def complete(self) -> bool:
+        """No model and no item failed."""
+        return not self.model_failures and not any(o.failures for o in self.outcomes)
 
 
 def plan(spec: RunSpec) -> tuple[list[ModelFile], list[PlannedTask]]:
@@ -213,17 +231,24 @@ def _evaluate_task(engine: Engine, store: Store, run_id: int, model: ModelFile, 
     done = store.done_doc_ids(key)
     todo = [(i, inst) for i, inst in enumerate(task.instances) if inst.doc_id not in done]
     advance(t.name, len(task.instances) - len(todo))
+    def evaluate(batch: Sequence[tuple[int, Instance]]) -> list[ItemRecord]:
+        return _score_mc(engine, batch) if t.output == "multiple_choice" else _generate(engine, t, batch)
+
     for s in range(0, len(todo), spec.chunk_size):
         batch = todo[s:s + spec.chunk_size]
-        records = _score_mc(engine, batch) if t.output == "multiple_choice" else _generate(engine, t, batch)
+        records, failed = evaluate_isolating(evaluate, batch)
         if t.output != "multiple_choice":  # stored, so a report never runs language ID again
             detected = LanguageIdentifier().identify_many([r.generated for r in records])
             records = [replace(r, lang_detected=d) for r, d in zip(records, detected)]
         store.add_items(key, run_id, records)
+        store.add_failures(key, run_id, failed)
         on_stored(len(records))
         advance(t.name, len(batch))
+        interrupt.check()  # Ctrl-C stops here, with this chunk stored
+    doc_ids = {inst.doc_id for inst in task.instances}
+    failures = tuple(f for f in store.open_failures(key) if f.doc_id in doc_ids)
     items = store.items(key, [inst.doc_id for inst in task.instances])
-    scores = score_items(t, items, spec.seed)
+    scores = score_items(t, items, spec.seed) if items else []  # every item failed: no score
     sig = signature(info, t, task.data_hash, len(items), device_id)
     store.add_aggregates(run_id, [
         AggregateRecord(key, model.name, t.name, t.lang, s.metric, s.value, s.ci_low, s.ci_high,
@@ -231,14 +256,15 @@ def _evaluate_task(engine: Engine, store: Store, run_id: int, model: ModelFile, 
         for s in scores
     ])
     return TaskOutcome(model.name, t.name, t.lang, t.family, len(items), len(todo),
-                       tuple(scores), sig)
+                       tuple(scores), sig, failures)
 
 
 def engine_options(spec: RunSpec) -> EngineOptions:
     """The engine settings a run asks for."""
     return EngineOptions(engine=spec.engine, n_threads=spec.n_threads, seed=spec.seed,
                          scoring=spec.scoring, prefix_cache=spec.prefix_cache,
-                         base_url=spec.base_url, api_key_env=spec.api_key_env, api=spec.api)
+                         base_url=spec.base_url, api_key_env=spec.api_key_env, api=spec.api,
+                         item_timeout_s=spec.item_timeout_s)
 
 
 def default_engine(model: ModelFile, spec: RunSpec) -> Engine:
@@ -250,9 +276,12 @@ def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "",
         engine_factory: EngineFactory | None = None) -> RunResult:
     """Evaluate every (model, task) of the spec; store items and aggregates; return outcomes.
 
-    An interrupted run keeps every committed chunk and is marked `interrupted`; rerunning
-    the same spec continues where it stopped. `engine_factory` opens each model's engine
-    (default :func:`default_engine`); tests pass a deterministic fake here.
+    An interrupted run (Ctrl-C: after the chunk in flight) keeps every committed chunk, is
+    marked `interrupted` and raises `interrupt.RunInterrupted`; rerunning the same spec
+    continues where it stopped, retrying items that failed. With `spec.keep_going` a model
+    that cannot be loaded or run is listed in `RunResult.model_failures` and the others go on.
+    `engine_factory` opens each model's engine (default :func:`default_engine`); tests pass a
+    deterministic fake here.
     """
     open_model = engine_factory or default_engine
     models, tasks = plan(spec)
@@ -261,6 +290,7 @@ def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "",
     run_id = store.start_run(_spec_dict(spec), command, device.to_dict(), _versions())
     outcomes: list[TaskOutcome] = []
     cost: dict[str, RunCost] = {}
+    model_failures: list[ModelFailure] = []
     status = "failed"
     stored = 0
 
@@ -271,39 +301,48 @@ def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "",
 
     supervise.note(db=str(spec.db), run_id=run_id, stored=0)
     try:
-        total = sum(len(t.instances) for t in tasks)
-        for model in models:
-            done = 0
+        with interrupt.stop_between_chunks():
+            total = sum(len(t.instances) for t in tasks)
+            for model in models:
+                interrupt.check()
+                done = 0
 
-            def advance(task_name: str, n: int, model_name: str = model.name) -> None:
-                nonlocal done
-                done += n
-                if progress:
-                    progress(model_name, task_name, done, total)
+                def advance(task_name: str, n: int, model_name: str = model.name) -> None:
+                    nonlocal done
+                    done += n
+                    if progress:
+                        progress(model_name, task_name, done, total)
 
-            supervise.note(model=model.name, task=None)
-            with RssSampler() as mem, EnergyMeter() as energy:
-                engine = open_model(model, spec)
-                mem.mark("after_load")
+                supervise.note(model=model.name, task=None)
                 try:
-                    for task in tasks:
-                        outcomes.append(_evaluate_task(engine, store, run_id, model, task, spec,
-                                                       device.fingerprint_id, advance, on_stored))
-                finally:
-                    load_ms = engine.info().load_ms
-                    engine.close()
-            # a remote model's energy and memory are spent elsewhere: only its load time counts
-            cost[model.name] = (RunCost(load_ms=load_ms, remote=True) if model.remote
-                                else _model_cost(mem, energy, load_ms))
-        status = "done"
-    except KeyboardInterrupt:
+                    with RssSampler() as mem, EnergyMeter() as energy:
+                        engine = open_model(model, spec)
+                        mem.mark("after_load")
+                        try:
+                            for task in tasks:
+                                outcomes.append(_evaluate_task(engine, store, run_id, model, task, spec,
+                                                               device.fingerprint_id, advance, on_stored))
+                        finally:
+                            load_ms = engine.info().load_ms
+                            engine.close()
+                except (UserError, RuntimeError, OSError) as exc:
+                    if not spec.keep_going:
+                        raise
+                    model_failures.append(ModelFailure(model.name, str(exc)))
+                    continue
+                # a remote model's energy and memory are spent elsewhere: only its load time counts
+                cost[model.name] = (RunCost(load_ms=load_ms, remote=True) if model.remote
+                                    else _model_cost(mem, energy, load_ms))
+        result = RunResult(run_id, tuple(outcomes), cost, tuple(model_failures),
+                           skipped_summary([f for t in tasks for f in t.skipped]))
+        status = "done" if result.complete else "incomplete"
+    except KeyboardInterrupt as exc:
         status = "interrupted"
-        raise
+        raise interrupt.RunInterrupted(run_id, stored, spec.db) from exc
     finally:
         store.end_run(run_id, status, cost)
         store.close()
-    return RunResult(run_id, tuple(outcomes), cost,
-                     skipped_summary([f for t in tasks for f in t.skipped]))
+    return result
 
 
 def _model_cost(mem: RssSampler, energy: EnergyMeter, load_ms: float) -> RunCost:

@@ -160,6 +160,8 @@ def results_view(db: Path, run_id: int | None = None, signatures: bool = False) 
     notes = []
     if any(r.metric == "lang_ok" for r in grid.rows):
         notes.append(LANG_OK_NOTE)
+    notes += [f"{model} on {task}: {n} item{'s' if n != 1 else ''} failed and left out of n; rerunning the run's "
+              "command retries them." for (model, task), n in sorted(grid.failed.items())]
     if signatures:
         notes += [f"{r.task} {r.metric} {m}: {a.signature}" for r in grid.rows for m, a in sorted(r.by_model.items())]
     title = f"Results ({db}): score (95% bootstrap CI)"
@@ -191,3 +193,22 @@ def costs_view(db: Path) -> TableData:
     notes = (ENERGY_NOTE,) if any(r.energy_method == "estimate" for r in costs) else ()
     return TableData(f"Device cost ({db}); latency per item, energy per item and per 1k tokens",
                      cols, rows, notes)
+
+
+def failure_lines(result) -> list[str]:  # result: runner.RunResult (imported lazily by the CLI)
+    """One sentence per model that failed and per task with failed items: what, how many, why,
+    and that rerunning the same command retries them."""
+    from collections import Counter
+
+    lines = [f"Failed: {f.model}: {f.reason}" for f in result.model_failures]
+    for o in result.outcomes:
+        if not o.failures:
+            continue
+        why = ", ".join(f"{n} {reason}" for reason, n in Counter(f.reason for f in o.failures).most_common())
+        lines.append(f"Failed: {o.model} on {o.task}: {len(o.failures)} of "
+                     f"{len(o.failures) + o.n_items} items ({why}); they are left out of the "
+                     "scores and retried when the same command is run again.")
+    if result.model_failures:
+        lines.append("The other models finished; rerun the same command once the cause is fixed "
+                     "(stored items are kept).")
+    return lines

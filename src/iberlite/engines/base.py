@@ -61,9 +61,17 @@ class GenerationResult:
     decode_ms: float
     ttft_ms: float
     wall_ms: float
-    stop_reason: str  # "until" | "eos" | "length"
+    stop_reason: str  # "until" | "eos" | "length" | "timeout"
     reused_tokens: int = 0
     mean_logprob: float | None = None
+
+
+class RequestFailed(Exception):
+    """One request could not be answered (a remote endpoint timed out, answered 5xx or sent a
+    broken body, after its retries). The runner stores the item as failed with `reason` and
+    goes on; a resumed run retries it."""
+
+    reason: str = "request failed"
 
 
 @dataclass(frozen=True)

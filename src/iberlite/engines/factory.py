@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..catalog import ModelFile
 from ..errors import UserError
@@ -28,6 +28,7 @@ class EngineOptions:
     api_key_env: str = "OPENAI_API_KEY"
     api: str = "completions"
     check_layout: bool = True
+    item_timeout_s: float | None = None  # a generation's wall-time limit (stop reason `timeout`)
     context_overrides: dict[str, object] = field(default_factory=dict)
 
 
@@ -40,23 +41,35 @@ def open_engine(model: ModelFile, options: EngineOptions = EngineOptions()) -> E
             raise UserError(f"Model {model.name} is remote: pass --base-url (for example "
                             "http://127.0.0.1:8000/v1).", 2)
         config = EndpointConfig(options.base_url, api_key_env=options.api_key_env, api=options.api)
+        if options.item_timeout_s:
+            config = replace(config, timeout_s=options.item_timeout_s)
         return OpenAIEngine(model.remote, config, seed=options.seed)
     if options.engine not in ENGINES:
         raise UserError(f"Unknown engine {options.engine!r}; valid: {', '.join(ENGINES)}.", 2)
     if options.engine == "transformers":
+        from ..catalog import gguf_facts
+        from .memory import ensure_fits
         from .transformers import TransformersEngine
 
+        ensure_fits(model.name, gguf_facts(model.file), options.n_ctx)
         return TransformersEngine(model, n_threads=options.n_threads, seed=options.seed)
     return open_llamacpp(model, options)
 
 
 def open_llamacpp(model: ModelFile, options: EngineOptions = EngineOptions()):
-    """An in-process llama.cpp engine with the layout the doctor found exact on this CPU."""
-    from .llamacpp import LlamaCppEngine
+    """An in-process llama.cpp engine with the layout the doctor found exact on this CPU.
 
+    A model whose file and KV cache would not fit in memory is refused before loading
+    (`engines/memory.py`), so every command that opens one gets the same check."""
+    from ..catalog import gguf_facts
+    from .llamacpp import LlamaCppEngine
+    from .memory import ensure_fits
+
+    ensure_fits(model.name, gguf_facts(model.file), options.n_ctx)
     engine = LlamaCppEngine(model, n_threads=options.n_threads, n_ctx=options.n_ctx,
                             seed=options.seed, scoring=options.scoring,
                             prefix_cache=options.prefix_cache,
+                            item_timeout_s=options.item_timeout_s,
                             context_overrides=dict(options.context_overrides) or None)
     if options.check_layout:
         from ..doctor import ensure_exact_layout

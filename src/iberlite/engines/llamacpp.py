@@ -63,6 +63,7 @@ class LlamaCppEngine:
         prefix_cache: bool = False,
         context_overrides: dict[str, object] | None = None,
         kernels: KernelPlan | None = None,
+        item_timeout_s: float | None = None,
     ) -> None:
         kernels = kernels or plan_kernels(detect())
         if n_batch % kernels.align:
@@ -77,6 +78,7 @@ class LlamaCppEngine:
         self.n_ctx, self.n_batch, self.n_seq_max = n_ctx, n_batch, n_seq_max
         self.seed, self.scoring = seed, scoring
         self.prefix_cache = prefix_cache
+        self.item_timeout_s = item_timeout_s
         self._cached: list[int] = []  # tokens whose KV sits in sequence 0 (generation only)
         self.decoded_rows = 0  # rows the scorers decoded, padding included (benchmarks read it)
         t0 = time.perf_counter()
@@ -324,6 +326,7 @@ class LlamaCppEngine:
         `reused_tokens` says how many, so a reused prefix is never timed as a fresh prefill.
         Off by default: llama.cpp's CPU kernels round differently when a prefix is computed
         in another batch, so reuse can change a generation by a token (docs/engine.md).
+        Stops at `max_tokens` (`length`) or past `item_timeout_s` of wall time (`timeout`).
         """
         return [self._generate_one(r) for r in requests]
 
@@ -370,6 +373,7 @@ class LlamaCppEngine:
         if len(prompt) + budget > self.n_ctx:
             prompt = prompt[len(prompt) + budget - self.n_ctx:]
         t0 = time.perf_counter()
+        deadline = t0 + self.item_timeout_s if self.item_timeout_s else None
         reused = self._reuse_prefix(prompt)
         self.decode(prompt[reused:], reused)
         t_prefill = time.perf_counter()
@@ -397,6 +401,9 @@ class LlamaCppEngine:
                 stop_reason = "until"
                 break
             if len(out) >= budget:
+                break
+            if deadline is not None and time.perf_counter() >= deadline:  # text so far is kept
+                stop_reason = "timeout"
                 break
             self.decode([tok], len(prompt) + len(out) - 1)
         t_end = time.perf_counter()
@@ -471,7 +478,8 @@ class LlamaCppEngine:
                    "simd": self.kernels.simd,
                    # a variant's lineage (only variants carry it, so older keys stay valid)
                    **({"quantized_from": self.model_file.quantized_from}
-                      if self.model_file.quantized_from else {})},
+                      if self.model_file.quantized_from else {}),
+                   **({"item_timeout_s": str(self.item_timeout_s)} if self.item_timeout_s else {})},
             bits_per_weight=f.bits_per_weight,
         )
 

@@ -18,10 +18,12 @@ most `concurrency` in flight. The API key is read from the environment variable 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import math
 import os
 import re
+import socket
 import string
 import time
 import urllib.error
@@ -37,14 +39,39 @@ from .base import (
     GenerationResult,
     LoglikelihoodRequest,
     LoglikelihoodResult,
+    RequestFailed,
 )
 
 API_MODES = ("completions", "chat")
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
-class EndpointError(UserError):
-    """The endpoint failed in a way retrying does not fix."""
+class EndpointError(UserError, RequestFailed):
+    """The endpoint failed in a way retrying did not fix; `reason` is the short form stored
+    with a failed item (`timeout`, `HTTP 503`, `malformed JSON`...)."""
+
+    def __init__(self, message: str, reason: str = "request failed") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _failure_reason(exc: BaseException) -> str | None:
+    """The short reason for a broken exchange, or None for an error that is not the
+    endpoint's (a bug here should not be stored as a failed item)."""
+    if isinstance(exc, (TimeoutError, socket.timeout)) or (
+            isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, TimeoutError)):
+        return "timeout"
+    if isinstance(exc, http.client.IncompleteRead):
+        return "truncated body"
+    if isinstance(exc, (http.client.RemoteDisconnected, ConnectionError)):
+        return "connection closed"
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError, ValueError)):
+        return "malformed JSON"
+    if isinstance(exc, urllib.error.URLError):
+        return f"unreachable ({exc.reason})"
+    if isinstance(exc, (http.client.HTTPException, OSError)):
+        return f"connection error ({type(exc).__name__})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -155,24 +182,30 @@ class OpenAIEngine:
         for attempt in range(1, self.config.max_retries + 2):
             req = urllib.request.Request(url, data=data, headers=self._headers(),
                                          method="POST" if data is not None else "GET")
+            retry_after = None
             try:
                 with urllib.request.urlopen(req, timeout=self.config.timeout_s) as resp:
-                    body = json.loads(resp.read().decode("utf-8"))
+                    raw = resp.read()
+                body = json.loads(raw.decode("utf-8"))
+                if not isinstance(body, dict):
+                    raise ValueError("not a JSON object")
                 return HttpReply(body, (time.perf_counter() - t0) * 1000, attempt)
             except urllib.error.HTTPError as exc:
-                detail = exc.read().decode("utf-8", errors="replace")[:200]
-                if exc.code in RETRY_STATUS and attempt <= self.config.max_retries:
-                    self.retries += 1
-                    time.sleep(self._backoff(attempt, exc.headers.get("Retry-After")))
-                    continue
-                raise EndpointError(f"{url} answered HTTP {exc.code}: {detail.strip()}") from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                if attempt <= self.config.max_retries:
-                    self.retries += 1
-                    time.sleep(self._backoff(attempt, None))
-                    continue
-                reason = getattr(exc, "reason", exc)
-                raise EndpointError(f"Cannot reach {url} ({reason}).") from None
+                detail = exc.read().decode("utf-8", errors="replace")[:200].strip()
+                if exc.code not in RETRY_STATUS:
+                    raise EndpointError(f"{url} answered HTTP {exc.code}: {detail}",
+                                        f"HTTP {exc.code}") from None
+                reason, message = f"HTTP {exc.code}", f"{url} answered HTTP {exc.code}: {detail}"
+                retry_after = exc.headers.get("Retry-After")
+            except Exception as exc:  # noqa: BLE001  every way a reply can break is one reason
+                found = _failure_reason(exc)
+                if found is None:
+                    raise
+                reason, message = found, f"{url} failed: {found}"
+            if attempt > self.config.max_retries:
+                raise EndpointError(f"{message} (after {attempt} attempts).", reason)
+            self.retries += 1
+            time.sleep(self._backoff(attempt, retry_after))
         raise AssertionError("unreachable")
 
     def _backoff(self, attempt: int, retry_after: str | None) -> float:
@@ -212,12 +245,16 @@ class OpenAIEngine:
     def _score_one(self, r: LoglikelihoodRequest) -> LoglikelihoodResult:
         text = r.context + r.continuation
         reply = self._completion({"prompt": text, "max_tokens": 1, "echo": True, "logprobs": 1})
-        choice = reply.body["choices"][0]
+        choice = _first_choice(reply, self.base_url)
         lp = choice.get("logprobs")
         if not lp:
             raise EndpointError(f"{self.base_url} returned no logprobs for an echoed prompt.")
-        total, n, greedy = continuation_logprobs(lp, len(r.context), len(text))
-        prompt_tokens = (reply.body.get("usage") or {}).get("prompt_tokens", len(lp["tokens"]))
+        try:
+            total, n, greedy = continuation_logprobs(lp, len(r.context), len(text))
+            prompt_tokens = int((reply.body.get("usage") or {}).get("prompt_tokens", len(lp["tokens"])))
+        except (KeyError, TypeError, IndexError, ValueError, AttributeError):
+            raise EndpointError(f"{self.base_url} sent logprobs of another shape.",
+                                "malformed reply") from None
         return LoglikelihoodResult(total, n, greedy, eval_tokens=float(prompt_tokens), ms=reply.ms)
 
     def _answer_by_generation(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
@@ -251,14 +288,14 @@ class OpenAIEngine:
                 "messages": [{"role": "user", "content": r.prompt}],
                 "max_tokens": r.max_tokens, "stop": stop, "logprobs": True,
             })
-            choice = reply.body["choices"][0]
+            choice = _first_choice(reply, self.base_url)
             text = (choice.get("message") or {}).get("content") or ""
             content = (choice.get("logprobs") or {}).get("content") or []
             token_lps = [c.get("logprob") for c in content]
         else:
             reply = self._completion({"prompt": r.prompt, "max_tokens": r.max_tokens,
                                       "stop": stop, "logprobs": 1})
-            choice = reply.body["choices"][0]
+            choice = _first_choice(reply, self.base_url)
             text = choice.get("text") or ""
             token_lps = ((choice.get("logprobs") or {}).get("token_logprobs")) or []
         text = _cut(text, r.until)
@@ -285,6 +322,14 @@ class OpenAIEngine:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def _first_choice(reply: HttpReply, base_url: str) -> dict:
+    """The reply's first choice; JSON of another shape is the endpoint's failure, not ours."""
+    choices = reply.body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise EndpointError(f"{base_url} sent a reply without choices.", "malformed reply")
+    return choices[0]
 
 
 def _cut(text: str, until: Sequence[str]) -> str:

@@ -115,6 +115,20 @@ class ItemRecord:
 
 
 @dataclass(frozen=True)
+class ItemFailure:
+    """An item that could not be evaluated, and why (`timeout`, `HTTP 503`, `malformed JSON`...).
+
+    Failed items are kept apart from `ItemRecord`s: they have no answer to score, a resumed run
+    evaluates them again, and scores say how many were left out. `run_id` is set when read back.
+    """
+
+    doc_id: str
+    seq: int
+    reason: str
+    run_id: int | None = None
+
+
+@dataclass(frozen=True)
 class AggregateRecord:
     """One metric over one evaluation, with its CI and its signature (`id` once stored)."""
 

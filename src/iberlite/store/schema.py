@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import UserError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -96,6 +96,17 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS items_eval ON items(eval_key);
 CREATE INDEX IF NOT EXISTS aggregates_task ON aggregates(model, task, metric);
+""" + """
+CREATE TABLE IF NOT EXISTS failures (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    eval_key TEXT NOT NULL REFERENCES evals(eval_key),
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    doc_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS failures_eval ON failures(eval_key, doc_id);
 """
 
 # Created by the first `iberlite bench` on a database, so that "no bench table" (never
@@ -154,10 +165,18 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
         conn.executemany("UPDATE items SET lang_detected = ? WHERE id = ?",
                          [(lang, item_id) for (item_id, _text), lang in zip(rows, detected) if lang])
     # decisions arrived within version 1; a version-1 file may predate them
-    conn.executescript(SCHEMA)
+    _execute_script(conn, SCHEMA)
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
+def _v2_to_v3(conn: sqlite3.Connection) -> None:
+    """Version 3 records items that failed (an endpoint that timed out, answered 5xx or sent a
+    broken body) in their own append-only table: `items` keeps answers only, so every reader
+    of items stays correct, a resumed run retries exactly the failed documents, and the
+    history of failures is kept after a retry succeeds."""
+    _execute_script(conn, SCHEMA)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 """Version v -> the step that turns a version-v database into a version v+1 one."""
 
 
@@ -188,21 +207,40 @@ def stored_version(conn: sqlite3.Connection, path: Path) -> int | None:
     return version
 
 
+def _execute_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run DDL statements one by one inside the open transaction (`executescript` would
+    commit first, letting a second process see half a schema)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
 def create_or_migrate(conn: sqlite3.Connection, path: Path) -> int:
     """Bring the database to `SCHEMA_VERSION` (creating it when empty); returns the version it had
-    (`SCHEMA_VERSION` for a new one)."""
+    (`SCHEMA_VERSION` for a new one).
+
+    The version is read and the schema written under one write lock (`BEGIN IMMEDIATE`), so two
+    processes opening a new or old file at once create or migrate it exactly once.
+    """
     version = stored_version(conn, path)
-    if version is None:
-        with conn:
-            conn.executescript(SCHEMA)
+    if version == SCHEMA_VERSION:
+        return version
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = stored_version(conn, path)  # another process may have done it meanwhile
+        found = SCHEMA_VERSION if version is None else version
+        if version is None:
+            _execute_script(conn, SCHEMA)
             _set_version(conn, SCHEMA_VERSION)
-        return SCHEMA_VERSION
-    found = version
-    while version < SCHEMA_VERSION:
-        with conn:
-            MIGRATIONS[version](conn)
-            version += 1
-            _set_version(conn, version)
+        else:
+            while version < SCHEMA_VERSION:
+                MIGRATIONS[version](conn)
+                version += 1
+                _set_version(conn, version)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
     return found
 
 

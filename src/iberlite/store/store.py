@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import UserError
 from .records import (
@@ -24,6 +24,7 @@ from .records import (
     BenchRecord,
     DecisionRecord,
     EvalRecord,
+    ItemFailure,
     ItemRecord,
     RunCost,
     RunRecord,
@@ -38,10 +39,35 @@ from .schema import (
     tables,
 )
 
+T = TypeVar("T")
+
 _JSON_FIELDS = {"choices": "choices_json", "logprobs": "logprobs_json",
                 "n_tokens": "n_tokens_json", "greedy": "greedy_json"}
 _ITEM_FIELDS = tuple(f.name for f in fields(ItemRecord))
 _AGG_FIELDS = tuple(f.name for f in fields(AggregateRecord))
+
+BUSY_TIMEOUT_S = 30.0
+"""How long a write waits for another process's write lock (SQLite's busy timeout)."""
+
+_LOCK_RETRIES = 5
+
+
+def _retry_locked(write: Callable[[], T]) -> T:
+    """Run a write, retrying when SQLite still reports the file locked after its busy timeout
+    (two runs writing one database: each transaction is short, so the lock comes free)."""
+    for attempt in range(_LOCK_RETRIES):
+        try:
+            return write()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if attempt == _LOCK_RETRIES - 1:
+                raise UserError(f"The database stayed locked by another process for "
+                                f"{BUSY_TIMEOUT_S * _LOCK_RETRIES:.0f} s ({exc}); nothing was lost: "
+                                "rerun the same command to continue.") from exc
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
 
 # The newest aggregate row per (signature, metric): one row per distinct measurement.
 _LATEST_AGGREGATES = ("SELECT a.* FROM aggregates a JOIN (SELECT MAX(id) AS id FROM aggregates {where} "
@@ -66,10 +92,10 @@ class Store:
         if self.path.parent and not self.path.parent.exists():
             raise UserError(f"Cannot create the database {self.path}: folder {self.path.parent} does not exist.")
         try:
-            self.db = sqlite3.connect(self.path, timeout=30)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
+            _retry_locked(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
             self.db.execute("PRAGMA foreign_keys=ON")
-            create_or_migrate(self.db, self.path)
+            _retry_locked(lambda: create_or_migrate(self.db, self.path))
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{self.path} is not an iberlite database ({exc}).") from exc
 
@@ -130,20 +156,37 @@ class Store:
     def start_run(self, spec: dict[str, Any], command: str, device: dict[str, Any],
                   versions: dict[str, str]) -> int:
         """Record a run as started; returns its id."""
-        cur = self.db.execute(
-            "INSERT INTO runs (started_at, status, command, spec_json, device_json, versions_json) "
-            "VALUES (?, 'running', ?, ?, ?, ?)",
-            (time.time(), command, json.dumps(spec, default=str), json.dumps(device), json.dumps(versions)),
-        )
-        self.db.commit()
-        return int(cur.lastrowid or 0)
+        row = (time.time(), command, json.dumps(spec, default=str), json.dumps(device), json.dumps(versions))
+
+        def write() -> int:
+            with self.db:
+                cur = self.db.execute(
+                    "INSERT INTO runs (started_at, status, command, spec_json, device_json, "
+                    "versions_json) VALUES (?, 'running', ?, ?, ?, ?)", row)
+            return int(cur.lastrowid or 0)
+
+        return _retry_locked(write)
 
     def end_run(self, run_id: int, status: str, costs: dict[str, RunCost] | None = None) -> None:
-        """Mark a run finished (`done`, `failed` or `interrupted`) with each model's device cost."""
+        """Mark a run finished (`done`, `incomplete`: some items or models failed, `failed` or
+        `interrupted`) with each model's device cost."""
         cost_json = json.dumps({m: c.to_json() for m, c in costs.items()}) if costs is not None else None
-        self.db.execute("UPDATE runs SET ended_at = ?, status = ?, cost_json = ? WHERE id = ?",
-                        (time.time(), status, cost_json, run_id))
-        self.db.commit()
+        def write() -> None:
+            with self.db:
+                self.db.execute("UPDATE runs SET ended_at = ?, status = ?, cost_json = ? WHERE id = ?",
+                                (time.time(), status, cost_json, run_id))
+
+        _retry_locked(write)
+
+    def end_run_if_running(self, run_id: int, status: str) -> None:
+        """Mark a run that died without ending itself (`killed`, `crashed`); a run that had
+        ended keeps its status."""
+        def write() -> None:
+            with self.db:
+                self.db.execute("UPDATE runs SET ended_at = ?, status = ? WHERE id = ? AND "
+                                "status = 'running'", (time.time(), status, run_id))
+
+        _retry_locked(write)
 
     def runs(self) -> list[RunRecord]:
         """Every run, oldest first."""
@@ -163,12 +206,14 @@ class Store:
     def ensure_eval(self, eval_key: str, *, model: str, task: str, lang: str, family: str,
                     output: str, engine: dict[str, Any], task_info: dict[str, Any]) -> None:
         """Register an evaluation key (first writer wins; keys are content hashes)."""
-        self.db.execute(
-            "INSERT OR IGNORE INTO evals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (eval_key, model, task, lang, family, output, json.dumps(engine, default=str),
-             json.dumps(task_info, default=str), time.time()),
-        )
-        self.db.commit()
+        row = (eval_key, model, task, lang, family, output, json.dumps(engine, default=str),
+               json.dumps(task_info, default=str), time.time())
+
+        def write() -> None:
+            with self.db:
+                self.db.execute("INSERT OR IGNORE INTO evals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+        _retry_locked(write)
 
     def evals(self) -> list[EvalRecord]:
         """Every registered evaluation, by model and task."""
@@ -219,9 +264,37 @@ class Store:
         cols = list(rows[0])
         sql = (f"INSERT OR IGNORE INTO items ({', '.join(cols)}) "
                f"VALUES ({', '.join(':' + c for c in cols)})")
-        with self.db:
-            cur = self.db.executemany(sql, rows)
-        return cur.rowcount
+
+        def write() -> int:
+            with self.db:
+                return self.db.executemany(sql, rows).rowcount
+
+        return _retry_locked(write)
+
+    def add_failures(self, eval_key: str, run_id: int, failures: Iterable[ItemFailure]) -> None:
+        """Record items this run could not evaluate, with why (appended: a failure is kept as
+        history even after a later run stores the item)."""
+        now = time.time()
+        rows = [(eval_key, run_id, f.doc_id, f.seq, f.reason, now) for f in failures]
+        if not rows:
+            return
+
+        def write() -> None:
+            with self.db:
+                self.db.executemany("INSERT INTO failures (eval_key, run_id, doc_id, seq, reason, "
+                                    "created_at) VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+        _retry_locked(write)
+
+    def open_failures(self, eval_key: str) -> list[ItemFailure]:
+        """Items of an evaluation whose latest attempt failed and that no run has stored since
+        (what a resumed run retries; what a score leaves out), in document order."""
+        rows = self.db.execute(
+            "SELECT f.doc_id, f.seq, f.reason, f.run_id FROM failures f "
+            "JOIN (SELECT MAX(id) AS id FROM failures WHERE eval_key = ? GROUP BY doc_id) l "
+            "ON f.id = l.id WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.eval_key = f.eval_key "
+            "AND i.doc_id = f.doc_id) ORDER BY f.seq", (eval_key,))
+        return [ItemFailure(doc_id, seq, reason, run_id) for doc_id, seq, reason, run_id in rows]
 
     def items(self, eval_key: str, doc_ids: Sequence[str] | None = None) -> list[ItemRecord]:
         """Stored items of an evaluation in document order, optionally only the given docs."""
@@ -243,13 +316,16 @@ class Store:
     def add_aggregates(self, run_id: int, aggs: Iterable[AggregateRecord]) -> None:
         """Append aggregates (older ones stay: the history of a number is kept)."""
         now = time.time()
-        with self.db:
-            self.db.executemany(
-                "INSERT INTO aggregates (run_id, eval_key, model, task, lang, metric, value, ci_low, "
-                "ci_high, n, signature, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(run_id, a.eval_key, a.model, a.task, a.lang, a.metric, a.value, a.ci_low,
-                  a.ci_high, a.n, a.signature, now) for a in aggs],
-            )
+        rows = [(run_id, a.eval_key, a.model, a.task, a.lang, a.metric, a.value, a.ci_low,
+                 a.ci_high, a.n, a.signature, now) for a in aggs]
+
+        def write() -> None:
+            with self.db:
+                self.db.executemany(
+                    "INSERT INTO aggregates (run_id, eval_key, model, task, lang, metric, value, "
+                    "ci_low, ci_high, n, signature, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+        _retry_locked(write)
 
     def latest_aggregates(self, run_id: int | None = None) -> list[AggregateRecord]:
         """The newest aggregate per (signature, metric): one row per distinct measurement;
