@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from ..catalog import GgufFacts
-from ..errors import UserError
+from ..errors import RunFailure, UserError
 
 MEMORY_LIMIT_ENV = "IBERLITE_MEMORY_LIMIT"
 HEADROOM_BYTES = 512 * 1024**2
@@ -95,5 +95,6 @@ def ensure_fits(model_name: str, facts: GgufFacts, n_ctx: int) -> MemoryNeed:
     return need
 
 
-class ModelTooLarge(UserError):
-    """A model that would not fit in memory; refused before loading."""
+class ModelTooLarge(RunFailure):
+    """A model that would not fit in memory on this device; refused before loading (exit 1:
+    the request was valid, the device cannot serve it)."""
