@@ -103,8 +103,13 @@ def run(
     prefix_cache: Annotated[bool, typer.Option("--prefix-cache", help="Generation: reuse the KV of a prompt prefix shared with the previous item (reported as reused tokens).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for generation and bootstrap CIs.")] = 1234,
     online: Annotated[bool, typer.Option("--online", help="Read task data from the Hugging Face Hub instead of the data dir.")] = False,
+    executor: Annotated[str, typer.Option("--executor", help="local (this process) or ray (shards on a Ray cluster; needs the ray extra, see docs/scale.md).")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray: the cluster to join, auto or ray://HOST:10001 \\[default: start one here].")] = None,
+    device_class: Annotated[Optional[str], typer.Option("--device-class", help="Ray: comma-separated device classes; the grid runs once on nodes of each (resource device:NAME).")] = None,
+    shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Ray: items per shard.")] = 64,
+    retries: Annotated[int, typer.Option("--retries", min=0, help="Ray: how often a failed shard is tried again.")] = 2,
 ) -> None:
-    """Evaluate models x tasks x languages on this device and store every item."""
+    """Evaluate models x tasks x languages on this device (or a Ray cluster) and store every item."""
     from . import supervise
 
     if not supervise.in_child():  # the work runs in a child, so a native crash is reported
@@ -119,6 +124,8 @@ def run(
         models=_csv(models) or DEFAULT_MODELS, tasks=_csv(tasks), langs=_csv(langs), limit=limit,
         data_dir=_data_dir(data_dir), tasks_dirs=tuple(tasks_dir or ()), db=db,
         n_threads=threads, engine=engine, base_url=base_url, api_key_env=api_key_env, api=api, scoring=scoring, prefix_cache=prefix_cache, seed=seed, online=online,
+        executor=executor, address=address, device_classes=_csv(device_class), shard_size=shard_size,
+        retries=retries,
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                _ItemsPerSecond(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
@@ -133,6 +140,13 @@ def run(
         result = run_grid(spec, progress=on_progress, command=shlex.join(["iberlite", *sys.argv[1:]]))
     err.print(f"Run {result.run_id} stored in {db}.", highlight=False, markup=False, soft_wrap=True)
     _print_results(db, "table", wide=False, run_id=result.run_id)
+    if result.failed:
+        for shard in result.failed:
+            err.print(f"Shard failed after its retries: {shard.describe()}", highlight=False, markup=False,
+                      soft_wrap=True)
+        err.print(f"{len(result.failed)} shard(s) failed; the rest is stored: rerun the same command to retry them.",
+                  highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command()

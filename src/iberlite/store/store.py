@@ -120,13 +120,15 @@ class Store:
 
     def start_run(self, spec: dict[str, Any], command: str, device: dict[str, Any],
                   versions: dict[str, str]) -> int:
-        """Record a run as started; returns its id."""
+        """Record a run as started (and the device it starts on); returns its id."""
         cur = self.db.execute(
             "INSERT INTO runs (started_at, status, command, spec_json, device_json, versions_json) "
             "VALUES (?, 'running', ?, ?, ?, ?)",
             (time.time(), command, json.dumps(spec, default=str), json.dumps(device), json.dumps(versions)),
         )
         self.db.commit()
+        if device.get("fingerprint_id"):
+            self.add_device(device)
         return int(cur.lastrowid or 0)
 
     def end_run(self, run_id: int, status: str, costs: dict[str, RunCost] | None = None) -> None:
@@ -135,6 +137,17 @@ class Store:
         self.db.execute("UPDATE runs SET ended_at = ?, status = ?, cost_json = ? WHERE id = ?",
                         (time.time(), status, cost_json, run_id))
         self.db.commit()
+
+    def add_device(self, device: dict[str, Any]) -> None:
+        """Keep a device fingerprint (`DeviceFingerprint.to_dict()`) once, by its id."""
+        self.db.execute("INSERT OR IGNORE INTO devices VALUES (?, ?, ?)",
+                        (str(device["fingerprint_id"]), json.dumps(device, sort_keys=True), time.time()))
+        self.db.commit()
+
+    def devices(self) -> dict[str, dict[str, Any]]:
+        """Every stored device fingerprint: fingerprint id -> fingerprint, oldest first."""
+        rows = self.db.execute("SELECT fingerprint_id, device_json FROM devices ORDER BY created_at, rowid")
+        return {fid: _json(blob, {}) or {} for fid, blob in rows}
 
     def runs(self) -> list[RunRecord]:
         """Every run, oldest first."""
