@@ -239,6 +239,7 @@ def decide(
     policy_out: Annotated[Optional[Path], typer.Option("--policy-out", help="Write the routing policy JSON (for `iberlite route`) to this file \\[default: no policy file].")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the calibration/test split and the CIs.")] = 1234,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write every decision and curve as JSON.")] = None,
+    device_class: Annotated[Optional[str], typer.Option("--device-class", help="The device class whose items stand for the device model (needed when a Ray sweep measured it on several).")] = None,
     fmt: FormatOpt = "table",
     wide: WideOpt = False,
 ) -> None:
@@ -247,7 +248,8 @@ def decide(
 
     decide_command(device=device, cloud=cloud, profile_path=profile, min_accuracy=min_accuracy,
                    db=db, policy_out=policy_out, seed=seed, json_out=json_out,
-                   command=shlex.join(["iberlite", *sys.argv[1:]]), fmt=check_format(fmt), wide=wide, err=err)
+                   command=shlex.join(["iberlite", *sys.argv[1:]]), fmt=check_format(fmt), wide=wide, err=err,
+                   device_class=device_class)
 
 
 @app.command()

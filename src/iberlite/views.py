@@ -110,7 +110,7 @@ def costs_view(db: Path) -> TableData:
     """Device cost per model, task and language (`iberlite results --device`)."""
     from .cost import device_costs
 
-    cols = (
+    cols: tuple[Column, ...] = (
         Column("model", "model"), Column("task", "task"), Column("lang", "lang"),
         Column("output", "output", priority=9, human=False),
         Column("n", "n", "num"),
@@ -127,6 +127,9 @@ def costs_view(db: Path) -> TableData:
         Column("ceiling_share", "of ceiling", "num", priority=7, fmt=".0%"),
     )
     costs = device_costs(db)
+    if any(r.device_class for r in costs):  # a pinned sweep: one row per class
+        cols = (*cols[:3], Column("device_class", "class", missing="-"), *cols[3:])
+    cols = (*cols, Column("devices", "devices", human=False))
     rows = tuple(tuple(getattr(r, c.key) for c in cols) for r in costs)
     notes = (ENERGY_NOTE,) if any(r.energy_method == "estimate" for r in costs) else ()
     return TableData(f"Device cost ({db}); latency per item, energy per item and per 1k tokens",

@@ -137,6 +137,14 @@ def render_markdown(report: Report) -> str:
                    f"{', '.join(dev.get('cpu_flags', []) or [])}; {dev.get('physical_cores')} cores, "
                    f"{dev.get('n_threads')} threads; {ram} RAM; {dev.get('os', '')}; "
                    f"llama-cpp-python {dev.get('llama_cpp_python_version', '?')}")
+    if report.class_costs:
+        out += ["", "Device classes (items pinned to a kind of device; latency per item):", ""]
+        out += _table(["class", "model", "task", "lang", "n", "p50 ms", "p95 ms", "prefill tok/s", "decode tok/s",
+                       "devices"],
+                      [[r.device_class or "", r.model, r.task, r.lang, str(r.n), f"{r.latency_p50_ms:,.0f}",
+                        f"{r.latency_p95_ms:,.0f}", _opt_num(r.prefill_tokens_per_s), _opt_num(r.decode_tokens_per_s),
+                        f"`{r.devices}`"] for r in report.class_costs],
+                      ["l", "l", "l", "l", "r", "r", "r", "r", "r", "l"])
     if report.engine_setups:
         out += ["", "How llama.cpp ran (weight buffers, scoring layout; approx = not exact here):", ""]
         out += _table(["model", "threads", "scoring", "buffers", "SIMD", "layout"],
@@ -164,3 +172,7 @@ def render_markdown(report: Report) -> str:
         out.append("No engine-ceiling benchmarks stored.")
     out.append("")
     return "\n".join(out)
+
+
+def _opt_num(value: float | None) -> str:
+    return f"{value:,.0f}" if value is not None else ""

@@ -12,6 +12,7 @@ from typing import Any
 from ..analysis.gaps import Gap
 from ..analysis.model_cost import CostAxis, ModelCost
 from ..analysis.routing import Decision
+from ..cost import CostRow
 from ..metrics import percent_scale
 from ..store import BenchRecord, RunRecord
 
@@ -182,6 +183,7 @@ class Report:
     notes: tuple[str, ...]
     routing: Routing | None = None
     engine_setups: tuple[EngineSetup, ...] = ()
+    class_costs: tuple[CostRow, ...] = ()  # device figures of items pinned to a device class
 
     @property
     def devices(self) -> dict[str, dict[str, Any]]:

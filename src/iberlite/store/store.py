@@ -185,8 +185,10 @@ class Store:
         """Number of stored items per evaluation key."""
         return {k: n for k, n in self.db.execute("SELECT eval_key, COUNT(*) FROM items GROUP BY eval_key")}
 
-    def evals_with_most_items(self, model: str | None = None) -> dict[tuple[str, str], EvalRecord]:
-        """Per (model, task), the evaluation with the most stored items (the newest on a tie).
+    def evals_with_most_items(self, model: str | None = None,
+                              device_class: str | None = None) -> dict[tuple[str, str], EvalRecord]:
+        """Per (model, task), the evaluation with the most stored items (the newest on a tie);
+        with `device_class`, among the evaluations pinned to that class only.
 
         When a task was evaluated several ways (another limit, scoring or engine), the item-level
         views all read this one evaluation, so they agree with each other.
@@ -196,6 +198,8 @@ class Store:
         for ev in self.evals():
             n = counts.get(ev.eval_key, 0)
             if not n or (model is not None and ev.model != model):
+                continue
+            if device_class is not None and ev.device_class != device_class:
                 continue
             cur = chosen.get((ev.model, ev.task))
             if cur is None or (n, ev.created_at) > (counts[cur.eval_key], cur.created_at):
