@@ -96,10 +96,12 @@ def test_ray_sweep_stores_the_same_items_as_a_local_run(cluster, data_dir, tmp_p
 
         assert scores(a) == scores(b)
         workers = b.devices()
+        engine_threads = {ev.engine["n_threads"] for ev in b.evals()}
     ray_items = _items(tmp_path / "ray.db")
     assert {r["device_id"] for r in ray_items} <= set(workers)
     assert all(r["device_id"] and r["device_class"] is None for r in ray_items)
     assert {workers[r["device_id"]]["n_threads"] for r in ray_items} == {1}  # one thread per CPU given
+    assert engine_threads == {1}
 
 
 class KillOnce:
@@ -195,7 +197,7 @@ def _sample_spec(tmp_path: Path, **kw) -> RunSpec:
     return RunSpec(**{**base, **kw})
 
 
-def test_a_shard_that_keeps_failing_is_reported_and_the_rest_is_stored(cluster, tmp_path):
+def test_a_shard_that_keeps_failing_is_reported_and_the_rest_is_stored(cluster, tmp_path, fake_engine_factory):
     log = tmp_path / "attempts.log"
     spec = _sample_spec(tmp_path, retries=1)
     result = run(spec, engine_factory=FailFor("gemma3-270m", log))
@@ -210,7 +212,7 @@ def test_a_shard_that_keeps_failing_is_reported_and_the_rest_is_stored(cluster, 
     assert {r["model"] for r in rows} == {"smollm2-135m"} and len(rows) == 20
     assert {o.model for o in result.outcomes} == {"smollm2-135m"}
     # the rerun evaluates only what is missing
-    again = run(spec, engine_factory=__import__("fakes").fake_engine_factory)
+    again = run(spec, engine_factory=fake_engine_factory)
     assert again.failed == ()
     assert {(o.model, o.n_new) for o in again.outcomes} == {("smollm2-135m", 0), ("gemma3-270m", 10)}
     assert len(_items(spec.db)) == 40
@@ -284,10 +286,10 @@ def test_pinned_shards_land_on_their_class_and_the_report_groups_by_class(cluste
             pairs_from_store(store, "smollm2-135m", "gemma3-270m", device_class="medium")
 
 
-def test_an_unknown_device_class_is_one_sentence(cluster, tmp_path):
+def test_an_unknown_device_class_is_one_sentence(cluster, tmp_path, fake_engine_factory):
     spec = _sample_spec(tmp_path, device_classes=("tpu",))
     with pytest.raises(UserError, match=r"No node of the Ray cluster offers device class tpu \(offered: fast, slow\)"):
-        run(spec, engine_factory=__import__("fakes").fake_engine_factory)
+        run(spec, engine_factory=fake_engine_factory)
 
 
 def test_device_classes_need_the_ray_executor(tmp_path):
