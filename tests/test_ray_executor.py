@@ -268,7 +268,7 @@ def test_pinned_shards_land_on_their_class_and_the_report_groups_by_class(cluste
         (m, t, c) for m in MODELS for t in spec.tasks for c in ("fast", "slow")}
     assert len(result.outcomes) == 8
     assert {o.signature.rsplit("|", 1)[1] for o in result.outcomes} == {"class:fast", "class:slow"}
-    assert set(result.cost) == {f"{m}@{c}" for m in MODELS for c in ("fast", "slow")}
+    assert set(result.cost) == {f"{m} on {c}" for m in MODELS for c in ("fast", "slow")}
     # the report shows the device figures per class
     md = render(spec.db, "md")
     assert "Device classes" in md

@@ -107,7 +107,7 @@ class _Sweep:
         self.wspec = worker_spec(spec, self.n_cpus)
         self.open_model = open_model
         self.failed: list[FailedShard] = []
-        self.costs: dict[str, list[RunCost]] = defaultdict(list)
+        self.costs: dict[tuple[str, str | None], list[RunCost]] = defaultdict(list)  # (model, class)
         self.total = len(self.classes) * len(models) * sum(len(t.instances) for t in tasks)
         self.done = 0
 
@@ -169,10 +169,10 @@ class _Sweep:
             raise
         cost: dict[str, RunCost] = {}
         remote = {m.name for m in self.models if m.remote}
-        for key, shard_costs in self.costs.items():
+        for (model_name, device_class), shard_costs in self.costs.items():
             merged = merge_costs(shard_costs)
-            model_name = key.split("@", 1)[0]
-            cost[key] = RunCost(load_ms=merged.load_ms, remote=True) if model_name in remote else merged
+            cost[cost_key(model_name, device_class)] = (RunCost(load_ms=merged.load_ms, remote=True)
+                                                        if model_name in remote else merged)
         return Execution(cost, tuple(self.failed))
 
     def _collect(self, pending: dict[Any, tuple[Shard, OpenEval]], left: dict[str, int]) -> None:
@@ -184,7 +184,7 @@ class _Sweep:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 shard, ev = pending.pop(ref)
-                label = f"{shard.model.name} {shard.task.name}" + (f"@{shard.device_class}" if shard.device_class else "")
+                label = f"{shard.model.name} {shard.task.name}" + (f" on {shard.device_class}" if shard.device_class else "")
                 supervise.note(model=shard.model.name, task=shard.task.name)
                 try:
                     result = ray.get(ref)
@@ -200,7 +200,7 @@ class _Sweep:
                         target = ev
                     self.writer.add_items(target, result.records, result.worker.device)
                     received.add(target.key)
-                    self.costs[cost_key(shard.model.name, shard.device_class)].append(result.cost)
+                    self.costs[(shard.model.name, shard.device_class)].append(result.cost)
                 self._progress(label, len(shard.items))
                 left[ev.key] -= 1
                 if left[ev.key] == 0 and ev.key not in broken:

@@ -46,9 +46,10 @@ class RunCost:
 
 
 def cost_key(model: str, device_class: str | None = None) -> str:
-    """The key of a model's cost in `runs.cost_json`: the model name, with `@class` when its
-    items were pinned to a device class (one run then measures the model on several devices)."""
-    return f"{model}@{device_class}" if device_class else model
+    """The key of a model's cost in `runs.cost_json`: the model name, with ` on CLASS` when its
+    items were pinned to a device class (one run then measures the model on several devices;
+    `@` already means a quantized variant, MODEL@TYPE)."""
+    return f"{model} on {device_class}" if device_class else model
 
 
 @dataclass(frozen=True)
