@@ -104,7 +104,7 @@ def run(
     seed: Annotated[int, typer.Option("--seed", help="Seed for generation and bootstrap CIs.")] = 1234,
     online: Annotated[bool, typer.Option("--online", help="Read task data from the Hugging Face Hub instead of the data dir.")] = False,
     executor: Annotated[str, typer.Option("--executor", help="local (this process) or ray (shards on a Ray cluster; needs the ray extra, see docs/scale.md).")] = "local",
-    address: Annotated[Optional[str], typer.Option("--address", help="Ray: the cluster to join, auto or ray://HOST:10001 \\[default: start one here].")] = None,
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray: the cluster to join, auto or ray://HOST:10001 \\[default: RAY_ADDRESS, a cluster started on this machine, else one started for the run].")] = None,
     device_class: Annotated[Optional[str], typer.Option("--device-class", help="Ray: comma-separated device classes; the grid runs once on nodes of each (resource device:NAME).")] = None,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Ray: items per shard.")] = 64,
     retries: Annotated[int, typer.Option("--retries", min=0, help="Ray: how often a failed shard is tried again.")] = 2,

@@ -60,7 +60,7 @@ class RunSpec:
     online: bool = False
     chunk_size: int = 16
     executor: str = "local"
-    address: str | None = None  # ray: the cluster to join (None: start one in this process)
+    address: str | None = None  # ray: the cluster to join (None: Ray's default, see docs/scale.md)
     device_classes: tuple[str, ...] = ()  # ray: run the grid once on each class (docs/scale.md)
     shard_size: int = 64  # ray: items per shard
     retries: int = 2  # ray: how often a failed shard is tried again

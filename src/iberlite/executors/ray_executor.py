@@ -36,8 +36,8 @@ _CLASS_SHARE = 0.001
 
 def execute(models: Sequence[ModelFile], tasks: Sequence[PlannedTask], spec: RunSpec,
             writer: RunWriter, open_model: EngineFactory) -> Execution:
-    """Evaluate the sweep on the Ray cluster at `spec.address` (started here when None and
-    none is running in this process) and store every shard as it finishes."""
+    """Evaluate the sweep on the Ray cluster at `spec.address` (None: Ray's default, which
+    starts one here when none runs on this machine) and store every shard as it finishes."""
     ray = _import_ray()
     started_here = _connect(ray, spec.address)
     try:
