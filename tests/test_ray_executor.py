@@ -30,6 +30,7 @@ from iberlite.errors import UserError  # noqa: E402
 from iberlite.report.build import render  # noqa: E402
 from iberlite.runner import RunSpec, default_engine, run  # noqa: E402
 from iberlite.store import Store  # noqa: E402
+from iberlite.views import costs_view  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 MODELS = ("smollm2-135m", "gemma3-270m")
@@ -269,6 +270,10 @@ def test_pinned_shards_land_on_their_class_and_the_report_groups_by_class(cluste
     assert len(result.outcomes) == 8
     assert {o.signature.rsplit("|", 1)[1] for o in result.outcomes} == {"class:fast", "class:slow"}
     assert set(result.cost) == {f"{m} on {c}" for m in MODELS for c in ("fast", "slow")}
+    # `iberlite results --device` has one row per class
+    device_table = costs_view(spec.db)
+    assert "device_class" in [c.key for c in device_table.columns]
+    assert sorted(r[3] for r in device_table.rows) == ["fast"] * 4 + ["slow"] * 4
     # the report shows the device figures per class
     md = render(spec.db, "md")
     assert "Device classes" in md
