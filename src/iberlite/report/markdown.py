@@ -133,7 +133,7 @@ def render_markdown(report: Report) -> str:
     for fid, dev in report.devices.items():
         runs = ", ".join(str(r.id) for r in report.runs if r.device_id == fid)
         ram = f"{dev['total_ram_bytes'] / 2**30:.1f} GiB" if dev.get("total_ram_bytes") else "?"
-        out.append(f"- `{fid}` (runs {runs}): {dev.get('cpu_model', '?')}, "
+        out.append(f"- `{fid}` ({f'runs {runs}' if runs else 'a Ray worker'}): {dev.get('cpu_model', '?')}, "
                    f"{', '.join(dev.get('cpu_flags', []) or [])}; {dev.get('physical_cores')} cores, "
                    f"{dev.get('n_threads')} threads; {ram} RAM; {dev.get('os', '')}; "
                    f"llama-cpp-python {dev.get('llama_cpp_python_version', '?')}")

@@ -250,6 +250,7 @@ def build_report(store: Store, *, n_boot: int = lg.DEFAULT_N_BOOT, seed: int = l
         has_bench_table=store.has_bench_table(), notes=tuple(notes), routing=_routing(store),
         engine_setups=engine_setups(evals.values()),
         class_costs=class_costs(store, evals.values()),
+        worker_devices=tuple(store.devices().items()),
     )
 
 

@@ -184,14 +184,17 @@ class Report:
     routing: Routing | None = None
     engine_setups: tuple[EngineSetup, ...] = ()
     class_costs: tuple[CostRow, ...] = ()  # device figures of items pinned to a device class
+    worker_devices: tuple[tuple[str, dict[str, Any]], ...] = ()  # fingerprints of Ray workers that answered
 
     @property
     def devices(self) -> dict[str, dict[str, Any]]:
-        """Device fingerprint id -> fingerprint, in run order."""
+        """Device fingerprint id -> fingerprint, in run order, then the Ray workers' others."""
         out: dict[str, dict[str, Any]] = {}
         for r in sorted(self.runs, key=lambda r: r.id):
             if r.device:
                 out.setdefault(r.device_id, r.device)
+        for fid, device in self.worker_devices:
+            out.setdefault(fid, device)
         return out
 
     @property
