@@ -17,10 +17,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Test tools and every optional extra (the reference extra brings torch CPU, transformers and
-# lm-eval for the fidelity tests), so CI exercises all of it. The report test drives
-# Debian's Chromium through Playwright (never `playwright install`: it downloads a browser).
+# lm-eval for the fidelity tests; the ray extra the Ray executor), so CI exercises all of it. The
+# report test drives Debian's Chromium through Playwright (never `playwright install`: it
+# downloads a browser).
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -e '.[test,reference]'
+	$(PIP) install -e '.[test,reference,ray]'
 	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
 	touch $@
 

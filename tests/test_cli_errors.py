@@ -92,6 +92,20 @@ def test_unknown_scoring_mode_lists_the_modes(tmp_path):
     assert "'bogus'" in msg and "fast" in msg and "naive" in msg
 
 
+def test_unknown_executor_lists_the_executors(tmp_path):
+    proc = cli("run", "--executor", "slurm", "--db", str(tmp_path / "r.db"), cwd=tmp_path)
+    msg = assert_clean_error(proc, exit_code=2)
+    assert "'slurm'" in msg and "local, ray" in msg
+    assert not (tmp_path / "r.db").exists()
+
+
+def test_device_class_without_the_ray_executor_says_what_it_needs(tmp_path):
+    proc = cli("run", "--device-class", "avx2-2c", "--db", str(tmp_path / "r.db"), cwd=tmp_path)
+    msg = assert_clean_error(proc, exit_code=2)
+    assert "--device-class needs --executor ray" in msg
+    assert not (tmp_path / "r.db").exists()
+
+
 def test_missing_tasks_dir_is_named(tmp_path):
     missing = tmp_path / "no_such_folder"
     proc = cli("run", "--tasks-dir", str(missing), "--db", str(tmp_path / "r.db"), cwd=tmp_path)
@@ -334,7 +348,8 @@ def test_run_help_lists_the_options(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     for option in ("--models", "--tasks", "--langs", "--limit", "--data-dir", "--tasks-dir",
-                   "--db", "--threads", "--scoring", "--seed", "--online"):
+                   "--db", "--threads", "--scoring", "--seed", "--online", "--executor", "--address",
+                   "--device-class"):
         assert option in proc.stdout
 
 

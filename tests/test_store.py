@@ -85,6 +85,10 @@ def test_a_version_1_database_is_migrated_on_open(tmp_path):
         # the migration identified the stored outputs once; an empty output stays unidentified
         assert first.lang_detected == "es" and first.run_id == 1
         assert empty.generated == "" and empty.lang_detected is None
+        # version 4: each item names the device that answered it (its run's, for old items)
+        assert {it.device_id for it in (first, empty)} == {"d1"}
+        assert {it.device_class for it in (first, empty)} == {None}
+        assert store.devices() == {"d1": {"fingerprint_id": "d1"}}
         # and the new column is written from now on
         store.add_items("k1", 1, [ItemRecord("doc_3", 2, "p", "g", generated=" x", lang_detected="en")])
         assert store.items("k1", ["doc_3"])[0].lang_detected == "en"
@@ -99,7 +103,7 @@ def test_a_version_2_database_gains_the_failures_table_and_keeps_its_items(tmp_p
         conn.execute("DROP TABLE failures")
         conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     with Store(db) as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         assert [it.doc_id for it in store.items("k1")] == ["doc_1", "doc_2"]
         store.add_failures("k1", 1, [ItemFailure("doc_3", 2, "HTTP 503"), ItemFailure("doc_4", 3, "timeout")])
         store.add_failures("k1", 1, [ItemFailure("doc_3", 2, "timeout")])

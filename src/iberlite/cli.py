@@ -155,8 +155,13 @@ def run(
     strict: StrictOpt = False,
     keep_going: Annotated[bool, typer.Option("--keep-going", help="A model that cannot be loaded or run is listed at the end; the other models go on (exit 1).")] = False,
     item_timeout: Annotated[Optional[float], typer.Option("--item-timeout", min=0.001, help="Wall-time limit per item in seconds: generation stops (stored with stop reason `timeout`); a remote request fails (stored as failed, retried on resume).")] = None,
+    executor: Annotated[str, typer.Option("--executor", help="local (this process) or ray (shards on a Ray cluster; needs the ray extra, see docs/scale.md).")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray: the cluster to join, auto or ray://HOST:10001 \\[default: RAY_ADDRESS, a cluster started on this machine, else one started for the run].")] = None,
+    device_class: Annotated[Optional[str], typer.Option("--device-class", help="Ray: comma-separated device classes; the grid runs once on nodes of each (resource device:NAME).")] = None,
+    shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Ray: items per shard.")] = 64,
+    retries: Annotated[int, typer.Option("--retries", min=0, help="Ray: how often a failed shard is tried again.")] = 2,
 ) -> None:
-    """Evaluate models x tasks x languages on this device and store every item."""
+    """Evaluate models x tasks x languages on this device (or a Ray cluster) and store every item."""
     from . import supervise
 
     if not supervise.in_child():  # the work runs in a child, so a native crash is reported
@@ -168,11 +173,13 @@ def run(
     from .catalog import DEFAULT_MODELS
     from .runner import RunSpec, run as run_grid
 
-    spec = RunSpec(keep_going=keep_going, item_timeout_s=item_timeout,
+    spec = RunSpec(
         models=_csv(models) or DEFAULT_MODELS, tasks=_csv(tasks), langs=_csv(langs), limit=limit,
         data_dir=_data_dir(data_dir), tasks_dirs=tuple(tasks_dir or ()), db=db,
         n_threads=threads, engine=engine, base_url=base_url, api_key_env=api_key_env, api=api, scoring=scoring, prefix_cache=prefix_cache, seed=seed, online=online,
-        strict=strict,
+        strict=strict, keep_going=keep_going, item_timeout_s=item_timeout,
+        executor=executor, address=address, device_classes=_csv(device_class), shard_size=shard_size,
+        retries=retries,
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                _ItemsPerSecond(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
@@ -294,6 +301,7 @@ def decide(
     policy_out: Annotated[Optional[Path], typer.Option("--policy-out", help="Write the routing policy JSON (for `iberlite route`) to this file \\[default: no policy file].")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the calibration/test split and the CIs.")] = 1234,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write every decision and curve as JSON.")] = None,
+    device_class: Annotated[Optional[str], typer.Option("--device-class", help="The device class whose items stand for the device model (needed when a Ray sweep measured it on several).")] = None,
     fmt: FormatOpt = "table",
     wide: WideOpt = False,
 ) -> None:
@@ -302,7 +310,8 @@ def decide(
 
     decide_command(device=device, cloud=cloud, profile_path=profile, min_accuracy=min_accuracy,
                    db=db, policy_out=policy_out, seed=seed, json_out=json_out,
-                   command=shlex.join(["iberlite", *sys.argv[1:]]), fmt=check_format(fmt), wide=wide, err=err)
+                   command=shlex.join(["iberlite", *sys.argv[1:]]), fmt=check_format(fmt), wide=wide, err=err,
+                   device_class=device_class)
 
 
 @app.command()

@@ -2,7 +2,9 @@
 
 Per-item latency, prefill and decode come from the items themselves; memory and energy are
 measured per model per run, so energy is attributed to items in proportion to their wall time
-(and the row says whether it was read from RAPL or estimated from CPU time).
+(and the row says whether it was read from RAPL or estimated from CPU time). Items pinned to a
+device class (a Ray sweep, docs/scale.md) are a row of their own per class, with the
+fingerprints of the devices that answered them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import EvalRecord, ItemRecord, RunCost, Store
+from .store import EvalRecord, ItemRecord, RunCost, Store, cost_key
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class CostRow:
     task: str
     lang: str
     output: str
+    device_class: str | None
+    devices: str  # fingerprint ids of the devices that answered, joined by "+"
     n: int
     latency_p50_ms: float
     latency_p95_ms: float
@@ -53,15 +57,15 @@ def costs_from_store(store: Store) -> list[CostRow]:
     runs = {r.id: r.costs for r in store.runs()}
     # the latest `iberlite bench` median per (model sha256, test), if any was stored
     ceilings = {(b.model_sha256, b.test): b.median for b in store.benches()}
-    groups: dict[tuple[str, str, str, str], list[tuple[EvalRecord, ItemRecord]]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, str, str], list[tuple[EvalRecord, ItemRecord]]] = defaultdict(list)
     for ev in store.evals():
         for it in store.items(ev.eval_key):
-            groups[(ev.model, ev.task, ev.lang, ev.output)].append((ev, it))
-    # energy per run and model is spread over that run's items by wall time
+            groups[(ev.model, ev.task, ev.lang, ev.output, ev.device_class or "")].append((ev, it))
+    # energy per run and model (and class) is spread over that run's items by wall time
     run_wall: dict[tuple[int | None, str], float] = defaultdict(float)
-    for (model, *_), rows in groups.items():
+    for (model, *_, device_class), rows in groups.items():
         for _ev, it in rows:
-            run_wall[(it.run_id, model)] += it.wall_ms or 0.0
+            run_wall[(it.run_id, cost_key(model, device_class))] += it.wall_ms or 0.0
     return [_row(key, rows, runs, run_wall, ceilings) for key, rows in sorted(groups.items())]
 
 
@@ -77,10 +81,11 @@ def item_energy_j(run_cost: RunCost | None, item_wall_ms: float | None, run_wall
     return run_cost.energy_j * (item_wall_ms or 0.0) / run_wall_ms
 
 
-def _row(key: tuple[str, str, str, str], rows: list[tuple[EvalRecord, ItemRecord]],
+def _row(key: tuple[str, str, str, str, str], rows: list[tuple[EvalRecord, ItemRecord]],
          runs: dict[int, dict[str, RunCost]], run_wall: dict[tuple[int | None, str], float],
          ceilings: dict[tuple[str, str], float]) -> CostRow:
-    model, task, lang, output = key
+    model, task, lang, output, device_class = key
+    ckey = cost_key(model, device_class)
     sha = str(rows[0][0].engine.get("model_sha256", ""))
     items = [it for _ev, it in rows]
     wall = [it.wall_ms for it in items if it.wall_ms is not None]
@@ -102,8 +107,8 @@ def _row(key: tuple[str, str, str, str], rows: list[tuple[EvalRecord, ItemRecord
     methods = set()
     peaks = []
     for it in items:
-        cost = runs.get(it.run_id or 0, {}).get(model)
-        share = item_energy_j(cost, it.wall_ms, run_wall[(it.run_id, model)])
+        cost = runs.get(it.run_id or 0, {}).get(ckey)
+        share = item_energy_j(cost, it.wall_ms, run_wall[(it.run_id, ckey)])
         if share is None or cost is None:
             continue
         energy += share
@@ -114,7 +119,8 @@ def _row(key: tuple[str, str, str, str], rows: list[tuple[EvalRecord, ItemRecord
     ceiling = ceilings.get((sha, "tg128" if is_gen else "pp512"))
     achieved = decode_tps if is_gen else prefill_tps
     return CostRow(
-        model=model, task=task, lang=lang, output=output, n=len(items),
+        model=model, task=task, lang=lang, output=output, device_class=device_class or None,
+        devices="+".join(sorted({it.device_id for it in items if it.device_id})), n=len(items),
         latency_p50_ms=_pct(wall, 50) or 0.0, latency_p95_ms=_pct(wall, 95) or 0.0,
         ttft_p50_ms=_pct(ttft, 50) if is_gen else None,
         ttft_p95_ms=_pct(ttft, 95) if is_gen else None,

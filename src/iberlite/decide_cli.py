@@ -16,7 +16,7 @@ from .analysis.routing import Decision, Option, decide, load_pairs
 from .cost_profile import load_profile
 from .errors import UserError
 from .router import Policy, Route
-from .store import Store, json_safe
+from .store import Store, cost_key, json_safe
 from .tables import Column, Est, TableData, check_format, emit
 
 
@@ -82,7 +82,8 @@ def decisions_table(decisions: list[Decision], currency: str, min_accuracy: floa
 
 def decide_command(*, device: str, cloud: str, profile_path: Path, min_accuracy: float, db: Path,
                    policy_out: Path | None, seed: int, json_out: Path | None, command: str,
-                   fmt: str = "table", wide: bool = False, err: Console | None = None) -> None:
+                   fmt: str = "table", wide: bool = False, err: Console | None = None,
+                   device_class: str | None = None) -> None:
     """Decide, print the table (stdout), store the decision; write the policy only to
     `policy_out`. Where things went is said on stderr, so stdout carries only the table."""
     err = err or Console(stderr=True)
@@ -90,7 +91,7 @@ def decide_command(*, device: str, cloud: str, profile_path: Path, min_accuracy:
     if not 0.0 <= min_accuracy <= 1.0:
         raise UserError(f"--min-accuracy must be between 0 and 1, not {min_accuracy}.", 2)
     profile = load_profile(profile_path)
-    pairs = load_pairs(db, device, cloud)
+    pairs = load_pairs(db, device, cloud, device_class)
     decisions = decide(pairs, profile, min_accuracy, seed=seed)
     if not decisions:
         raise UserError(f"{device} and {cloud} share too few items per task to split them in half.", 2)
@@ -99,7 +100,7 @@ def decide_command(*, device: str, cloud: str, profile_path: Path, min_accuracy:
     emit(decisions_table(decisions, profile.currency, min_accuracy, notes), fmt, wide=wide)
     store = Store(db)
     try:
-        decision_id = store.add_decision(command, device, cloud, min_accuracy, profile.to_dict(),
+        decision_id = store.add_decision(command, cost_key(device, device_class), cloud, min_accuracy, profile.to_dict(),
                                          [d.to_dict() for d in decisions])
     finally:
         store.close()

@@ -1,9 +1,10 @@
 """Plan and execute a grid of models x tasks on this device, storing every item.
 
 Stages: plan (resolve models, select tasks, load and render documents: every user error
-surfaces here, before a model is loaded) -> execute (per model: load the engine, evaluate the
-items not yet stored, in chunks, each chunk committed) -> score (aggregates with CIs and
-signatures, from the stored items).
+surfaces here, before a model is loaded) -> execute (an executor of :mod:`iberlite.executors`
+evaluates the items not yet stored: `local` per model in this process, in chunks, each chunk
+committed; `ray` in shards on a cluster) -> score (aggregates with CIs and signatures, from the
+stored items). Whatever the executor, this process alone writes to the store (`RunWriter`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from pathlib import Path
 from . import interrupt, metrics, supervise
 from .catalog import DEFAULT_MODELS, ModelFile, gguf_facts, resolve_model
 from .data import RowFault, data_hash, default_data_dir
-from .device import EnergyMeter, RssSampler, fingerprint
-from .engines.base import Engine, GenerationRequest, LoglikelihoodRequest
+from .device import fingerprint
+from .engines.base import Engine, EngineInfo
 from .engines.factory import ENGINES, EngineOptions, open_engine
 from .errors import UserError
-from .isolate import evaluate_isolating
-from .language_id import LanguageIdentifier, identifier_signature, lang_ok
+from .executors.base import EXECUTORS, FailedShard, ModelFailure
+from .language_id import identifier_signature, lang_ok
 from .signature import eval_key, signature
 from .store import AggregateRecord, ItemFailure, ItemRecord, RunCost, Store
 from .tasks.items import load_items, skipped_summary
@@ -62,6 +63,11 @@ class RunSpec:
     chunk_size: int = 16
     keep_going: bool = False  # a model that fails to load or run is recorded; the others go on
     item_timeout_s: float | None = None
+    executor: str = "local"
+    address: str | None = None  # ray: the cluster to join (None: Ray's default, see docs/scale.md)
+    device_classes: tuple[str, ...] = ()  # ray: run the grid once on each class (docs/scale.md)
+    shard_size: int = 64  # ray: items per shard
+    retries: int = 2  # ray: how often a failed shard is tried again
 
 
 @dataclass(frozen=True)
@@ -90,33 +96,30 @@ class TaskOutcome:
 
 
 @dataclass(frozen=True)
-class ModelFailure:
-    """A model that could not be evaluated (with --keep-going the run went on without it)."""
-
-    model: str
-    reason: str
-
-
-@dataclass(frozen=True)
 class RunResult:
     """A finished run: its id in the store, every task outcome, and each model's device cost."""
 
     run_id: int
     outcomes: tuple[TaskOutcome, ...]
-    cost: dict[str, RunCost]  # model name -> what loading and running it cost
-    model_failures: tuple[ModelFailure, ...] = ()
+    cost: dict[str, RunCost]  # `cost_key(model, device class)` -> what loading and running it cost
+    model_failures: tuple[ModelFailure, ...] = ()  # local, --keep-going: models that could not run
     skipped: str | None = None  # one sentence on the data rows skipped, if any
+    failed: tuple[FailedShard, ...] = ()  # ray: shards that kept failing (their items are not stored)
 
     @property
     def complete(self) -> bool:
-        """No model and no item failed."""
-        return not self.model_failures and not any(o.failures for o in self.outcomes)
+        """No model, shard or item failed."""
+        return not self.model_failures and not self.failed and not any(o.failures for o in self.outcomes)
 
 
 def plan(spec: RunSpec) -> tuple[list[ModelFile], list[PlannedTask]]:
     """Resolve models and tasks and render every instance; raises UserError on bad input."""
     from .engines.llamacpp import SCORING_MODES
 
+    if spec.executor not in EXECUTORS:
+        raise UserError(f"Unknown executor {spec.executor!r}; valid: {', '.join(EXECUTORS)}.", 2)
+    if spec.device_classes and spec.executor != "ray":
+        raise UserError("--device-class needs --executor ray: device classes are Ray resources.", 2)
     if spec.engine not in ENGINES:
         raise UserError(f"Unknown engine {spec.engine!r}; valid: {', '.join(ENGINES)}.", 2)
     if spec.engine == "llamacpp" and spec.scoring not in SCORING_MODES:
@@ -150,51 +153,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _score_mc(engine: Engine, batch: Sequence[tuple[int, Instance]]) -> list[ItemRecord]:
-    reqs = [
-        LoglikelihoodRequest(inst.context, inst.target_delimiter + c, group=f"{seq}:{inst.doc_id}")
-        for seq, inst in batch
-        for c in inst.choices
-    ]
-    results = iter(engine.loglikelihood(reqs))
-    out = []
-    for seq, inst in batch:
-        rs = [next(results) for _ in inst.choices]
-        lps = tuple(r.logprob for r in rs)
-        pred = metrics.mc_prediction(lps)
-        out.append(ItemRecord(
-            doc_id=inst.doc_id, seq=seq, prompt=inst.context, gold=str(inst.gold),
-            choices=inst.choices, logprobs=lps, n_tokens=tuple(r.n_tokens for r in rs),
-            greedy=tuple(r.is_greedy for r in rs), prediction=str(pred),
-            correct=pred == inst.gold, eval_tokens=sum(r.eval_tokens for r in rs),
-            wall_ms=sum(r.ms for r in rs), prefill_ms=sum(r.ms for r in rs),
-            prompt_tokens=int(round(sum(r.eval_tokens for r in rs))),
-            confidence=metrics.choice_margin(lps),
-        ))
-    return out
-
-
-def _generate(engine: Engine, spec: TaskSpec, batch: Sequence[tuple[int, Instance]]) -> list[ItemRecord]:
-    reqs = [GenerationRequest(inst.context, inst.until, inst.max_tokens) for _, inst in batch]
-    results = engine.generate(reqs)
-    checks_answer = any(m.startswith("exact_match") for m in spec.metrics)
-    out = []
-    for (seq, inst), r in zip(batch, results):
-        correct = None
-        if checks_answer:
-            scorer = metrics.exact_match_flex if "exact_match_flex" in spec.metrics else metrics.exact_match
-            correct = scorer(r.text, str(inst.gold)) > 0
-        out.append(ItemRecord(
-            doc_id=inst.doc_id, seq=seq, prompt=inst.context, gold=str(inst.gold),
-            prediction=r.text, generated=r.text, correct=correct, stop_reason=r.stop_reason,
-            eval_tokens=float(r.prompt_tokens - r.reused_tokens + r.gen_tokens),
-            prompt_tokens=r.prompt_tokens, gen_tokens=r.gen_tokens, reused_tokens=r.reused_tokens,
-            wall_ms=r.wall_ms, prefill_ms=r.prefill_ms, decode_ms=r.decode_ms, ttft_ms=r.ttft_ms,
-            confidence=r.mean_logprob,
-        ))
-    return out
-
-
 def score_items(spec: TaskSpec, items: Sequence[ItemRecord], seed: int) -> list[metrics.MetricScore]:
     """Every metric of the task over the stored items, each with a bootstrap 95% CI."""
     outcomes = [
@@ -216,49 +174,6 @@ def score_items(spec: TaskSpec, items: Sequence[ItemRecord], seed: int) -> list[
     return scores
 
 
-def _evaluate_task(engine: Engine, store: Store, run_id: int, model: ModelFile, task: PlannedTask,
-                   spec: RunSpec, device_id: str, advance: Callable[[str, int], None],
-                   on_stored: Callable[[int], None]) -> TaskOutcome:
-    info = engine.info()
-    t = task.spec
-    supervise.note(model=model.name, task=t.name)
-    key = eval_key(info, t, task.data_hash)
-    store.ensure_eval(key, model=model.name, task=t.name, lang=t.lang, family=t.family,
-                      output=t.output, engine=asdict(info),
-                      task_info={"path": str(t.path), "prompt_hash": t.prompt_hash(),
-                                 "data_hash": task.data_hash, "reference": t.reference,
-                                 "target_lang": t.output_lang, "description": t.description})
-    done = store.done_doc_ids(key)
-    todo = [(i, inst) for i, inst in enumerate(task.instances) if inst.doc_id not in done]
-    advance(t.name, len(task.instances) - len(todo))
-    def evaluate(batch: Sequence[tuple[int, Instance]]) -> list[ItemRecord]:
-        return _score_mc(engine, batch) if t.output == "multiple_choice" else _generate(engine, t, batch)
-
-    for s in range(0, len(todo), spec.chunk_size):
-        batch = todo[s:s + spec.chunk_size]
-        records, failed = evaluate_isolating(evaluate, batch)
-        if t.output != "multiple_choice":  # stored, so a report never runs language ID again
-            detected = LanguageIdentifier().identify_many([r.generated for r in records])
-            records = [replace(r, lang_detected=d) for r, d in zip(records, detected)]
-        store.add_items(key, run_id, records)
-        store.add_failures(key, run_id, failed)
-        on_stored(len(records))
-        advance(t.name, len(batch))
-        interrupt.check()  # Ctrl-C stops here, with this chunk stored
-    doc_ids = {inst.doc_id for inst in task.instances}
-    failures = tuple(f for f in store.open_failures(key) if f.doc_id in doc_ids)
-    items = store.items(key, [inst.doc_id for inst in task.instances])
-    scores = score_items(t, items, spec.seed) if items else []  # every item failed: no score
-    sig = signature(info, t, task.data_hash, len(items), device_id)
-    store.add_aggregates(run_id, [
-        AggregateRecord(key, model.name, t.name, t.lang, s.metric, s.value, s.ci_low, s.ci_high,
-                        s.n, sig)
-        for s in scores
-    ])
-    return TaskOutcome(model.name, t.name, t.lang, t.family, len(items), len(todo),
-                       tuple(scores), sig, failures)
-
-
 def engine_options(spec: RunSpec) -> EngineOptions:
     """The engine settings a run asks for."""
     return EngineOptions(engine=spec.engine, n_threads=spec.n_threads, seed=spec.seed,
@@ -276,83 +191,124 @@ def run(spec: RunSpec, progress: ProgressFn | None = None, command: str = "",
         engine_factory: EngineFactory | None = None) -> RunResult:
     """Evaluate every (model, task) of the spec; store items and aggregates; return outcomes.
 
-    An interrupted run (Ctrl-C: after the chunk in flight) keeps every committed chunk, is
+    The executor named by `spec.executor` evaluates the items (`local`: in this process;
+    `ray`: shards on a Ray cluster, see docs/scale.md); this process alone writes to the store.
+    An interrupted run (Ctrl-C: after the chunk or shard in flight) keeps everything stored, is
     marked `interrupted` and raises `interrupt.RunInterrupted`; rerunning the same spec
     continues where it stopped, retrying items that failed. With `spec.keep_going` a model
     that cannot be loaded or run is listed in `RunResult.model_failures` and the others go on.
     `engine_factory` opens each model's engine (default :func:`default_engine`); tests pass a
     deterministic fake here.
     """
-    open_model = engine_factory or default_engine
+    from .executors import executor
+
+    execute = executor(spec.executor)
     models, tasks = plan(spec)
     store = Store(spec.db)
     device = fingerprint(spec.n_threads or _threads())
     run_id = store.start_run(_spec_dict(spec), command, device.to_dict(), _versions())
-    outcomes: list[TaskOutcome] = []
-    cost: dict[str, RunCost] = {}
-    model_failures: list[ModelFailure] = []
+    writer = RunWriter(store, run_id, spec, device.to_dict(), progress)
     status = "failed"
-    stored = 0
-
-    def on_stored(n: int) -> None:
-        nonlocal stored
-        stored += n
-        supervise.note(stored=stored)
-
     supervise.note(db=str(spec.db), run_id=run_id, stored=0)
     try:
         with interrupt.stop_between_chunks():
-            total = sum(len(t.instances) for t in tasks)
-            for model in models:
-                interrupt.check()
-                done = 0
-
-                def advance(task_name: str, n: int, model_name: str = model.name) -> None:
-                    nonlocal done
-                    done += n
-                    if progress:
-                        progress(model_name, task_name, done, total)
-
-                supervise.note(model=model.name, task=None)
-                try:
-                    with RssSampler() as mem, EnergyMeter() as energy:
-                        engine = open_model(model, spec)
-                        mem.mark("after_load")
-                        try:
-                            for task in tasks:
-                                outcomes.append(_evaluate_task(engine, store, run_id, model, task, spec,
-                                                               device.fingerprint_id, advance, on_stored))
-                        finally:
-                            load_ms = engine.info().load_ms
-                            engine.close()
-                except (UserError, RuntimeError, OSError) as exc:
-                    if not spec.keep_going:
-                        raise
-                    model_failures.append(ModelFailure(model.name, str(exc)))
-                    continue
-                # a remote model's energy and memory are spent elsewhere: only its load time counts
-                cost[model.name] = (RunCost(load_ms=load_ms, remote=True) if model.remote
-                                    else _model_cost(mem, energy, load_ms))
-        result = RunResult(run_id, tuple(outcomes), cost, tuple(model_failures),
-                           skipped_summary([f for t in tasks for f in t.skipped]))
+            execution = execute(models, tasks, spec, writer, engine_factory or default_engine)
+        result = RunResult(run_id, tuple(writer.outcomes), dict(writer.cost), execution.model_failures,
+                           skipped_summary([f for t in tasks for f in t.skipped]), execution.failed)
         status = "done" if result.complete else "incomplete"
     except KeyboardInterrupt as exc:
         status = "interrupted"
-        raise interrupt.RunInterrupted(run_id, stored, spec.db) from exc
+        raise interrupt.RunInterrupted(run_id, writer.stored, spec.db) from exc
     finally:
-        store.end_run(run_id, status, cost)
+        store.end_run(run_id, status, writer.cost)  # the cost of what finished, even on failure
         store.close()
     return result
 
 
-def _model_cost(mem: RssSampler, energy: EnergyMeter, load_ms: float) -> RunCost:
-    m, e = mem.reading, energy.reading
-    return RunCost(
-        load_ms=load_ms, rss_start_bytes=m.start_bytes,
-        rss_after_load_bytes=dict(m.marks).get("after_load"), peak_rss_bytes=m.peak_bytes,
-        os_peak_rss_bytes=m.os_peak_bytes, energy_j=e.joules, energy_method=e.method,
-        watts_assumed=e.watts_assumed, cpu_s=e.cpu_seconds, wall_s=e.wall_seconds,
-    )
+@dataclass(frozen=True)
+class OpenEval:
+    """One evaluation being written: its key, what it evaluates, and the documents it already has."""
+
+    key: str
+    model: str
+    task: PlannedTask
+    info: EngineInfo
+    device_class: str | None
+    done: frozenset[str]
+
+    def todo(self) -> list[tuple[int, Instance]]:
+        """The task's (position, instance) pairs not stored yet, in task order."""
+        return [(i, inst) for i, inst in enumerate(self.task.instances) if inst.doc_id not in self.done]
+
+
+class RunWriter:
+    """The driver's side of a run and the only writer to its store: executors hand it the
+    engine facts of each (model, task), the items they evaluated, and say when a task is
+    finished; it keys, stores, scores and reports progress."""
+
+    def __init__(self, store: Store, run_id: int, spec: RunSpec, device: dict,
+                 progress: ProgressFn | None) -> None:
+        self.store, self.run_id, self.spec, self.device = store, run_id, spec, device
+        self.progress = progress
+        self.outcomes: list[TaskOutcome] = []
+        self.cost: dict[str, RunCost] = {}  # `cost_key(model, device class)` -> its device cost
+        self.stored = 0
+        self._devices: set[str] = {str(device.get("fingerprint_id"))}
+
+    def open_eval(self, model: ModelFile, task: PlannedTask, info: EngineInfo,
+                  device_class: str | None = None) -> OpenEval:
+        """Register the evaluation of `task` on `model` with this engine setup (and device class:
+        a pinned sweep measures each class apart, so the class is part of the key)."""
+        if device_class:
+            info = replace(info, extra={**info.extra, "device_class": device_class})
+        t = task.spec
+        key = eval_key(info, t, task.data_hash)
+        self.store.ensure_eval(key, model=model.name, task=t.name, lang=t.lang, family=t.family,
+                               output=t.output, engine=asdict(info),
+                               task_info={"path": str(t.path), "prompt_hash": t.prompt_hash(),
+                                          "data_hash": task.data_hash, "reference": t.reference,
+                                          "target_lang": t.output_lang, "description": t.description})
+        return OpenEval(key, model.name, task, info, device_class, frozenset(self.store.done_doc_ids(key)))
+
+    def add_items(self, ev: OpenEval, records: Sequence[ItemRecord], failures: Sequence[ItemFailure] = (),
+                  device: dict | None = None) -> None:
+        """Store evaluated items in one transaction, each with the fingerprint of the device that
+        answered it (default: this process's) and the eval's device class; and the items that
+        failed (a remote request), with why, so that a resumed run retries them."""
+        device = device or self.device
+        fid = str(device.get("fingerprint_id"))
+        if fid not in self._devices:
+            self.store.add_device(device)
+            self._devices.add(fid)
+        self.store.add_items(ev.key, self.run_id, [replace(r, device_id=fid, device_class=ev.device_class)
+                                                   for r in records])
+        self.store.add_failures(ev.key, self.run_id, failures)
+        self.stored += len(records)
+        supervise.note(stored=self.stored)
+
+    def add_cost(self, key: str, cost: RunCost) -> None:
+        """What a model (on a device class: `store.cost_key`) cost; kept even if the run fails later."""
+        self.cost[key] = cost
+
+    def close_eval(self, ev: OpenEval) -> TaskOutcome:
+        """Score the evaluation's stored items of this task and store the aggregates."""
+        t = ev.task.spec
+        doc_ids = [inst.doc_id for inst in ev.task.instances]
+        wanted = set(doc_ids)
+        failures = tuple(f for f in self.store.open_failures(ev.key) if f.doc_id in wanted)
+        items = self.store.items(ev.key, doc_ids)
+        scores = score_items(t, items, self.spec.seed) if items else []  # every item failed: no score
+        devices = sorted({it.device_id for it in items if it.device_id}) or [str(self.device.get("fingerprint_id"))]
+        sig = signature(ev.info, t, ev.task.data_hash, len(items), "+".join(devices))
+        self.store.add_aggregates(self.run_id, [
+            AggregateRecord(ev.key, ev.model, t.name, t.lang, s.metric, s.value, s.ci_low, s.ci_high,
+                            s.n, sig)
+            for s in scores
+        ])
+        outcome = TaskOutcome(ev.model, t.name, t.lang, t.family, len(items), len(ev.todo()),
+                              tuple(scores), sig, failures)
+        self.outcomes.append(outcome)
+        return outcome
 
 
 def _threads() -> int:

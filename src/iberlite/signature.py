@@ -35,7 +35,9 @@ def eval_key(info: EngineInfo, spec: TaskSpec, data_hash: str) -> str:
 
 def signature(info: EngineInfo, spec: TaskSpec, data_hash: str, n_items: int,
               device_id: str) -> str:
-    """Human-readable signature of one aggregate."""
+    """Human-readable signature of one aggregate (`class:NAME` last when the items were pinned
+    to a device class; `device` names every fingerprint that answered them)."""
+    device_class = info.extra.get("device_class")
     return "|".join([
         f"model:{info.model_name}@{info.model_sha256[:12]}",
         f"quant:{info.file_type}[{info.tensor_types}]",
@@ -47,4 +49,5 @@ def signature(info: EngineInfo, spec: TaskSpec, data_hash: str, n_items: int,
         f"n:{n_items}",
         f"seed:{info.seed}",
         f"device:{device_id}",
+        *([f"class:{device_class}"] if device_class else []),
     ])

@@ -172,7 +172,7 @@ def costs_view(db: Path) -> TableData:
     """Device cost per model, task and language (`iberlite results --device`)."""
     from .cost import device_costs
 
-    cols = (
+    cols: tuple[Column, ...] = (
         Column("model", "model"), Column("task", "task"), Column("lang", "lang"),
         Column("output", "output", priority=9, human=False),
         Column("n", "n", "num"),
@@ -189,6 +189,9 @@ def costs_view(db: Path) -> TableData:
         Column("ceiling_share", "of ceiling", "num", priority=7, fmt=".0%"),
     )
     costs = device_costs(db)
+    if any(r.device_class for r in costs):  # a pinned sweep: one row per class
+        cols = (*cols[:3], Column("device_class", "class", missing="-"), *cols[3:])
+    cols = (*cols, Column("devices", "devices", human=False))
     rows = tuple(tuple(getattr(r, c.key) for c in cols) for r in costs)
     notes = (ENERGY_NOTE,) if any(r.energy_method == "estimate" for r in costs) else ()
     return TableData(f"Device cost ({db}); latency per item, energy per item and per 1k tokens",
@@ -196,8 +199,8 @@ def costs_view(db: Path) -> TableData:
 
 
 def failure_lines(result) -> list[str]:  # result: runner.RunResult (imported lazily by the CLI)
-    """One sentence per model that failed and per task with failed items: what, how many, why,
-    and that rerunning the same command retries them."""
+    """One sentence per model that failed, per task with failed items and per Ray shard that kept
+    failing: what, how many, why, and that rerunning the same command retries them."""
     from collections import Counter
 
     lines = [f"Failed: {f.model}: {f.reason}" for f in result.model_failures]
@@ -208,7 +211,8 @@ def failure_lines(result) -> list[str]:  # result: runner.RunResult (imported la
         lines.append(f"Failed: {o.model} on {o.task}: {len(o.failures)} of "
                      f"{len(o.failures) + o.n_items} items ({why}); they are left out of the "
                      "scores and retried when the same command is run again.")
-    if result.model_failures:
-        lines.append("The other models finished; rerun the same command once the cause is fixed "
-                     "(stored items are kept).")
+    lines += [f"Failed: shard {shard.describe()} (after its retries)" for shard in result.failed]
+    if result.model_failures or result.failed:
+        lines.append("The rest finished; rerun the same command once the cause is fixed "
+                     "(stored items are kept, only what is missing is evaluated).")
     return lines

@@ -27,7 +27,7 @@ from .. import metrics
 from ..cost import item_energy_j
 from ..cost_profile import CostProfile
 from ..errors import UserError
-from ..store import EvalRecord, Store
+from ..store import EvalRecord, Store, cost_key
 
 
 @dataclass(frozen=True)
@@ -116,11 +116,13 @@ def decision_from_json(d: dict) -> Decision:
 # -- loading --------------------------------------------------------------------------------
 
 
-def _item_energy(store: Store, model: str) -> dict[tuple[int | None, str, str], float]:
-    """Energy per (run, eval key, doc id) of the model's items: the run's measured (or
-    estimated) energy for the model, shared by wall time, as the device cost table does."""
-    costs = {r.id: r.costs.get(model) for r in store.runs()}
-    items = [(ev.eval_key, it) for ev in store.evals() if ev.model == model for it in store.items(ev.eval_key)]
+def _item_energy(store: Store, model: str, device_class: str | None) -> dict[tuple[int | None, str, str], float]:
+    """Energy per (run, eval key, doc id) of the model's items (of one device class): the run's
+    measured (or estimated) energy for the model, shared by wall time, as the device cost table does."""
+    key_of_cost = cost_key(model, device_class)
+    costs = {r.id: r.costs.get(key_of_cost) for r in store.runs()}
+    items = [(ev.eval_key, it) for ev in store.evals() if ev.model == model and ev.device_class == device_class
+             for it in store.items(ev.eval_key)]
     wall: dict[int | None, float] = defaultdict(float)
     for _, it in items:
         wall[it.run_id] += it.wall_ms or 0.0
@@ -137,11 +139,31 @@ def _score(output: str, correct: bool | None, generated: str | None, gold: str) 
     return 0.0
 
 
-def _by_task(store: Store, model: str) -> dict[tuple[str, str, str], EvalRecord]:
-    return {(ev.task, ev.lang, ev.output): ev for ev in store.evals_with_most_items(model).values()}
+def _by_task(store: Store, model: str, device_class: str | None = None) -> dict[tuple[str, str, str], EvalRecord]:
+    return {(ev.task, ev.lang, ev.output): ev for ev in store.evals_with_most_items(model, device_class).values()}
 
 
-def load_pairs(db_path: Path, device: str, cloud: str) -> dict[tuple[str, str, str], list[PairedItem]]:
+def device_class_of(store: Store, model: str, device_class: str | None) -> str | None:
+    """The device class whose items stand for the device model: the one asked for, else the only
+    one stored. Figures from two kinds of device are never mixed: several classes and no choice
+    is a user error naming them."""
+    counts = store.item_counts()
+    stored = {ev.device_class for ev in store.evals() if ev.model == model and counts.get(ev.eval_key)}
+    if device_class is not None:
+        if device_class not in stored:
+            named = ", ".join(sorted(c for c in stored if c)) or "none"
+            raise UserError(f"No stored items for {model!r} on device class {device_class!r} "
+                            f"(classes stored: {named}).", 2)
+        return device_class
+    if len(stored) > 1:
+        named = ", ".join(sorted(c or "(not pinned)" for c in stored))
+        raise UserError(f"{model} was measured on several device classes ({named}): pick one with "
+                        "--device-class.", 2)
+    return next(iter(stored), None)
+
+
+def load_pairs(db_path: Path, device: str, cloud: str,
+               device_class: str | None = None) -> dict[tuple[str, str, str], list[PairedItem]]:
     """Items both models answered, per (task, lang, output), paired by doc id."""
     if not Path(db_path).is_file():
         raise UserError(f"No results database at {db_path}; run `iberlite run` first.", 2)
@@ -150,20 +172,24 @@ def load_pairs(db_path: Path, device: str, cloud: str) -> dict[tuple[str, str, s
     except UserError as exc:
         raise UserError(str(exc), 2) from None
     with store:
-        out = pairs_from_store(store, device, cloud)
+        out = pairs_from_store(store, device, cloud, device_class)
     if not out:
         raise UserError(f"{device} and {cloud} have no items in common in {db_path}.", 2)
     return out
 
 
-def pairs_from_store(store: Store, device: str, cloud: str) -> dict[tuple[str, str, str], list[PairedItem]]:
-    """Items both models answered, per (task, lang, output), paired by doc id, from an open store."""
-    dev_evals, cloud_evals = _by_task(store, device), _by_task(store, cloud)
+def pairs_from_store(store: Store, device: str, cloud: str,
+                     device_class: str | None = None) -> dict[tuple[str, str, str], list[PairedItem]]:
+    """Items both models answered, per (task, lang, output), paired by doc id, from an open store;
+    the device model's items are those of one device class (see `device_class_of`)."""
+    device_class = device_class_of(store, device, device_class)
+    dev_evals = _by_task(store, device, device_class)
+    cloud_evals = _by_task(store, cloud)
     if not dev_evals:
         raise UserError(f"No stored items for device model {device!r} in {store.path}.", 2)
     if not cloud_evals:
         raise UserError(f"No stored items for cloud model {cloud!r} in {store.path}.", 2)
-    energy = _item_energy(store, device)
+    energy = _item_energy(store, device, device_class)
     out = {}
     for key in sorted(set(dev_evals) & set(cloud_evals)):
         dev_key = dev_evals[key].eval_key

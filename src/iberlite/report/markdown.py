@@ -141,10 +141,18 @@ def render_markdown(report: Report) -> str:
     for fid, dev in report.devices.items():
         runs = ", ".join(str(r.id) for r in report.runs if r.device_id == fid)
         ram = f"{dev['total_ram_bytes'] / 2**30:.1f} GiB" if dev.get("total_ram_bytes") else "?"
-        out.append(f"- `{fid}` (runs {runs}): {dev.get('cpu_model', '?')}, "
+        out.append(f"- `{fid}` ({f'runs {runs}' if runs else 'a Ray worker'}): {dev.get('cpu_model', '?')}, "
                    f"{', '.join(dev.get('cpu_flags', []) or [])}; {dev.get('physical_cores')} cores, "
                    f"{dev.get('n_threads')} threads; {ram} RAM; {dev.get('os', '')}; "
                    f"llama-cpp-python {dev.get('llama_cpp_python_version', '?')}")
+    if report.class_costs:
+        out += ["", "Device classes (items pinned to a kind of device; latency per item):", ""]
+        out += _table(["class", "model", "task", "lang", "n", "p50 ms", "p95 ms", "prefill tok/s", "decode tok/s",
+                       "devices"],
+                      [[r.device_class or "", r.model, r.task, r.lang, str(r.n), f"{r.latency_p50_ms:,.0f}",
+                        f"{r.latency_p95_ms:,.0f}", _opt_num(r.prefill_tokens_per_s), _opt_num(r.decode_tokens_per_s),
+                        f"`{r.devices}`"] for r in report.class_costs],
+                      ["l", "l", "l", "l", "r", "r", "r", "r", "r", "l"])
     if report.engine_setups:
         out += ["", "How llama.cpp ran (weight buffers, scoring layout; approx = not exact here):", ""]
         out += _table(["model", "threads", "scoring", "buffers", "SIMD", "layout"],
@@ -220,3 +228,7 @@ def _quantization(report: Report) -> list[str]:
                           rows, ["l", "l", "l", "r", "r", "r", "r", "l"])
             out.append("")
     return out
+
+
+def _opt_num(value: float | None) -> str:
+    return f"{value:,.0f}" if value is not None else ""

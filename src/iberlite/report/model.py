@@ -31,6 +31,7 @@ from ..analysis.gaps import language_gaps, task_template
 from ..analysis.model_cost import cost_axes, cost_device, model_costs
 from ..analysis.quantization import quantization_studies
 from ..analysis.routing import decision_from_json
+from ..cost import CostRow, costs_from_store
 from ..langs import LANG_NAMES, LANGS, REFERENCE_LANG, lang_key
 from ..metrics import LOWER_IS_BETTER, PERCENT_SCALE_METRICS, sentence_chrf
 from ..store import AggregateRecord, BenchRecord, EvalRecord, ItemRecord, Store
@@ -260,7 +261,18 @@ def build_report(store: Store, *, n_boot: int = lg.DEFAULT_N_BOOT, seed: int = l
         has_bench_table=store.has_bench_table(), notes=tuple(notes), routing=_routing(store),
         engine_setups=engine_setups(evals.values()), quantization=tuple(quant),
         advice=tuple(advice_from_json(a.advice) for a in store.latest_advice()),
+        class_costs=class_costs(store, evals.values()),
+        worker_devices=tuple(store.devices().items()),
     )
+
+
+def class_costs(store: Store, evals) -> tuple[CostRow, ...]:
+    """The device cost rows of items pinned to a device class, by class then model and task:
+    a sweep over several kinds of device compares them here (empty when nothing was pinned)."""
+    if not any(ev.device_class for ev in evals):
+        return ()
+    rows = [r for r in costs_from_store(store) if r.device_class]
+    return tuple(sorted(rows, key=lambda r: (r.device_class or "", r.model, r.task, lang_key(r.lang))))
 
 
 def engine_setups(evals) -> tuple[EngineSetup, ...]:

@@ -14,6 +14,7 @@ from ..analysis.gaps import Gap
 from ..analysis.model_cost import CostAxis, ModelCost
 from ..analysis.quantization import FamilyStudy
 from ..analysis.routing import Decision
+from ..cost import CostRow
 from ..metrics import percent_scale
 from ..store import BenchRecord, RunRecord
 
@@ -186,14 +187,18 @@ class Report:
     engine_setups: tuple[EngineSetup, ...] = ()
     quantization: tuple[FamilyStudy, ...] = ()  # per model with variants (MODEL@TYPE)
     advice: tuple[Advice, ...] = ()  # `iberlite advise`: newest per model and device
+    class_costs: tuple[CostRow, ...] = ()  # device figures of items pinned to a device class
+    worker_devices: tuple[tuple[str, dict[str, Any]], ...] = ()  # fingerprints of Ray workers that answered
 
     @property
     def devices(self) -> dict[str, dict[str, Any]]:
-        """Device fingerprint id -> fingerprint, in run order."""
+        """Device fingerprint id -> fingerprint, in run order, then the Ray workers' others."""
         out: dict[str, dict[str, Any]] = {}
         for r in sorted(self.runs, key=lambda r: r.id):
             if r.device:
                 out.setdefault(r.device_id, r.device)
+        for fid, device in self.worker_devices:
+            out.setdefault(fid, device)
         return out
 
     @property

@@ -15,6 +15,7 @@ from .records import (
     ItemRecord,
     RunCost,
     RunRecord,
+    cost_key,
 )
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .store import Store, json_safe
@@ -32,5 +33,6 @@ __all__ = [
     "RunRecord",
     "SCHEMA_VERSION",
     "Store",
+    "cost_key",
     "json_safe",
 ]

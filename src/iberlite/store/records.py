@@ -45,6 +45,13 @@ class RunCost:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+def cost_key(model: str, device_class: str | None = None) -> str:
+    """The key of a model's cost in `runs.cost_json`: the model name, with ` on CLASS` when its
+    items were pinned to a device class (one run then measures the model on several devices;
+    `@` already means a quantized variant, MODEL@TYPE)."""
+    return f"{model} on {device_class}" if device_class else model
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """One stored run: what was asked, on which device, with which versions, and what it cost."""
@@ -79,14 +86,22 @@ class EvalRecord:
     task_info: dict[str, Any]
     created_at: float
 
+    @property
+    def device_class(self) -> str | None:
+        """The device class its items were pinned to (None: not pinned)."""
+        extra = self.engine.get("extra") or {}
+        return extra.get("device_class") or None
+
 
 @dataclass(frozen=True)
 class ItemRecord:
     """One evaluated item as stored: what was asked, what came back, what it cost.
 
     `lang_detected` is the language identified in a generated output when it was scored
-    (None for multiple choice and for items stored before schema version 2). `run_id` is set
-    on items read back from the store.
+    (None for multiple choice and for items stored before schema version 2). `device_id` is the
+    fingerprint id of the device that answered it and `device_class` the class its shard was
+    pinned to (None when not pinned; see docs/scale.md). `run_id` is set on items read back
+    from the store.
     """
 
     doc_id: str
@@ -111,6 +126,8 @@ class ItemRecord:
     ttft_ms: float | None = None
     confidence: float | None = None
     lang_detected: str | None = None
+    device_id: str | None = None
+    device_class: str | None = None
     run_id: int | None = None
 
 

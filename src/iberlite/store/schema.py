@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import UserError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,7 +67,14 @@ CREATE TABLE IF NOT EXISTS items (
     confidence REAL,
     created_at REAL NOT NULL,
     lang_detected TEXT,
+    device_id TEXT,
+    device_class TEXT,
     UNIQUE (eval_key, doc_id)
+);
+CREATE TABLE IF NOT EXISTS devices (
+    fingerprint_id TEXT PRIMARY KEY,
+    device_json TEXT NOT NULL,
+    created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS aggregates (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -176,7 +183,32 @@ def _v2_to_v3(conn: sqlite3.Connection) -> None:
     _execute_script(conn, SCHEMA)
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(conn: sqlite3.Connection) -> None:
+    """Version 4 records, per item, the fingerprint of the device that answered it and the
+    device class it was pinned to (a sweep spread over several machines mixes devices within
+    one run), and keeps each fingerprint once in `devices`. Items stored before were answered
+    on their run's device: they take its fingerprint id, with no class."""
+    import json
+
+    cols = _columns(conn, "items")
+    for name in ("device_id", "device_class"):
+        if name not in cols:
+            conn.execute(f"ALTER TABLE items ADD COLUMN {name} TEXT")
+    _execute_script(conn, SCHEMA)
+    for run_id, device_json, started in conn.execute(
+            "SELECT id, device_json, started_at FROM runs WHERE device_json IS NOT NULL").fetchall():
+        try:
+            device = json.loads(device_json)
+        except ValueError:
+            continue
+        fid = device.get("fingerprint_id") if isinstance(device, dict) else None
+        if not fid:
+            continue
+        conn.execute("INSERT OR IGNORE INTO devices VALUES (?, ?, ?)", (fid, device_json, started))
+        conn.execute("UPDATE items SET device_id = ? WHERE run_id = ? AND device_id IS NULL", (fid, run_id))
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 """Version v -> the step that turns a version-v database into a version v+1 one."""
 
 

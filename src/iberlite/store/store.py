@@ -155,7 +155,7 @@ class Store:
 
     def start_run(self, spec: dict[str, Any], command: str, device: dict[str, Any],
                   versions: dict[str, str]) -> int:
-        """Record a run as started; returns its id."""
+        """Record a run as started (and the device it starts on); returns its id."""
         row = (time.time(), command, json.dumps(spec, default=str), json.dumps(device), json.dumps(versions))
 
         def write() -> int:
@@ -165,7 +165,10 @@ class Store:
                     "versions_json) VALUES (?, 'running', ?, ?, ?, ?)", row)
             return int(cur.lastrowid or 0)
 
-        return _retry_locked(write)
+        run_id = _retry_locked(write)
+        if device.get("fingerprint_id"):
+            self.add_device(device)
+        return run_id
 
     def end_run(self, run_id: int, status: str, costs: dict[str, RunCost] | None = None) -> None:
         """Mark a run finished (`done`, `incomplete`: some items or models failed, `failed` or
@@ -187,6 +190,21 @@ class Store:
                                 "status = 'running'", (time.time(), status, run_id))
 
         _retry_locked(write)
+
+    def add_device(self, device: dict[str, Any]) -> None:
+        """Keep a device fingerprint (`DeviceFingerprint.to_dict()`) once, by its id."""
+        row = (str(device["fingerprint_id"]), json.dumps(device, sort_keys=True), time.time())
+
+        def write() -> None:
+            with self.db:
+                self.db.execute("INSERT OR IGNORE INTO devices VALUES (?, ?, ?)", row)
+
+        _retry_locked(write)
+
+    def devices(self) -> dict[str, dict[str, Any]]:
+        """Every stored device fingerprint: fingerprint id -> fingerprint, oldest first."""
+        rows = self.db.execute("SELECT fingerprint_id, device_json FROM devices ORDER BY created_at, rowid")
+        return {fid: _json(blob, {}) or {} for fid, blob in rows}
 
     def runs(self) -> list[RunRecord]:
         """Every run, oldest first."""
@@ -226,8 +244,10 @@ class Store:
         """Number of stored items per evaluation key."""
         return {k: n for k, n in self.db.execute("SELECT eval_key, COUNT(*) FROM items GROUP BY eval_key")}
 
-    def evals_with_most_items(self, model: str | None = None) -> dict[tuple[str, str], EvalRecord]:
-        """Per (model, task), the evaluation with the most stored items (the newest on a tie).
+    def evals_with_most_items(self, model: str | None = None,
+                              device_class: str | None = None) -> dict[tuple[str, str], EvalRecord]:
+        """Per (model, task), the evaluation with the most stored items (the newest on a tie);
+        with `device_class`, among the evaluations pinned to that class only.
 
         When a task was evaluated several ways (another limit, scoring or engine), the item-level
         views all read this one evaluation, so they agree with each other.
@@ -237,6 +257,8 @@ class Store:
         for ev in self.evals():
             n = counts.get(ev.eval_key, 0)
             if not n or (model is not None and ev.model != model):
+                continue
+            if device_class is not None and ev.device_class != device_class:
                 continue
             cur = chosen.get((ev.model, ev.task))
             if cur is None or (n, ev.created_at) > (counts[cur.eval_key], cur.created_at):
