@@ -31,7 +31,7 @@ from iberlite.errors import UserError  # noqa: E402
 from iberlite.report.build import render  # noqa: E402
 from iberlite.runner import RunSpec, default_engine, run  # noqa: E402
 from iberlite.store import Store  # noqa: E402
-from iberlite.views import costs_view  # noqa: E402
+from iberlite.views import costs_view, failure_lines  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 MODELS = ("smollm2-135m", "gemma3-270m")
@@ -213,6 +213,11 @@ def test_a_shard_that_keeps_failing_is_reported_and_the_rest_is_stored(cluster, 
     assert sorted((f.task, f.first_seq, f.n_items) for f in result.failed) == sorted(
         (t, s, n) for t in ("sample_commonsense_es", "sample_commonsense_eu") for s, n in ((0, 4), (4, 4), (8, 2)))
     assert len(log.read_text().splitlines()) == 6 * 2
+    # what `iberlite run` prints at the end: one line per failed shard, then how to retry
+    lines = failure_lines(result)
+    assert sorted(line.split(" items ")[0] for line in lines[:-1]) == ["Failed: shard gemma3-270m sample_commonsense_es"] * 3 \
+        + ["Failed: shard gemma3-270m sample_commonsense_eu"] * 3
+    assert lines[-1].startswith("The other shards finished; rerun the same command")
     rows = _items(spec.db)
     assert {r["model"] for r in rows} == {"smollm2-135m"} and len(rows) == 20
     assert {o.model for o in result.outcomes} == {"smollm2-135m"}

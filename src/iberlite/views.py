@@ -213,6 +213,7 @@ def failure_lines(result) -> list[str]:  # result: runner.RunResult (imported la
                      "scores and retried when the same command is run again.")
     lines += [f"Failed: shard {shard.describe()} (after its retries)" for shard in result.failed]
     if result.model_failures or result.failed:
-        lines.append("The rest finished; rerun the same command once the cause is fixed "
+        rest = "models" if result.model_failures else "shards"
+        lines.append(f"The other {rest} finished; rerun the same command once the cause is fixed "
                      "(stored items are kept, only what is missing is evaluated).")
     return lines
