@@ -150,7 +150,7 @@ def render_markdown(report: Report) -> str:
         out += _table(["class", "model", "task", "lang", "n", "p50 ms", "p95 ms", "prefill tok/s", "decode tok/s",
                        "devices"],
                       [[r.device_class or "", r.model, r.task, r.lang, str(r.n), f"{r.latency_p50_ms:,.0f}",
-                        f"{r.latency_p95_ms:,.0f}", _opt_num(r.prefill_tokens_per_s), _opt_num(r.decode_tokens_per_s),
+                        f"{r.latency_p95_ms:,.0f}", _num(r.prefill_tokens_per_s, ",.0f"), _num(r.decode_tokens_per_s, ",.0f"),
                         f"`{r.devices}`"] for r in report.class_costs],
                       ["l", "l", "l", "l", "r", "r", "r", "r", "r", "l"])
     if report.engine_setups:
@@ -228,7 +228,3 @@ def _quantization(report: Report) -> list[str]:
                           rows, ["l", "l", "l", "r", "r", "r", "r", "l"])
             out.append("")
     return out
-
-
-def _opt_num(value: float | None) -> str:
-    return f"{value:,.0f}" if value is not None else ""
