@@ -160,6 +160,8 @@ def run(
     device_class: Annotated[Optional[str], typer.Option("--device-class", help="Ray: comma-separated device classes; the grid runs once on nodes of each (resource device:NAME).")] = None,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Ray: items per shard.")] = 64,
     retries: Annotated[int, typer.Option("--retries", min=0, help="Ray: how often a failed shard is tried again.")] = 2,
+    num_fewshot: Annotated[int, typer.Option("--num-fewshot", min=0, help="Labelled examples before each item, as lm-eval 0.4.13 draws them (seeded by --seed); `iberlite tasks` shows where each task's shots come from.")] = 0,
+    fewshot_mode: Annotated[str, typer.Option("--fewshot-mode", help="per-item (lm-eval's shots, drawn per item) or fixed (one seeded set for the whole task: a shared prefix whose KV is computed once).")] = "per-item",
 ) -> None:
     """Evaluate models x tasks x languages on this device (or a Ray cluster) and store every item."""
     from . import supervise
@@ -179,7 +181,7 @@ def run(
         n_threads=threads, engine=engine, base_url=base_url, api_key_env=api_key_env, api=api, scoring=scoring, prefix_cache=prefix_cache, seed=seed, online=online,
         strict=strict, keep_going=keep_going, item_timeout_s=item_timeout,
         executor=executor, address=address, device_classes=_csv(device_class), shard_size=shard_size,
-        retries=retries,
+        retries=retries, num_fewshot=num_fewshot, fewshot_mode=fewshot_mode,
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                _ItemsPerSecond(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())

@@ -27,6 +27,7 @@ from .executors.base import EXECUTORS, FailedShard, ModelFailure
 from .language_id import identifier_signature, lang_ok
 from .signature import eval_key, signature
 from .store import AggregateRecord, ItemFailure, ItemRecord, RunCost, Store
+from .tasks.fewshot import FewshotPlan, FewshotSetup, apply_fewshot
 from .tasks.items import load_items, skipped_summary
 from .tasks.registry import load_task_specs, select_tasks
 from .tasks.render import Instance
@@ -68,6 +69,8 @@ class RunSpec:
     device_classes: tuple[str, ...] = ()  # ray: run the grid once on each class (docs/scale.md)
     shard_size: int = 64  # ray: items per shard
     retries: int = 2  # ray: how often a failed shard is tried again
+    num_fewshot: int = 0  # shots before each item (tasks/fewshot.py), drawn with `seed`
+    fewshot_mode: str = "per-item"  # "per-item" (lm-eval's draws) or "fixed" (one shared prefix)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class PlannedTask:
     instances: tuple[Instance, ...]
     data_hash: str
     skipped: tuple[RowFault, ...] = ()  # data rows that cannot be evaluated
+    fewshot: FewshotPlan | None = None  # k > 0: which shots, part of the key and signature
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,9 @@ def plan(spec: RunSpec) -> tuple[list[ModelFile], list[PlannedTask]]:
     for t in tasks:
         items = load_items(t, spec.data_dir, spec.limit, online=spec.online, strict=spec.strict)
         dh = "hub" if spec.online else data_hash(t, spec.data_dir)
-        planned.append(PlannedTask(t, items.instances, dh, items.faults))
+        setup = FewshotSetup(spec.num_fewshot, spec.fewshot_mode, spec.seed)
+        instances, shots = apply_fewshot(t, items.instances, spec.data_dir, setup, online=spec.online)
+        planned.append(PlannedTask(t, instances, dh, items.faults, shots))
     return models, planned
 
 
@@ -262,12 +268,13 @@ class RunWriter:
         if device_class:
             info = replace(info, extra={**info.extra, "device_class": device_class})
         t = task.spec
-        key = eval_key(info, t, task.data_hash)
+        key = eval_key(info, t, task.data_hash, task.fewshot)
         self.store.ensure_eval(key, model=model.name, task=t.name, lang=t.lang, family=t.family,
                                output=t.output, engine=asdict(info),
                                task_info={"path": str(t.path), "prompt_hash": t.prompt_hash(),
                                           "data_hash": task.data_hash, "reference": t.reference,
-                                          "target_lang": t.output_lang, "description": t.description})
+                                          "target_lang": t.output_lang, "description": t.description,
+                                          **({"fewshot": asdict(task.fewshot)} if task.fewshot else {})})
         return OpenEval(key, model.name, task, info, device_class, frozenset(self.store.done_doc_ids(key)))
 
     def add_items(self, ev: OpenEval, records: Sequence[ItemRecord], failures: Sequence[ItemFailure] = (),
@@ -299,7 +306,7 @@ class RunWriter:
         items = self.store.items(ev.key, doc_ids)
         scores = score_items(t, items, self.spec.seed) if items else []  # every item failed: no score
         devices = sorted({it.device_id for it in items if it.device_id}) or [str(self.device.get("fingerprint_id"))]
-        sig = signature(ev.info, t, ev.task.data_hash, len(items), "+".join(devices))
+        sig = signature(ev.info, t, ev.task.data_hash, len(items), "+".join(devices), ev.task.fewshot)
         self.store.add_aggregates(self.run_id, [
             AggregateRecord(ev.key, ev.model, t.name, t.lang, s.metric, s.value, s.ci_low, s.ci_high,
                             s.n, sig)

@@ -12,11 +12,16 @@ import hashlib
 import json
 
 from .engines.base import EngineInfo
+from .tasks.fewshot import FewshotPlan
 from .tasks.spec import TaskSpec
 
 
-def eval_key(info: EngineInfo, spec: TaskSpec, data_hash: str) -> str:
-    """Key of one (model file, engine setup, task prompt, data) evaluation; items reuse it."""
+def eval_key(info: EngineInfo, spec: TaskSpec, data_hash: str, fewshot: FewshotPlan | None = None) -> str:
+    """Key of one (model file, engine setup, task prompt, data) evaluation; items reuse it.
+
+    A k-shot evaluation adds its shots (k, sampler, mode, seed, pool hash, delimiters) and so
+    never shares items with the zero-shot one; zero-shot keys are unchanged by few-shot support.
+    """
     parts = {
         "model_sha256": info.model_sha256,
         "engine": info.engine,
@@ -29,12 +34,16 @@ def eval_key(info: EngineInfo, spec: TaskSpec, data_hash: str) -> str:
         "prompt": spec.prompt_hash(),
         "data": data_hash,
     }
+    if fewshot is not None and fewshot.k > 0:
+        fs = spec.fewshot
+        parts["fewshot"] = {**fewshot.key_parts(), "target_delimiter": fs.target_delimiter,
+                            "fewshot_delimiter": fs.fewshot_delimiter, "exclude_doc": fs.excludes_doc}
     blob = json.dumps(parts, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
 def signature(info: EngineInfo, spec: TaskSpec, data_hash: str, n_items: int,
-              device_id: str) -> str:
+              device_id: str, fewshot: FewshotPlan | None = None) -> str:
     """Human-readable signature of one aggregate (`class:NAME` last when the items were pinned
     to a device class; `device` names every fingerprint that answered them)."""
     device_class = info.extra.get("device_class")
@@ -45,6 +54,7 @@ def signature(info: EngineInfo, spec: TaskSpec, data_hash: str, n_items: int,
         f"scoring:{info.scoring}",
         f"layout:{info.extra.get('layout', '-')}",
         f"task:{spec.name}@{spec.prompt_hash()}",
+        *([f"shots:{fewshot.label}"] if fewshot is not None and fewshot.k > 0 else []),
         f"data:{data_hash}",
         f"n:{n_items}",
         f"seed:{info.seed}",

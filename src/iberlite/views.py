@@ -62,8 +62,10 @@ def tasks_table(data_dir: Path, tasks_dirs: tuple[Path, ...] = ()) -> TableData:
         Column("output", "output", priority=2),
         Column("items", "items", "num", missing="no data"),
         Column("prompt_from", "prompt from", "text", priority=4),
+        Column("shots_from", "shots from", "text", priority=3),
     )
-    rows = tuple((s.name, s.group or "", s.lang, s.family, s.output, count_docs(s, data_dir), s.reference)
+    rows = tuple((s.name, s.group or "", s.lang, s.family, s.output, count_docs(s, data_dir), s.reference,
+                  s.fewshot.pool_label)
                  for s in load_task_specs(tasks_dirs).values())
     return TableData(f"Tasks (data dir: {data_dir})", cols, rows)
 

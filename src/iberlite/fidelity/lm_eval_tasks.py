@@ -36,12 +36,16 @@ class Adapter:
     notes: str = ""
     split_keys: tuple[str, ...] = field(default=("training_split", "validation_split",
                                                   "test_split", "fewshot_split"))
+    # a split lm-eval draws few-shot examples from: (its config key, split name, files)
+    shots: tuple[str, str, tuple[str, ...]] | None = None
 
 
 def _xstorycloze(lang: str) -> Adapter:
     return Adapter(f"xstorycloze/default_{lang}.yaml", f"xstorycloze_{lang}", "eval",
                    (f"xstorycloze/spring2016.val.{lang}.tsv.split_20_80_eval.tsv",), "tsv",
-                   id_field="story_id", process_docs="xstorycloze")
+                   id_field="story_id", process_docs="xstorycloze",
+                   shots=("training_split", "train",
+                          (f"xstorycloze/spring2016.val.{lang}.tsv.split_20_80_train.tsv",)))
 
 
 def _flores(src: str, tgt: str, src_code: str, tgt_code: str) -> Adapter:
@@ -64,7 +68,8 @@ ADAPTERS: dict[str, Adapter] = {
     "xnli_eu": Adapter("xnli_eu/xnli_eu.yaml", "xnli_eu", "test",
                        ("xnlivar/data/eu/xnli-eu-original.tsv",), "tsv_csv_quoted"),
     "qnlieu": Adapter("basqueglue/qnli.yaml", "qnlieu", "test", ("basqueglue/qnli/test.jsonl",),
-                      "jsonl", id_field="idx", process_docs="qnli"),
+                      "jsonl", id_field="idx", process_docs="qnli",
+                      shots=("validation_split", "validation", ("basqueglue/qnli/val.jsonl",))),
     "flores_en-es": _flores("en", "es", "eng_Latn", "spa_Latn"),
     "flores_es-en": _flores("es", "en", "spa_Latn", "eng_Latn"),
     "mgsm_direct_es": Adapter("spanish_bench/mgsm_direct_es_spanish_bench.yaml",
@@ -92,9 +97,12 @@ def adapter(task: str) -> Adapter:
 
 def _dataset_fields(a: Adapter, data_dir: Path, out_dir: Path, task: str) -> dict:
     paths = [data_dir / f for f in a.files]
-    for p in paths:
+    shot_paths = [data_dir / f for f in a.shots[2]] if a.shots else []
+    for p in paths + shot_paths:
         if not p.is_file():
             raise UserError(f"Task {task} needs {p}, which does not exist; pass --data-dir.")
+    if a.shots and a.reader not in ("tsv", "jsonl"):
+        raise UserError(f"Task {task}: few-shot splits are wired for tsv and jsonl readers only.", 2)
     if a.reader == "lines_pair":
         columns = [p.read_text(encoding="utf-8").rstrip("\n").split("\n") for p in paths]
         target = out_dir / f"{task}.jsonl"
@@ -103,9 +111,12 @@ def _dataset_fields(a: Adapter, data_dir: Path, out_dir: Path, task: str) -> dic
                 f.write(json.dumps(dict(zip(a.columns, (v.strip() for v in values))),
                                    ensure_ascii=False) + "\n")
         return {"dataset_path": "json", "dataset_kwargs": {"data_files": {a.split: str(target)}}}
+    files = {a.split: str(paths[0])}
+    if a.shots:
+        files[a.shots[1]] = str(shot_paths[0])
     if a.reader == "jsonl":
-        return {"dataset_path": "json", "dataset_kwargs": {"data_files": {a.split: str(paths[0])}}}
-    kwargs: dict = {"data_files": {a.split: str(paths[0])}, "delimiter": "\t",
+        return {"dataset_path": "json", "dataset_kwargs": {"data_files": files}}
+    kwargs: dict = {"data_files": files, "delimiter": "\t",
                     "keep_default_na": False, "na_filter": False}
     if a.reader in ("tsv", "tsv_noheader"):
         kwargs["quoting"] = 3  # csv.QUOTE_NONE: the release files are plain TSV
@@ -130,6 +141,8 @@ def write_task_dir(tasks: list[str], data_dir: Path, out_dir: Path) -> dict[str,
         cfg.update(_dataset_fields(a, data_dir, out_dir, task))
         for key in a.split_keys:
             cfg[key] = a.split if _split_role(a, key) else None
+        if a.shots:  # the split lm-eval's own rule draws shots from, as its config names it
+            cfg[a.shots[0]] = a.shots[1]
         text = yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False)
         if a.process_docs:
             text += f"process_docs: !function utils.{a.process_docs}\n"

@@ -34,6 +34,7 @@ class Instance:
     target_delimiter: str
     until: tuple[str, ...] = ()
     max_tokens: int = 256
+    shared_prefix: str = ""  # fixed few-shot: the start of `context` every item of the task shares
 
     @property
     def prompt(self) -> str:
@@ -64,6 +65,11 @@ def _evaluate(spec: TaskSpec, key: str, source: str, doc: Doc) -> Any:
             f"Task {spec.name}: {key} ({spec.where(key)}) failed on document {doc.id} "
             f"({str(exc).rstrip('.')}); check the template against the data."
         ) from exc
+
+
+def render_text(spec: TaskSpec, key: str, source: str, doc: Doc) -> str:
+    """One more template of the task (the few-shot description) rendered on a document."""
+    return str(_evaluate(spec, key, source, doc)) if source else ""
 
 
 def _target(spec: TaskSpec, doc: Doc) -> Any:

@@ -36,12 +36,18 @@ TEMPLATE_KEYS = ("doc_to_text", "doc_to_choice", "doc_to_target")
 KEYS: dict[str, tuple[str, ...]] = {
     "": ("name", "group", "lang", "target_lang", "family", "output", "description", "reference",
          "source", "preprocess", "doc_to_text", "doc_to_choice", "doc_to_target",
-         "target_delimiter", "metrics", "generation"),
+         "target_delimiter", "metrics", "generation", "fewshot"),
     "source": ("format", "files", "columns", "id", "where", "join", "hf"),
     "source.join": ("format", "files", "on"),
     "source.hf": ("path", "split", "name", "rename"),
     "generation": ("until", "max_tokens"),
+    "fewshot": ("split", "source", "sampler", "exclude_doc", "target_delimiter",
+                "fewshot_delimiter", "description"),
+    "fewshot.source": ("format", "files", "columns", "id", "where", "join", "hf"),
+    "fewshot.source.join": ("format", "files", "on"),
+    "fewshot.source.hf": ("path", "split", "name", "rename"),
 }
+SAMPLERS = ("default", "first_n")  # lm-eval 0.4.13's samplers (api/samplers.py)
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,38 @@ class GenerationSpec:
 
 
 @dataclass(frozen=True)
+class FewshotSpec:
+    """Where a task's few-shot examples come from and how they are joined (lm-eval's
+    `fewshot_split`, `fewshot_config`, `fewshot_delimiter` and `description`).
+
+    `source` None means the evaluated split itself. `exclude_doc` says whether the sampler is
+    handed the evaluated document (it then draws K+1 and drops that document): lm-eval does so
+    exactly when its few-shot split equals its test split, which includes tasks that declare
+    neither (XStoryCloze, XNLI-es); None means "when the pool is the evaluated split".
+    """
+
+    split: str = ""  # the pool's split name, for people ("train", "validation", "dev")
+    source: SourceSpec | None = None
+    sampler: str = "default"
+    exclude_doc: bool | None = None
+    target_delimiter: str | None = None  # None: the task's
+    fewshot_delimiter: str = "\n\n"
+    description: str = ""  # a template put before everything (lm-eval's `description`)
+
+    @property
+    def excludes_doc(self) -> bool:
+        """Whether the evaluated document is handed to the sampler (and never its own shot)."""
+        return self.source is None if self.exclude_doc is None else self.exclude_doc
+
+    @property
+    def pool_label(self) -> str:
+        """The split shots come from, as `iberlite tasks` shows it."""
+        if self.source is None:
+            return "eval split (doc excluded)" if self.excludes_doc else "eval split"
+        return self.split or "own files"
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """One evaluation task, as declared in its YAML file."""
 
@@ -115,6 +153,7 @@ class TaskSpec:
     target_delimiter: str = " "
     preprocess: tuple[str, ...] = ()
     generation: GenerationSpec = field(default_factory=GenerationSpec)
+    fewshot: FewshotSpec = field(default_factory=FewshotSpec)
     key_lines: tuple[tuple[str, int], ...] = ()  # ("source.files", 9): where each key is
 
     def where(self, key: str) -> str:
@@ -159,6 +198,8 @@ class TaskSpec:
             "until": self.generation.until,
             "max_tokens": self.generation.max_tokens,
         }
+        if self.fewshot.description:  # put before every prompt, zero-shot too (as lm-eval does)
+            shaping["description"] = self.fewshot.description
         blob = json.dumps(shaping, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -214,7 +255,7 @@ def _mapping(value: Any, key: str, where: _Where) -> dict[Any, Any]:
     if not isinstance(value, dict):
         _fail(where, key, f"has `{key}`, which must be a mapping")
     for k in value:
-        name = "on" if k is True and key == "source.join" else str(k)  # YAML 1.1 reads on: as True
+        name = "on" if k is True and key.endswith("source.join") else str(k)  # YAML 1.1 reads on: as True
         valid = KEYS[key]
         if name not in valid:
             close = difflib.get_close_matches(name, valid, n=1)
@@ -245,52 +286,71 @@ def _template(value: Any, key: str, where: _Where) -> str:
     return text
 
 
-def _source(raw: Any, where: _Where) -> SourceSpec:
-    raw = _mapping(raw, "source", where)
-    fmt = _choice(_req(raw, "format", where, "source."), FORMATS, "source.format", where)
-    files_raw = _req(raw, "files", where, "source.")
+def _source(raw: Any, where: _Where, key: str = "source") -> SourceSpec:
+    raw = _mapping(raw, key, where)
+    fmt = _choice(_req(raw, "format", where, f"{key}."), FORMATS, f"{key}.format", where)
+    files_raw = _req(raw, "files", where, f"{key}.")
     files: tuple[str, ...] = ()
     line_fields: tuple[tuple[str, str], ...] = ()
     if fmt == "lines":
-        line_fields = _pairs(files_raw, "source.files", where)
+        line_fields = _pairs(files_raw, f"{key}.files", where)
         if not line_fields:
-            _fail(where, "source.files", "has a `lines` source, which maps field names to files in `files`")
-        line_fields = tuple((f, _data_path(p, "source.files", where)) for f, p in line_fields)
+            _fail(where, f"{key}.files", "has a `lines` source, which maps field names to files in `files`")
+        line_fields = tuple((f, _data_path(p, f"{key}.files", where)) for f, p in line_fields)
     else:
-        files = tuple(_data_path(p, "source.files", where) for p in _strs(files_raw, "source.files", where))
+        files = tuple(_data_path(p, f"{key}.files", where) for p in _strs(files_raw, f"{key}.files", where))
     join = None
     if raw.get("join") is not None:
-        j = _mapping(raw["join"], "source.join", where)
+        j = _mapping(raw["join"], f"{key}.join", where)
         on = j["on"] if "on" in j else j.get(True)
         join = JoinSpec(
-            format=_choice(_req(j, "format", where, "source.join."), ("tsv", "csv", "jsonl", "json"),
-                           "source.join.format", where),
-            files=tuple(_data_path(p, "source.join.files", where)
-                        for p in _strs(_req(j, "files", where, "source.join."), "source.join.files", where)),
-            on=str(_req({"on": on}, "on", where, "source.join.")),
+            format=_choice(_req(j, "format", where, f"{key}.join."), ("tsv", "csv", "jsonl", "json"),
+                           f"{key}.join.format", where),
+            files=tuple(_data_path(p, f"{key}.join.files", where)
+                        for p in _strs(_req(j, "files", where, f"{key}.join."), f"{key}.join.files", where)),
+            on=str(_req({"on": on}, "on", where, f"{key}.join.")),
         )
     columns = raw.get("columns")
     return SourceSpec(
         format=fmt,
         files=files,
         line_fields=line_fields,
-        columns=_strs(columns, "source.columns", where) if columns is not None else None,
+        columns=_strs(columns, f"{key}.columns", where) if columns is not None else None,
         id=raw.get("id"),
-        where=_pairs(raw.get("where"), "source.where", where),
+        where=_pairs(raw.get("where"), f"{key}.where", where),
         join=join,
-        hf=_hub(raw.get("hf"), where),
+        hf=_hub(raw.get("hf"), where, f"{key}.hf"),
     )
 
 
-def _hub(raw: Any, where: _Where) -> HubSpec | None:
+def _hub(raw: Any, where: _Where, key: str = "source.hf") -> HubSpec | None:
     if raw is None:
         return None
-    raw = _mapping(raw, "source.hf", where)
+    raw = _mapping(raw, key, where)
     return HubSpec(
-        path=str(_req(raw, "path", where, "source.hf.")),
-        split=str(_req(raw, "split", where, "source.hf.")),
+        path=str(_req(raw, "path", where, f"{key}.")),
+        split=str(_req(raw, "split", where, f"{key}.")),
         name=None if raw.get("name") is None else str(raw["name"]),
-        rename=_pairs(raw.get("rename"), "source.hf.rename", where),
+        rename=_pairs(raw.get("rename"), f"{key}.rename", where),
+    )
+
+
+def _fewshot(raw: Any, where: _Where) -> FewshotSpec:
+    if raw is None:
+        return FewshotSpec()
+    raw = _mapping(raw, "fewshot", where)
+    exclude = raw.get("exclude_doc")
+    if exclude is not None and not isinstance(exclude, bool):
+        _fail(where, "fewshot.exclude_doc", f"has fewshot.exclude_doc: {exclude!r}; it must be true or false")
+    tdelim = raw.get("target_delimiter")
+    return FewshotSpec(
+        split=str(raw.get("split") or ""),
+        source=_source(raw["source"], where, "fewshot.source") if raw.get("source") is not None else None,
+        sampler=_choice(raw.get("sampler", "default"), SAMPLERS, "fewshot.sampler", where),
+        exclude_doc=exclude,
+        target_delimiter=None if tdelim is None else str(tdelim),
+        fewshot_delimiter=str(raw.get("fewshot_delimiter", "\n\n")),
+        description=_template(raw.get("description", ""), "fewshot.description", where),
     )
 
 
@@ -325,6 +385,7 @@ def parse_task(raw: Any, path: Path, key_lines: dict[str, int] | None = None) ->
     preprocess = _strs(raw.get("preprocess", []), "preprocess", where)
     for p in preprocess:
         _choice(p, PREPROCESS, "preprocess", where)
+    fewshot = _fewshot(raw.get("fewshot"), where)
     target_lang = raw.get("target_lang")
     if target_lang is not None:
         _choice(target_lang, LANGS, "target_lang", where)
@@ -345,6 +406,7 @@ def parse_task(raw: Any, path: Path, key_lines: dict[str, int] | None = None) ->
         target_delimiter=str(raw.get("target_delimiter", " ")),
         metrics=metrics,
         generation=generation,
+        fewshot=fewshot,
         path=path,
         key_lines=tuple(sorted(where.lines.items())),
     )
