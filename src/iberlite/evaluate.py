@@ -29,7 +29,8 @@ def evaluate_batch(engine: Engine, spec: TaskSpec, batch: Sequence[tuple[int, In
 
 def _score_mc(engine: Engine, batch: Sequence[tuple[int, Instance]]) -> list[ItemRecord]:
     reqs = [
-        LoglikelihoodRequest(inst.context, inst.target_delimiter + c, group=f"{seq}:{inst.doc_id}")
+        LoglikelihoodRequest(inst.context, inst.target_delimiter + c, group=f"{seq}:{inst.doc_id}",
+                             shared_prefix=inst.shared_prefix)
         for seq, inst in batch
         for c in inst.choices
     ]

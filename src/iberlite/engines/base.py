@@ -18,6 +18,9 @@ class LoglikelihoodRequest:
     context: str
     continuation: str
     group: str = ""
+    # the start of `context` every request of a task shares (fixed few-shot): an engine may keep
+    # its KV across calls instead of computing it for every item
+    shared_prefix: str = ""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ class Seq:
     req: int
     tokens: list[int]
     start: int
+    offset: int = 0  # position of tokens[0]: tokens before it are in the KV already (a kept prefix)
 
 
 @dataclass
@@ -86,15 +87,16 @@ class Layout:
         if self.n_seq_max < 2:
             raise ValueError("the layout needs at least two sequence ids (one is the padding's)")
 
-    def padding(self, cursor: int) -> int:
-        """Rows of padding that bring the next segment to a block boundary."""
-        return -cursor % self.align
+    def padding(self, cursor: int, pos: int = 0) -> int:
+        """Rows of padding that bring the next segment, whose first position is `pos`, to a row
+        equal to that position modulo align (a block boundary when it starts a sequence)."""
+        return (pos - cursor) % self.align
 
     def rows(self, segments: list[Segment]) -> int:
         """Rows the aligned layout of `segments` takes, padding included."""
         n = 0
         for seg in segments:
-            n += self.padding(n) + len(seg.entries)
+            n += self.padding(n, seg.entries[0].pos) + len(seg.entries)
         return n
 
     def group_segments(self, group: list[Seq], gi: int, first_id: int) -> list[Segment]:
@@ -104,17 +106,18 @@ class Layout:
         sequence scores the token after it.
         """
         shared = shared_len(group)
+        off = group[0].offset  # every sequence of a group starts at the same position
         if len(group) > 1:
-            shared -= shared % self.align  # shared in whole blocks only
+            shared = max(0, shared - (off + shared) % self.align)  # shared in whole blocks only
         ids = tuple(range(first_id, first_id + len(group)))
-        prefix = [Entry(token=t, pos=p, seq_ids=ids, group=gi)
+        prefix = [Entry(token=t, pos=off + p, seq_ids=ids, group=gi)
                   for p, t in enumerate(group[0].tokens[:shared])]
-        suffixes = [[Entry(token=s.tokens[p], pos=p, seq_ids=(ids[j],), group=gi)
+        suffixes = [[Entry(token=s.tokens[p], pos=off + p, seq_ids=(ids[j],), group=gi)
                      for p in range(shared, len(s.tokens))] for j, s in enumerate(group)]
         by_key = {}
         for e in prefix + [e for suf in suffixes for e in suf]:
             for sid in e.seq_ids:
-                by_key[(sid - first_id, e.pos)] = e
+                by_key[(sid - first_id, e.pos - off)] = e
         for j, s in enumerate(group):
             for p in range(s.start - 1, len(s.tokens) - 1):
                 by_key[(j, p)].targets.append((s.req, s.tokens[p + 1]))
@@ -151,7 +154,7 @@ class Layout:
         entries: list[Entry] = []
         n_pad = 0  # the padding is one sequence, so its positions run on
         for seg in segments:
-            pad = self.padding(len(entries))
+            pad = self.padding(len(entries), seg.entries[0].pos)
             entries.extend(self.pad_entry(n_pad + k) for k in range(pad))
             entries.extend(seg.entries)
             n_pad += pad

@@ -47,6 +47,15 @@ class TokenLogprob:
     top_logprob: float | None
 
 
+def _common(tokens: list[int], kept: list[int], limit: int) -> int:
+    """How many leading tokens `tokens` shares with `kept`, at most `limit`."""
+    n = 0
+    limit = min(limit, len(kept), len(tokens))
+    while n < limit and tokens[n] == kept[n]:
+        n += 1
+    return n
+
+
 class LlamaCppEngine:
     """llama.cpp in-process: loglikelihood with shared-prefix packing, greedy generation."""
 
@@ -81,6 +90,11 @@ class LlamaCppEngine:
         self.item_timeout_s = item_timeout_s
         self._cached: list[int] = []  # tokens whose KV sits in sequence 0 (generation only)
         self.decoded_rows = 0  # rows the scorers decoded, padding included (benchmarks read it)
+        # scoring with a shared prefix (fixed few-shot): its text and tokens, whose KV sits in
+        # the last sequence id; how often it was computed; requests that could not use it
+        self._kept: tuple[str, list[int]] | None = None
+        self.prefix_builds = 0
+        self.prefix_misses = 0
         t0 = time.perf_counter()
         ll.llama_backend_init()
         self.kernels = kernels
@@ -146,6 +160,7 @@ class LlamaCppEngine:
         """Empty the KV cache and forget the generation prefix it held."""
         self._ll.llama_memory_clear(self._mem, True)
         self._cached = []
+        self._kept = None
 
     def cached_positions(self, seq: int = 0) -> int:
         """Highest KV position sequence `seq` holds (-1: none)."""
@@ -230,7 +245,15 @@ class LlamaCppEngine:
     # -- loglikelihood ----------------------------------------------------------------------
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[LoglikelihoodResult]:
-        """Score every request; requests of one group share their common token prefix."""
+        """Score every request; requests of one group share their common token prefix.
+
+        Requests that name a `shared_prefix` (fixed few-shot) score after that prefix's KV,
+        computed once and kept in the last sequence id across calls; its one-off cost is
+        charged to the first group of the call that computed it.
+        """
+        prefixes = {r.shared_prefix for r in requests}
+        if len(prefixes) == 1 and "" not in prefixes:
+            return self._loglikelihood_after_prefix(requests, prefixes.pop())
         groups: list[list[Seq]] = []
         last_group: str | None = None
         for i, req in enumerate(requests):
@@ -277,9 +300,19 @@ class LlamaCppEngine:
         its logprob there."""
         ll = self._ll
         ll.llama_memory_clear(self._mem, True)  # generation may have left a prefix behind
+        self._kept = None
+        group_ms = self._decode_entries(self.pack_layout, entries, logprob, greedy, tops)
+        ll.llama_memory_clear(self._mem, True)
+        self._cached = []
+        return group_ms
+
+    def _decode_entries(self, layout: Layout, entries: list[Entry], logprob: list[float],
+                        greedy: list[bool], tops: dict[int, tuple[int, float]] | None = None) -> dict[int, float]:
+        """Decode laid-out entries in `layout`'s aligned chunks on the cache as it is."""
+        ll = self._ll
         group_ms: dict[int, float] = {}
         b = self._batch
-        for chunk in self.pack_layout.chunks(entries):
+        for chunk in layout.chunks(entries):
             rows = chunk.entries
             for i, e in enumerate(rows):
                 b.token[i] = e.token
@@ -312,9 +345,85 @@ class LlamaCppEngine:
             real = sum(counts.values())  # padding's time is shared by the groups it serves
             for g, c in counts.items():
                 group_ms[g] = group_ms.get(g, 0.0) + elapsed * c / real
+        return group_ms
+
+    # -- loglikelihood after a kept prefix (fixed few-shot) ---------------------------------
+
+    def _keep_prefix(self, text: str) -> tuple[list[int], int, float]:
+        """The prefix's tokens with their KV in the last sequence id: (tokens, tokens
+        computed now, ms). Its trailing whitespace is left out, since a context's trailing
+        whitespace is scored with the continuation (`encode_pair`). Only whole blocks of
+        `align` tokens are kept: then the KV cells of every item start at a block boundary
+        and each token attends blocks laid out as they would be alone, so the scores are the
+        from-scratch scores (engines/layout.py); the rest is computed with each item."""
+        if self._kept is not None and self._kept[0] == text:
+            return self._kept[1], 0, 0.0
+        ll = self._ll
+        tokens = self.tokenize(text.rstrip())[: self.n_ctx // 2]
+        tokens = tokens[: len(tokens) - len(tokens) % self.pack_layout.align]
+        pid = self.n_seq_max - 1
+        layout = Layout(self.pack_layout.align, self.n_batch, self.n_seq_max - 1, self.bos)
         ll.llama_memory_clear(self._mem, True)
         self._cached = []
-        return group_ms
+        entries = [Entry(token=t, pos=p, seq_ids=(pid,), group=0) for p, t in enumerate(tokens)]
+        t0 = time.perf_counter()
+        self._decode_entries(layout, layout.lay_out([Segment(entries)]), [], [])
+        ms = (time.perf_counter() - t0) * 1000
+        ll.llama_memory_seq_rm(self._mem, layout.n_seq_max - 1, -1, -1)  # the padding
+        self._kept = (text, tokens)
+        self.prefix_builds += 1
+        return tokens, len(tokens), ms
+
+    def _loglikelihood_after_prefix(self, requests: Sequence[LoglikelihoodRequest],
+                                    prefix: str) -> list[LoglikelihoodResult]:
+        ll = self._ll
+        kept, built_tokens, built_ms = self._keep_prefix(prefix)
+        pid = self.n_seq_max - 1
+        layout = Layout(self.pack_layout.align, self.n_batch, self.n_seq_max - 1, self.bos)
+        groups: list[list[Seq]] = []
+        last_group: str | None = None
+        for i, req in enumerate(requests):
+            tokens, start = self.encode_pair(req.context, req.continuation)
+            if _common(tokens, kept, start - 1) < min(len(kept), start - 1) - layout.align:
+                self.prefix_misses += 1  # its tokens part from the prefix's: computed anew
+            seq = Seq(req=i, tokens=tokens, start=start)
+            same = self.scoring == "fast" and req.group and req.group == last_group
+            if same and len(groups[-1]) < layout.n_seq_max - 1:
+                groups[-1].append(seq)
+            else:
+                groups.append([seq])
+            last_group = req.group
+        for g in groups:  # a group reuses the whole blocks all its sequences share with the prefix
+            reuse = min(_common(s.tokens, kept, s.start - 1) for s in g)
+            reuse -= reuse % layout.align
+            for s in g:
+                s.tokens, s.start, s.offset = s.tokens[reuse:], s.start - reuse, reuse
+        n = len(requests)
+        logprob, greedy = [0.0] * n, [True] * n
+        cost_tokens, cost_ms = [0.0] * n, [0.0] * n
+        for pack, segments in layout.packs(groups):
+            for sid in range(pid):  # every sequence but the prefix's
+                ll.llama_memory_seq_rm(self._mem, sid, -1, -1)
+            first = 0
+            for _, g in pack:
+                for j, s in enumerate(g):
+                    if s.offset:
+                        ll.llama_memory_seq_cp(self._mem, pid, first + j, 0, s.offset)
+                first += len(g)
+            entries = layout.lay_out(segments)
+            group_ms = self._decode_entries(layout, entries, logprob, greedy)
+            n_unique = Counter(e.group for e in entries)
+            for gi, g in pack:
+                for s in g:
+                    cost_tokens[s.req] = n_unique[gi] / len(g)
+                    cost_ms[s.req] = group_ms.get(gi, 0.0) / len(g)
+        for sid in range(pid):
+            ll.llama_memory_seq_rm(self._mem, sid, -1, -1)
+        if built_tokens and groups:  # the prefix's one computation, charged once
+            for s in groups[0]:
+                cost_tokens[s.req] += built_tokens / len(groups[0])
+                cost_ms[s.req] += built_ms / len(groups[0])
+        return self._ordered(groups, logprob, greedy, cost_tokens, cost_ms)
 
     # -- generation -------------------------------------------------------------------------
 
@@ -337,6 +446,9 @@ class LlamaCppEngine:
             limit = min(len(self._cached), len(prompt) - 1)  # at least one token to decode
             while keep < limit and self._cached[keep] == prompt[keep]:
                 keep += 1
+        if self._kept is not None:  # a scoring prefix holds cells: start from an empty cache
+            self._ll.llama_memory_clear(self._mem, True)
+            self._cached, self._kept = [], None
         if keep == 0:
             self._ll.llama_memory_clear(self._mem, True)
         else:

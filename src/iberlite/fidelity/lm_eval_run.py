@@ -51,8 +51,10 @@ class LmEvalRun:
 
 
 def run_lm_eval(model: ModelFile, local_tasks: list[str], include_dir: Path, limit: int,
-                output_dir: Path, n_threads: int, log: Path | None = None) -> LmEvalRun:
-    """lm-eval's own `hf` path on the GGUF file (dequantized to float32), logging samples."""
+                output_dir: Path, n_threads: int, log: Path | None = None,
+                num_fewshot: int = 0) -> LmEvalRun:
+    """lm-eval's own `hf` path on the GGUF file (dequantized to float32), logging samples;
+    with `num_fewshot`, its own k-shot contexts (few-shot seed 1234, its default)."""
     import time
 
     exe = Path(sys.executable).with_name("lm_eval")
@@ -62,6 +64,7 @@ def run_lm_eval(model: ModelFile, local_tasks: list[str], include_dir: Path, lim
         "--include_path", str(include_dir), "--tasks", ",".join(local_tasks),
         "--limit", str(limit), "--batch_size", "1", "--device", "cpu",
         "--log_samples", "--output_path", str(output_dir),
+        *(("--num_fewshot", str(num_fewshot)) if num_fewshot else ()),
     )
     t0 = time.perf_counter()
     with (log.open("a") if log else open(os.devnull, "w")) as out:
