@@ -20,7 +20,7 @@ from iberlite.tasks.registry import load_task_specs
 
 pytestmark = pytest.mark.slow
 
-TOL = 1e-6  # nats; bit-identical here (engines/layout.py: the prefix is kept in whole blocks)
+TOL = 1e-3  # nats, as tests/test_engine.py; measured bit-identical here (the prefix is kept in whole blocks)
 
 
 @pytest.fixture(scope="module", params=["smollm2-135m", "gemma3-270m"])
