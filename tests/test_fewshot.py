@@ -160,3 +160,32 @@ def test_fewshot_block_is_checked_like_the_rest_of_the_file(tmp_path):
     zero, _ = apply_fewshot(spec, items.instances, SAMPLE_DIR, FewshotSetup(0))
     assert zero[0].context == "Responde.\n" + items.instances[0].context
     assert spec.prompt_hash() != replace(spec, fewshot=replace(spec.fewshot, description="")).prompt_hash()
+
+
+def test_k_shot_runs_are_stored_apart_and_compared_to_zero_shot_on_the_same_items(tmp_path, fake_engine_factory):
+    from iberlite.runner import RunSpec, run
+    from iberlite.store import Store
+    from iberlite.views import shots_view
+
+    db = tmp_path / "shots.db"
+    base = dict(models=("smollm2-135m",), tasks=("sample_commonsense_es",), db=db, data_dir=tmp_path)
+    first = run(RunSpec(**base), engine_factory=fake_engine_factory)
+    for k, mode in ((3, "per-item"), (3, "fixed"), (1, "per-item")):
+        out = run(RunSpec(**base, num_fewshot=k, fewshot_mode=mode), engine_factory=fake_engine_factory)
+        assert out.outcomes[0].n_new == out.outcomes[0].n_items  # nothing reused from another k
+        assert f"|shots:{k}shot,{mode},default,seed1234,pool@" in out.outcomes[0].signature
+    again = run(RunSpec(**base), engine_factory=fake_engine_factory)
+    assert again.outcomes[0].n_new == 0 and again.outcomes[0].signature == first.outcomes[0].signature
+    store = Store.open_readonly(db)
+    try:
+        assert len(store.evals()) == 4
+    finally:
+        store.close()
+    view = shots_view(db)
+    got = {(r[3], r[4]): r for r in view.rows}
+    assert set(got) == {(0, "-"), (1, "per-item"), (3, "per-item"), (3, "fixed")}
+    assert got[0, "-"][7] is None and all(got[key][7] is not None for key in got if key[0])
+    n = first.outcomes[0].n_items
+    assert got[3, "fixed"][5] == n - 3 and got[3, "per-item"][5] == n  # fixed: its shots left out
+    assert all(r[8] is not None and r[9] is not None and r[10] > 0 for r in view.rows)  # cost columns
+    assert len(view.notes) == 3 and all("from" in s and "p50 latency" in s for s in view.notes)

@@ -218,6 +218,7 @@ def results(
     db: DbOpt = Path("iberlite.db"),
     signatures: Annotated[bool, typer.Option("--signatures", help="Show the signature behind each number (csv and json always carry it).")] = False,
     device: Annotated[bool, typer.Option("--device", help="Show what the answers cost on the device.")] = False,
+    shots: Annotated[bool, typer.Option("--shots", help="Few-shot: accuracy at each k, gain over zero-shot on the same items, cost per item.")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write scores and device costs to this JSON file.")] = None,
     fmt: FormatOpt = "table",
     wide: WideOpt = False,
@@ -230,6 +231,10 @@ def results(
         from .views import costs_view
 
         emit(costs_view(db), fmt, wide=wide)
+    elif shots:
+        from .views import shots_view
+
+        emit(shots_view(db), fmt, wide=wide)
     else:
         _print_results(db, fmt, wide, show_signatures=signatures)
     if json_out is not None:

@@ -219,3 +219,33 @@ def failure_lines(result) -> list[str]:  # result: runner.RunResult (imported la
         lines.append(f"The other {rest} finished; rerun the same command once the cause is fixed "
                      "(stored items are kept, only what is missing is evaluated).")
     return lines
+
+
+def shots_view(db: Path) -> TableData:
+    """Score at each number of shots with its CI, the paired gain over zero-shot on the same
+    items, and what an item cost (`iberlite results --shots`)."""
+    from .analysis.fewshot import sentence, shot_scores
+    from .store import Store
+
+    store = Store.open_readonly(db)
+    try:
+        scores = shot_scores(store)
+    finally:
+        store.close()
+    cols = (
+        Column("model", "model"), Column("task", "task"), Column("lang", "lang", priority=3),
+        Column("k", "k", "num"), Column("mode", "mode"), Column("n", "n", "num", priority=2),
+        Column("acc", "acc", "num", ci=True),
+        Column("gain", "vs k=0", "num", ci=True, missing="-"),
+        Column("prefill_tokens", "tok/item", "num", priority=1, fmt=".0f"),
+        Column("p50_ms", "p50 ms", "num", priority=1, fmt=".0f"),
+        Column("items_per_s", "items/s", "num", priority=2, fmt=".1f"),
+    )
+    rows = tuple((s.model, s.task, s.lang, s.k, s.mode, s.n, Est(s.acc, s.acc_low, s.acc_high),
+                  Est(s.gain, s.gain_low, s.gain_high) if s.gain is not None and s.gain_low is not None
+                  and s.gain_high is not None else None,
+                  s.prefill_tokens, s.p50_ms, s.items_per_s) for s in scores)
+    zeros = {(s.model, s.task): s for s in scores if s.k == 0}
+    notes = tuple(sentence(s, zeros.get((s.model, s.task))) for s in scores if s.k)
+    return TableData(f"Few-shot ({db}): accuracy with 95% CI, paired gain over zero-shot, cost per item",
+                     cols, rows, notes)
