@@ -189,3 +189,15 @@ def test_k_shot_runs_are_stored_apart_and_compared_to_zero_shot_on_the_same_item
     assert got[3, "fixed"][5] == n - 3 and got[3, "per-item"][5] == n  # fixed: its shots left out
     assert all(r[8] is not None and r[9] is not None and r[10] > 0 for r in view.rows)  # cost columns
     assert len(view.notes) == 3 and all("from" in s and "p50 latency" in s for s in view.notes)
+    # the results grid gives k-shot numbers rows of their own; the report has a few-shot section
+    from iberlite.report.build import render
+    from iberlite.results import results_grid
+
+    tasks = {r.task for r in results_grid(db).rows}
+    assert tasks == {"sample_commonsense_es", "sample_commonsense_es (3-shot per-item)",
+                     "sample_commonsense_es (3-shot fixed)", "sample_commonsense_es (1-shot per-item)"}
+    md = render(db, "md")
+    assert "## Few-shot: what shots buy and cost" in md
+    assert all(s in md for s in view.notes)
+    html = render(db, "html")
+    assert 'id="fewshot"' in html and view.notes[0].split(" (")[0] in html

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .signature import shots_tag
 from .store import AggregateRecord, Store
 
 
@@ -57,8 +58,9 @@ def results_grid(db: Path, run_id: int | None = None) -> ResultGrid:
     models = tuple(sorted({a.model for a in aggs}))
     rows: dict[tuple[str, str, str, int], ResultRow] = {}
     for a in aggs:
-        key = (a.task, a.lang, a.metric, a.n)
-        row = rows.setdefault(key, ResultRow(a.task, a.lang, a.metric, a.n, {}))
+        task = a.task + shots_tag(a.signature)  # k-shot numbers get rows of their own
+        key = (task, a.lang, a.metric, a.n)
+        row = rows.setdefault(key, ResultRow(task, a.lang, a.metric, a.n, {}))
         row.by_model[a.model] = a
     return ResultGrid(models, tuple(rows[k] for k in sorted(rows)), failed)
 

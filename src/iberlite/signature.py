@@ -42,6 +42,16 @@ def eval_key(info: EngineInfo, spec: TaskSpec, data_hash: str, fewshot: FewshotP
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
+def shots_tag(signature: str) -> str:
+    """` (5-shot fixed)` for a k-shot aggregate's signature, "" for zero-shot: what a table
+    adds to the task name so a k-shot number never sits in a zero-shot row."""
+    for part in signature.split("|"):
+        if part.startswith("shots:"):
+            k, mode = part[len("shots:"):].split(",")[:2]
+            return f" ({k.replace('shot', '-shot')} {mode})"
+    return ""
+
+
 def signature(info: EngineInfo, spec: TaskSpec, data_hash: str, n_items: int,
               device_id: str, fewshot: FewshotPlan | None = None) -> str:
     """Human-readable signature of one aggregate (`class:NAME` last when the items were pinned

@@ -137,6 +137,13 @@ def render_html(report: Report) -> str:
         report=report, colors=colors, figs=_figures(report, colors), energy_estimate=estimate,
         missing_axes=missing_axes, versions=list(versions.values()),
         observed={c.model: c for c in report.costs}, css=_static("report.css"), js=_static("report.js"),
-        plotly_js=Markup(plotly.offline.get_plotlyjs()),
+        plotly_js=Markup(plotly.offline.get_plotlyjs()), shot_sentences=_shot_sentences(report),
     )
     return page
+
+
+def _shot_sentences(report: Report) -> list[str]:
+    from ..analysis.fewshot import sentence
+
+    zeros = {(s.model, s.task): s for s in report.shots if s.k == 0}
+    return [sentence(s, zeros.get((s.model, s.task))) for s in report.shots if s.k]

@@ -130,6 +130,7 @@ def render_markdown(report: Report) -> str:
     out.append("")
 
     out += _quantization(report)
+    out += _fewshot(report)
     for a in report.advice:
         out += [f"## Fastest format on this CPU: {a.family}", "", a.sentence, ""]
         out += _table(["format", "bits/w", "scoring tok/s", "gen tok/s", "check right", f"agrees with {a.reference}"],
@@ -227,4 +228,30 @@ def _quantization(report: Report) -> list[str]:
             out += _table(["variant", "task", "lang", "loss es", "loss lang", "difference [95% CI]", "p", ""],
                           rows, ["l", "l", "l", "r", "r", "r", "r", "l"])
             out.append("")
+    return out
+
+
+def _fewshot(report: Report) -> list[str]:
+    """Accuracy at each k, the paired gain over zero-shot, and what an item cost."""
+    if not report.shots:
+        return []
+    from ..analysis.fewshot import sentence
+
+    zeros = {(s.model, s.task): s for s in report.shots if s.k == 0}
+    out = ["## Few-shot: what shots buy and cost", "",
+           "Per-item shots are lm-eval 0.4.13's (drawn per item); fixed shots are one seeded set "
+           "whose KV the engine computes once (a different experiment). Gain: paired bootstrap over "
+           "the items both evaluations answered. Cost per item: prefill tokens computed (a kept "
+           "prefix counted once), p50 wall time, items per second.", ""]
+    out += [f"- {sentence(s, zeros.get((s.model, s.task)))}" for s in report.shots if s.k]
+    out.append("")
+    rows = []
+    for s in report.shots:
+        gain = (f"{s.gain * 100:+.1f} [{(s.gain_low or 0) * 100:+.1f}, {(s.gain_high or 0) * 100:+.1f}]"
+                if s.gain is not None else "-")
+        rows.append([s.model, s.task, s.k, s.mode, s.n, _score(s.acc, s.acc_low, s.acc_high, False), gain,
+                     f"{s.prefill_tokens:.0f}", f"{s.p50_ms:.0f}", f"{s.items_per_s:.1f}"])
+    out += _table(["model", "task", "k", "mode", "n", "acc [95% CI]", "vs k=0 (points)", "tok/item",
+                   "p50 ms", "items/s"], rows, ["l", "l", "r", "l", "r", "r", "r", "r", "r", "r"])
+    out.append("")
     return out

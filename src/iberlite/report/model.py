@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..advise import advice_from_json
 from ..analysis import language_gap as lg
+from ..analysis.fewshot import shot_scores
 from ..analysis.gaps import language_gaps, task_template
 from ..analysis.model_cost import cost_axes, cost_device, model_costs
 from ..analysis.quantization import quantization_studies
@@ -34,6 +35,7 @@ from ..analysis.routing import decision_from_json
 from ..cost import CostRow, costs_from_store
 from ..langs import LANG_NAMES, LANGS, REFERENCE_LANG, lang_key
 from ..metrics import LOWER_IS_BETTER, PERCENT_SCALE_METRICS, sentence_chrf
+from ..signature import shots_tag
 from ..store import AggregateRecord, BenchRecord, EvalRecord, ItemRecord, Store
 from .records import (
     Browser,
@@ -86,7 +88,7 @@ def leaderboard(aggregates: Sequence[AggregateRecord], evals: Mapping[str, EvalR
     for (ek, metric, dev), a in best.items():
         ev = evals.get(ek)
         primary = metric == _primary_metric(by_eval[(ek, dev)])
-        out.append(LeaderboardEntry(a.model, a.task, task_template(a.task, a.lang), ev.family if ev else "",
+        out.append(LeaderboardEntry(a.model, a.task + shots_tag(a.signature), task_template(a.task, a.lang), ev.family if ev else "",
                                     a.lang, ev.output if ev else "", metric, a.value, a.ci_low, a.ci_high,
                                     a.n, a.signature, primary))
     out.sort(key=lambda s: (s.template, lang_key(s.lang), s.task, s.model, _metric_rank(s.metric), s.n))
@@ -244,6 +246,7 @@ def build_report(store: Store, *, n_boot: int = lg.DEFAULT_N_BOOT, seed: int = l
     quant = quantization_studies(chosen, items, metrics_of, primary, costs, here, n_boot=n_boot,
                                  seed=seed)
 
+    shots = shot_scores(store, seed=seed)
     notes: list[str] = []
     n_devices = len({r.device_id for r in runs if r.device})
     if n_devices > 1:
@@ -263,6 +266,7 @@ def build_report(store: Store, *, n_boot: int = lg.DEFAULT_N_BOOT, seed: int = l
         advice=tuple(advice_from_json(a.advice) for a in store.latest_advice()),
         class_costs=class_costs(store, evals.values()),
         worker_devices=tuple(store.devices().items()),
+        shots=tuple(shots) if any(s.k for s in shots) else (),
     )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..advise import Advice
+from ..analysis.fewshot import ShotScore
 from ..analysis.gaps import Gap
 from ..analysis.model_cost import CostAxis, ModelCost
 from ..analysis.quantization import FamilyStudy
@@ -189,6 +190,7 @@ class Report:
     advice: tuple[Advice, ...] = ()  # `iberlite advise`: newest per model and device
     class_costs: tuple[CostRow, ...] = ()  # device figures of items pinned to a device class
     worker_devices: tuple[tuple[str, dict[str, Any]], ...] = ()  # fingerprints of Ray workers that answered
+    shots: tuple[ShotScore, ...] = ()  # few-shot: every k per model and task (empty: zero-shot only)
 
     @property
     def devices(self) -> dict[str, dict[str, Any]]:

@@ -250,7 +250,9 @@ class Store:
         with `device_class`, among the evaluations pinned to that class only.
 
         When a task was evaluated several ways (another limit, scoring or engine), the item-level
-        views all read this one evaluation, so they agree with each other.
+        views all read this one evaluation, so they agree with each other. A k-shot evaluation
+        is chosen only for a task that has no zero-shot one, so zero-shot views never mix in
+        shots (`iberlite results --shots` compares them).
         """
         counts = self.item_counts()
         chosen: dict[tuple[str, str], EvalRecord] = {}
@@ -261,7 +263,8 @@ class Store:
             if device_class is not None and ev.device_class != device_class:
                 continue
             cur = chosen.get((ev.model, ev.task))
-            if cur is None or (n, ev.created_at) > (counts[cur.eval_key], cur.created_at):
+            if cur is None or (not ev.task_info.get("fewshot"), n, ev.created_at) > \
+                    (not cur.task_info.get("fewshot"), counts[cur.eval_key], cur.created_at):
                 chosen[(ev.model, ev.task)] = ev
         return chosen
 
