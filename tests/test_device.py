@@ -1,4 +1,4 @@
-"""Behaviour of iberlite.device a user would notice."""
+"""Behaviour of iberlite.device.fingerprint a user would notice."""
 
 import json
 import sys
@@ -13,8 +13,8 @@ try:
 except ImportError:  # package not installed into the venv yet: use the src tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from iberlite import device  # noqa: E402
-from iberlite.device import EnergyMeter, RssSampler, fingerprint  # noqa: E402
+from iberlite.device import fingerprint as device
+from iberlite.device.fingerprint import EnergyMeter, RssSampler, fingerprint  # noqa: E402
 
 MB = 1024 * 1024
 

@@ -9,8 +9,8 @@ import signal
 
 import pytest
 
-from iberlite import interrupt
-from iberlite.runner import RunSpec, run
+from iberlite.run import interrupt
+from iberlite.run.runner import RunSpec, run
 from iberlite.store import Store
 
 

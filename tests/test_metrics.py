@@ -1,4 +1,4 @@
-"""Behaviour of iberlite.metrics that a user reading a results table would notice."""
+"""Behaviour of iberlite.scoring.metrics that a user reading a results table would notice."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import sacrebleu
 
-from iberlite.metrics import (
+from iberlite.scoring.metrics import (
     GEN_METRICS,
     MC_METRICS,
     METRICS,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from iberlite.runner import RunSpec, plan
+from iberlite.run.runner import RunSpec, plan
 
 pytestmark = pytest.mark.slow
 

@@ -62,7 +62,7 @@ def detect() -> CpuFeatures:
 
     raw = llama_cpp.llama_print_system_info()
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    from ..device import all_cpu_flags, read_cpuinfo
+    from iberlite.device.fingerprint import all_cpu_flags, read_cpuinfo
 
     return CpuFeatures(all_cpu_flags(read_cpuinfo()), parse_system_info(text))
 

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..analysis.model_cost import CostAxis
-from ..analysis.pareto import front_steps
-from ..analysis.quantization import FamilyStudy
-from ..analysis.routing import Decision, Option
-from ..langs import lang_key
-from .records import Gap, LeaderboardEntry
+from iberlite.analysis.model_summary import CostAxis
+from iberlite.analysis.pareto import front_steps
+from iberlite.analysis.quantization import FamilyStudy
+from iberlite.decide.routing import Decision, Option
+from iberlite.langs import lang_key
+from iberlite.report.sections import Gap, LeaderboardEntry
 
 PALETTE = ("#2563eb", "#e4572e", "#17a673", "#9c51b6", "#d4a017", "#0e9aa7", "#db2777", "#65a30d")
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"

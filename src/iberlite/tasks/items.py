@@ -12,10 +12,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import FAULT_KINDS, RowFault, docs_from_rows, read_rows
-from ..errors import RowError
-from .render import Instance, render
-from .spec import TaskSpec
+from iberlite.errors import RowError
+from iberlite.tasks.data import FAULT_KINDS, RowFault, docs_from_rows, read_rows
+from iberlite.tasks.render import Instance, render
+from iberlite.tasks.spec import TaskSpec
 
 
 @dataclass(frozen=True)

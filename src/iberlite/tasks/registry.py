@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..errors import TaskSpecError, UserError
-from .spec import LANGS, TaskSpec, read_task_file
+from iberlite.errors import TaskSpecError, UserError
+from iberlite.tasks.spec import LANGS, TaskSpec, read_task_file
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 SAMPLE_DIR = Path(__file__).parent.parent / "sample"

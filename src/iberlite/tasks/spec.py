@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
-from .. import metrics
-from ..errors import TaskSpecError
-from ..langs import LANGS
-from .sandbox import template_fields, template_problem
+from iberlite.errors import TaskSpecError
+from iberlite.langs import LANGS
+from iberlite.scoring import metrics
+from iberlite.tasks.sandbox import template_fields, template_problem
 
 FAMILIES = (
     "reading", "nli", "commonsense", "translation", "math", "irony", "sentiment", "topic",
