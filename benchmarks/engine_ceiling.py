@@ -44,7 +44,7 @@ def _one(model: str, *, reps: int, threads: int | None, pp: int, tg: int, mode: 
     from iberlite.device.bench import bench_compare, bench_engine, direct_reference
     from iberlite.device.fingerprint import fingerprint
     from iberlite.engines.factory import EngineOptions, open_llamacpp
-    from iberlite.models.catalog import resolve_model
+    from iberlite.models.names import resolve_model
 
     def progress(msg: str) -> None:
         print(f"  [{model}] {msg}", file=sys.stderr, flush=True)

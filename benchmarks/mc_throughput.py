@@ -46,7 +46,9 @@ except ImportError:  # running from a checkout without `pip install -e .`
 
 from iberlite.device.fingerprint import RssSampler, fingerprint  # noqa: E402
 from iberlite.engines.kernels import detect, plan_kernels  # noqa: E402
-from iberlite.models.catalog import ModelFile, gguf_facts, resolve_model  # noqa: E402
+from iberlite.models.gguf_facts import gguf_facts  # noqa: E402
+from iberlite.models.model_file import ModelFile  # noqa: E402
+from iberlite.models.names import resolve_model  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "iberlite"
 LM_EVAL_BATCHES = ("8", "1")  # 1 is lm-eval's default batch size

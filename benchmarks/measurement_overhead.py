@@ -20,7 +20,7 @@ from pathlib import Path
 from iberlite.device.fingerprint import EnergyMeter, RssSampler, fingerprint
 from iberlite.engines.base import LoglikelihoodRequest
 from iberlite.engines.factory import open_llamacpp
-from iberlite.models.catalog import resolve_model
+from iberlite.models.names import resolve_model
 from iberlite.tasks.data import load_docs
 from iberlite.tasks.registry import load_task_specs
 from iberlite.tasks.render import render

@@ -13,7 +13,7 @@ import pytest
 from iberlite.device.bench import BenchResult, bench_engine
 from iberlite.device.fingerprint import fingerprint
 from iberlite.errors import UserError
-from iberlite.models.catalog import resolve_model
+from iberlite.models.names import resolve_model
 from iberlite.store import Store
 
 pytestmark = pytest.mark.slow

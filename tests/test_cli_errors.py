@@ -162,7 +162,7 @@ def test_corrupt_gguf_is_a_one_sentence_error(tmp_path, content):
 def test_a_truncated_real_model_is_refused_before_llama_cpp_loads_it(tmp_path, keep):
     """A download cut short: the header is whole, the tensor data is not. Found from the header
     (before llama.cpp prints its own log lines), in one sentence, before anything is stored."""
-    from iberlite.models.catalog import resolve_model
+    from iberlite.models.names import resolve_model
 
     real = resolve_model("smollm2-135m").path
     assert real is not None

@@ -375,7 +375,8 @@ def test_the_fast_gguf_header_reader_agrees_with_gguf():
 
     from gguf import GGUFReader
 
-    from iberlite.models.catalog import gguf_facts, resolve_model
+    from iberlite.models.gguf_facts import gguf_facts
+    from iberlite.models.names import resolve_model
 
     path = resolve_model("smollm2-135m").path
     facts, reader = gguf_facts(path), GGUFReader(str(path))

@@ -31,8 +31,9 @@ from iberlite.engines.openai_http import (
     parse_choice,
 )
 from iberlite.errors import UserError
-from iberlite.models.catalog import resolve_model
-from iberlite.run.runner import RunSpec, plan
+from iberlite.models.names import resolve_model
+from iberlite.run.plan import plan
+from iberlite.run.spec import RunSpec
 from iberlite.scoring.metrics import mc_prediction
 
 REPO = Path(__file__).resolve().parents[1]

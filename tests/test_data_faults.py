@@ -235,7 +235,8 @@ def test_tasks_check_strict_and_run_strict_exit_2_naming_the_row(data_dir, tmp_p
 
 
 def test_a_run_skips_broken_rows_and_says_so(data_dir, tmp_path, fake_engine_factory):
-    from iberlite.run.runner import RunSpec, run
+    from iberlite.run.runner import run
+    from iberlite.run.spec import RunSpec
 
     data = tmp_path / "data"
     broken_xnli(data_dir, data)

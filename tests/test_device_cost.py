@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from iberlite.run.runner import RunSpec, run
+from iberlite.run.runner import run
+from iberlite.run.spec import RunSpec
 
 pytestmark = pytest.mark.slow
 

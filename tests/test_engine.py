@@ -9,8 +9,9 @@ import pytest
 
 from iberlite.engines.base import GenerationRequest, LoglikelihoodRequest
 from iberlite.engines.llamacpp import LlamaCppEngine
-from iberlite.models.catalog import resolve_model
-from iberlite.run.runner import RunSpec, plan
+from iberlite.models.names import resolve_model
+from iberlite.run.plan import plan
+from iberlite.run.spec import RunSpec
 from iberlite.scoring.metrics import mc_prediction
 
 pytestmark = pytest.mark.slow
@@ -140,7 +141,7 @@ def test_fast_and_naive_scoring_agree_on_real_items(engine, task, data_dir):
 
 def test_corrupt_gguf_is_a_user_error(tmp_path):
     from iberlite.errors import UserError
-    from iberlite.models.catalog import ModelFile
+    from iberlite.models.model_file import ModelFile
 
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + b"\x00" * 64)

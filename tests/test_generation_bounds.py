@@ -14,7 +14,7 @@ import pytest
 
 from iberlite.engines.base import GenerationRequest
 from iberlite.engines.llamacpp import LlamaCppEngine
-from iberlite.models.catalog import resolve_model
+from iberlite.models.names import resolve_model
 
 pytestmark = pytest.mark.slow
 

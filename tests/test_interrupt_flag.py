@@ -10,7 +10,8 @@ import signal
 import pytest
 
 from iberlite.run import interrupt
-from iberlite.run.runner import RunSpec, run
+from iberlite.run.runner import run
+from iberlite.run.spec import RunSpec
 from iberlite.store import Store
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from fakes import FakeEngine
 from iberlite.errors import UserError
-from iberlite.run.runner import RunSpec, run
+from iberlite.run.runner import run
+from iberlite.run.spec import RunSpec
 from iberlite.store import RunCost, Store
 
 MODELS = ("smollm2-135m", "gemma3-270m")  # catalog names: plan() reads their GGUF headers only

@@ -80,7 +80,8 @@ def test_quantize_writes_the_types_the_file_holds_and_a_second_call_is_a_cache_h
 def test_a_variant_loads_with_its_lineage_and_scores_differently(tmp_path, monkeypatch):
     from iberlite.engines.base import LoglikelihoodRequest
     from iberlite.engines.factory import EngineOptions, open_engine
-    from iberlite.models.catalog import gguf_facts, resolve_model
+    from iberlite.models.gguf_facts import gguf_facts
+    from iberlite.models.names import resolve_model
 
     monkeypatch.setenv("IBERLITE_MODELS_DIR", str(tmp_path))
     req = [LoglikelihoodRequest("The capital of Spain is", " Madrid")]

@@ -30,7 +30,8 @@ from iberlite.decide.routing import pairs_from_store  # noqa: E402
 from iberlite.engines.base import RequestFailed  # noqa: E402
 from iberlite.errors import UserError  # noqa: E402
 from iberlite.report.render import render  # noqa: E402
-from iberlite.run.runner import RunSpec, default_engine, run  # noqa: E402
+from iberlite.run.runner import run  # noqa: E402
+from iberlite.run.spec import RunSpec, default_engine  # noqa: E402
 from iberlite.store import Store  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent

@@ -25,7 +25,9 @@ from iberlite.cli.views import failure_lines
 from iberlite.engines.base import GenerationRequest
 from iberlite.engines.openai_http import EndpointConfig, EndpointError, OpenAIEngine
 from iberlite.report.render import write_report
-from iberlite.run.runner import RunSpec, plan, run
+from iberlite.run.plan import plan
+from iberlite.run.runner import run
+from iberlite.run.spec import RunSpec
 from iberlite.store import Store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -163,7 +163,8 @@ def test_corpus_chrf_gap_equals_difference_of_corpus_scores():
 
 @pytest.fixture(scope="module")
 def real_db(tmp_path_factory):
-    from iberlite.run.runner import RunSpec, run
+    from iberlite.run.runner import run
+    from iberlite.run.spec import RunSpec
 
     db = tmp_path_factory.mktemp("report") / "t.db"
     try:

@@ -28,7 +28,8 @@ from iberlite.decide.routing import (
     split_items,
 )
 from iberlite.errors import UserError
-from iberlite.run.runner import RunSpec, run
+from iberlite.run.runner import run
+from iberlite.run.spec import RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "examples" / "cost_profile.yaml"

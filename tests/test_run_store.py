@@ -25,8 +25,9 @@ try:
 except ImportError:  # package not installed into the venv yet: use the src tree
     sys.path.insert(0, str(REPO / "src"))
 
-from iberlite.models.catalog import resolve_model  # noqa: E402
-from iberlite.run.runner import RunSpec, run  # noqa: E402
+from iberlite.models.names import resolve_model  # noqa: E402
+from iberlite.run.runner import run  # noqa: E402
+from iberlite.run.spec import RunSpec  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

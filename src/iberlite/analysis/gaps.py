@@ -17,7 +17,7 @@ import numpy as np
 
 from iberlite.analysis import language_gap as lg
 from iberlite.langs import REFERENCE_LANG, lang_key
-from iberlite.scoring.metrics import percent_scale
+from iberlite.scoring.metric import percent_scale
 from iberlite.store import EvalRecord, ItemRecord
 
 

@@ -36,7 +36,7 @@ from iberlite.analysis.gaps import gap_metric, item_values, task_template
 from iberlite.analysis.model_summary import ModelCost
 from iberlite.analysis.pareto import pareto_front
 from iberlite.langs import REFERENCE_LANG, lang_key
-from iberlite.scoring.metrics import percent_scale
+from iberlite.scoring.metric import percent_scale
 from iberlite.store import BenchRecord, EvalRecord, ItemRecord
 
 

@@ -171,7 +171,8 @@ def run(
         raise typer.Exit(code)
     supervise.die_with_parent()
     from iberlite.models.catalog import DEFAULT_MODELS
-    from iberlite.run.runner import RunSpec, run as run_grid
+    from iberlite.run.runner import run as run_grid
+    from iberlite.run.spec import RunSpec
 
     spec = RunSpec(
         models=_csv(models) or DEFAULT_MODELS, tasks=_csv(tasks), langs=_csv(langs), limit=limit,
@@ -285,6 +286,17 @@ def doctor(
     raise typer.Exit(code)
 
 
+@app.command("doctor-child", hidden=True)
+def doctor_child(
+    model: Annotated[str, typer.Argument()],
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1)] = None,
+) -> None:
+    """The child process of `iberlite doctor` for one model (JSON lines on stdout)."""
+    from iberlite.device.doctor import run_child
+
+    run_child(model, threads)
+
+
 def _print_results(db: Path, fmt: str, wide: bool, run_id: int | None = None, show_signatures: bool = False) -> None:
     from iberlite.cli.views import results_view
 
@@ -344,7 +356,7 @@ def serve(
     """Serve a GGUF model as a greedy OpenAI-compatible endpoint (a cloud tier for `decide`)."""
     from iberlite.decide.serve import CompletionService, make_server
     from iberlite.engines.factory import EngineOptions, open_llamacpp
-    from iberlite.models.catalog import resolve_model
+    from iberlite.models.names import resolve_model
 
     mf = resolve_model(model)
     if mf.remote:

@@ -66,7 +66,7 @@ def bench_command(model: str, db: Path, reps: int, threads: int | None, compare_
     from iberlite.device.fingerprint import fingerprint
     from iberlite.engines.factory import EngineOptions, open_llamacpp
     from iberlite.errors import UserError
-    from iberlite.models.catalog import resolve_model
+    from iberlite.models.names import resolve_model
 
     err = err or Console(stderr=True)
     check_format(fmt)

@@ -126,7 +126,7 @@ def route_command(console: Console, *, policy_path: Path, task: str, lang: str |
     from iberlite.decide.router import HybridRouter
     from iberlite.engines.factory import EngineOptions, open_llamacpp
     from iberlite.engines.openai_http import EndpointConfig, OpenAIEngine
-    from iberlite.models.catalog import resolve_model
+    from iberlite.models.names import resolve_model
     from iberlite.tasks.data import doc_from_fields
     from iberlite.tasks.registry import load_task_specs
     from iberlite.tasks.render import render

@@ -8,7 +8,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from iberlite.cli.tables import Column, TableData, check_format, emit
-from iberlite.models.catalog import gguf_facts
+from iberlite.models.gguf_facts import gguf_facts
+from iberlite.models.names import resolve_source
 from iberlite.models.quantize import Variant, check_type, quantize
 
 
@@ -55,6 +56,7 @@ def quantize_command(model: str, to: tuple[str, ...], models_dir: Path | None, t
     err = err or Console(stderr=True)
     check_format(fmt)
     types = [check_type(t) for t in to]  # every type is checked before any work
+    src = resolve_source(model, "Quantize from", "from")
     made: list[tuple[Variant, bool]] = []
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                TimeElapsedColumn())
@@ -65,7 +67,7 @@ def quantize_command(model: str, to: tuple[str, ...], models_dir: Path | None, t
             def on_progress(frac: float, bar=bar) -> None:
                 prog.update(bar, completed=frac)
 
-            variant, hit = quantize(model, qtype, directory=models_dir, n_threads=threads,
+            variant, hit = quantize(src, qtype, directory=models_dir, n_threads=threads,
                                     progress=on_progress)
             prog.update(bar, completed=1.0,
                         description=f"{model} -> {qtype} ({'cached' if hit else f'{variant.seconds:.1f} s'})")
@@ -82,18 +84,13 @@ def advise_command(model: str, types: tuple[str, ...], db: Path, models_dir: Pat
                    threads: int | None, fmt: str = "table", wide: bool = False,
                    err: Console | None = None) -> None:
     """Measure the formats of MODEL on this device, store the advice in `db`, print it."""
-    from iberlite.device.fingerprint import fingerprint
-    from iberlite.models.advise import advice_dict, advise
-    from iberlite.store import Store
+    from iberlite.models.advise import advise_and_store
 
     err = err or Console(stderr=True)
     check_format(fmt)
     with err.status(f"advise {model}") as status:
-        result = advise(model, types, n_threads=threads, models_dir=models_dir,
-                        progress=lambda msg: status.update(f"advise {msg}"))
-    device = fingerprint(result.n_threads)
-    with Store(db) as store:
-        store.add_advice(result.family, result.device_id, device.to_dict(), advice_dict(result))
+        result = advise_and_store(model, types, db, n_threads=threads, models_dir=models_dir,
+                                  progress=lambda msg: status.update(f"advise {msg}"))
     cols = (
         Column("model", "format"),
         Column("bits_per_weight", "bits/w", "num", fmt=".2f"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from iberlite.cli.tables import Column, Est, TableData
+from iberlite.scoring.metric import REGISTRY
 
 LANG_OK_NOTE = ("lang_ok: share of outputs that langid.py (restricted to es/ca/eu/gl/pt/en) puts in "
                 "the target language; it misreads about 1 Galician sentence in 10 and short outputs "
@@ -23,7 +24,8 @@ def models_table(models_dir: Path | None = None) -> TableData:
     their GGUF headers say (a model that cannot be read shows why in `error`)."""
     from iberlite.cli.quantize import FALLBACK_NOTE, variant_columns, variant_row
     from iberlite.errors import UserError
-    from iberlite.models.catalog import CATALOG, resolve_model
+    from iberlite.models.catalog import CATALOG
+    from iberlite.models.names import resolve_model
     from iberlite.models.quantize import models_dir as variants_dir, variants
 
     cols: tuple[Column, ...] = (
@@ -136,11 +138,10 @@ def _short_names(paths: list[str]) -> dict[str, str]:
 
 
 def _est(a) -> Est | None:
-    from iberlite.scoring.metrics import CORPUS_METRICS
-
     if a is None:
         return None
-    return Est(a.value, a.ci_low, a.ci_high, digits=1 if a.metric in CORPUS_METRICS else 2)
+    digits = REGISTRY[a.metric].digits if a.metric in REGISTRY else 2
+    return Est(a.value, a.ci_low, a.ci_high, digits=digits)
 
 
 def results_view(db: Path, run_id: int | None = None, signatures: bool = False) -> TableData:

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from iberlite.engines.base import Engine, GenerationRequest, LoglikelihoodRequest
+from iberlite.engines.base import Engine, GenerationRequest
+from iberlite.engines.requests import choice_requests
 from iberlite.errors import UserError
 from iberlite.scoring.metrics import choice_margin, mc_prediction
 from iberlite.tasks.data import Doc, doc_from_fields
@@ -117,8 +118,7 @@ class HybridRouter:
             raise UserError(f"Task {task.name} is not multiple choice; use generate().", 2)
         inst = render(task, doc if isinstance(doc, Doc) else doc_from_fields(task, doc), with_target=False)
         route = self.policy.route(task.name, task.lang, task.output)
-        reqs = [LoglikelihoodRequest(inst.context, inst.target_delimiter + c, group="route")
-                for c in inst.choices]
+        reqs = choice_requests(inst, "route")
         dev_ms = conf = 0.0
         if route.action != "cloud":
             t0 = time.perf_counter()

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from iberlite.models.catalog import gguf_facts
+from iberlite.models.gguf_facts import gguf_facts
 from iberlite.store import BenchRecord
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from iberlite.engines.base import Engine
 from iberlite.errors import UserError
-from iberlite.models.catalog import ModelFile
+from iberlite.models.model_file import ModelFile
 
 ENGINES = ("llamacpp", "transformers")
 """In-process engines for GGUF files: llama.cpp (the default) and the transformers reference."""
@@ -49,7 +49,7 @@ def open_engine(model: ModelFile, options: EngineOptions = EngineOptions()) -> E
     if options.engine == "transformers":
         from iberlite.engines.memory import ensure_fits
         from iberlite.engines.transformers import TransformersEngine
-        from iberlite.models.catalog import gguf_facts
+        from iberlite.models.gguf_facts import gguf_facts
 
         ensure_fits(model.name, gguf_facts(model.file), options.n_ctx)
         return TransformersEngine(model, n_threads=options.n_threads, seed=options.seed)
@@ -63,7 +63,7 @@ def open_llamacpp(model: ModelFile, options: EngineOptions = EngineOptions()):
     (`engines/memory.py`), so every command that opens one gets the same check."""
     from iberlite.engines.llamacpp import LlamaCppEngine
     from iberlite.engines.memory import ensure_fits
-    from iberlite.models.catalog import gguf_facts
+    from iberlite.models.gguf_facts import gguf_facts
 
     ensure_fits(model.name, gguf_facts(model.file), options.n_ctx)
     engine = LlamaCppEngine(model, n_threads=options.n_threads, n_ctx=options.n_ctx,
@@ -72,7 +72,7 @@ def open_llamacpp(model: ModelFile, options: EngineOptions = EngineOptions()):
                             item_timeout_s=options.item_timeout_s,
                             context_overrides=dict(options.context_overrides) or None)
     if options.check_layout:
-        from iberlite.device.doctor import ensure_exact_layout
+        from iberlite.engines.exactness import ensure_exact_layout
 
         try:
             ensure_exact_layout(engine)

@@ -31,7 +31,8 @@ from iberlite.engines.kernels import KernelPlan, detect, plan_kernels
 from iberlite.engines.layout import Entry, Layout, Segment, Seq
 from iberlite.engines.llama_lib import log_softmax_at, quiet_llama_cpp
 from iberlite.errors import UserError
-from iberlite.models.catalog import ModelFile, gguf_facts
+from iberlite.models.gguf_facts import gguf_facts
+from iberlite.models.model_file import ModelFile
 
 SCORING_MODES = ("fast", "naive")
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from iberlite.errors import RunFailure, UserError
-from iberlite.models.catalog import GgufFacts
+from iberlite.models.gguf_facts import GgufFacts
 
 MEMORY_LIMIT_ENV = "IBERLITE_MEMORY_LIMIT"
 HEADROOM_BYTES = 512 * 1024**2

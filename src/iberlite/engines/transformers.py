@@ -32,7 +32,8 @@ from iberlite.engines.base import (
     LoglikelihoodResult,
 )
 from iberlite.errors import UserError
-from iberlite.models.catalog import ModelFile, gguf_facts
+from iberlite.models.gguf_facts import gguf_facts
+from iberlite.models.model_file import ModelFile
 
 _MISSING = "The transformers engine needs the reference extra: pip install -e .[reference]."
 _DEFAULT_MAX_LENGTH = 2048  # lm-eval's fallback when neither config nor tokenizer says

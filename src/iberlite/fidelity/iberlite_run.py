@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from iberlite.fidelity.scored_docs import SystemRun, from_store
-from iberlite.run.runner import RunSpec, run
+from iberlite.run.runner import run
+from iberlite.run.spec import RunSpec
 
 
 def run_iberlite(engine: str, model: str, tasks: list[str], limit: int, data_dir: Path,

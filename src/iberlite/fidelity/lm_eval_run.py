@@ -20,7 +20,7 @@ import numpy as np
 from iberlite.errors import RunFailure
 from iberlite.fidelity.lm_eval_tasks import ADAPTERS, PREFIX
 from iberlite.fidelity.scored_docs import ScoredDoc, SystemRun
-from iberlite.models.catalog import ModelFile
+from iberlite.models.model_file import ModelFile
 
 # lm-eval metric key -> iberlite metric name
 _METRICS = {

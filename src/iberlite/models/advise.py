@@ -28,8 +28,10 @@ from typing import Any
 
 from iberlite.device.fingerprint import fingerprint, usable_cpus
 from iberlite.errors import UserError
-from iberlite.models.catalog import ModelFile, gguf_facts, resolve_model
-from iberlite.models.quantize import check_type, quantize, split_name
+from iberlite.models.gguf_facts import gguf_facts
+from iberlite.models.model_file import ModelFile
+from iberlite.models.names import resolve_source
+from iberlite.models.quantize import check_type, quantize
 
 ADVISE_TYPES = ("Q8_0", "Q4_K_M", "Q4_0")
 CHECK_TASKS = ("sample_commonsense_es", "sample_commonsense_eu")
@@ -77,20 +79,16 @@ def advice_from_json(d: dict[str, Any]) -> Advice:
 
 
 def _check_instances():
-    from iberlite.tasks.data import load_docs
-    from iberlite.tasks.registry import SAMPLE_DIR, load_task_specs
-    from iberlite.tasks.render import render
+    from iberlite.tasks.items import sample_instances
 
-    specs = load_task_specs()
-    return [render(specs[t], d) for t in CHECK_TASKS for d in load_docs(specs[t], SAMPLE_DIR, None)]
+    return sample_instances(CHECK_TASKS)
 
 
 def _score(engine, instances) -> tuple[list[int], list[float]]:
-    from iberlite.engines.base import LoglikelihoodRequest
+    from iberlite.engines.requests import batch_choice_requests
     from iberlite.scoring.metrics import mc_prediction
 
-    reqs = [LoglikelihoodRequest(inst.context, inst.target_delimiter + c, f"{i}:{inst.doc_id}")
-            for i, inst in enumerate(instances) for c in inst.choices]
+    reqs = batch_choice_requests(list(enumerate(instances)))
     res = engine.loglikelihood(reqs)
     lps = [r.logprob / max(r.n_tokens, 1) for r in res]  # per token: choices differ in length
     preds, k = [], 0
@@ -112,16 +110,13 @@ def advise(model: str, types: Sequence[str] = ADVISE_TYPES, *, n_threads: int | 
     from iberlite.engines.factory import EngineOptions, open_llamacpp
 
     start = time.perf_counter()
-    base, variant = split_name(model)
-    if variant:
-        raise UserError(f"Advise on the source model {base}, not on the variant {model}.", 2)
+    src = resolve_source(model, "Advise on", "on")
     qtypes = [check_type(t) for t in types]
-    src = resolve_model(model)
     if src.remote:
         raise UserError("iberlite advise measures a local GGUF model, not a remote openai:NAME one.", 2)
     threads = n_threads or usable_cpus()
     src_facts = gguf_facts(src.file)
-    files = [src] + [quantize(model, t, directory=models_dir, n_threads=threads)[0].model_file()
+    files = [src] + [quantize(src, t, directory=models_dir, n_threads=threads)[0].model_file()
                      for t in qtypes if t != src_facts.file_type]
     instances = _check_instances()
     measured: list[tuple[ModelFile, float, float, list[int], list[float], float]] = []
@@ -186,3 +181,16 @@ def _sentence(cands: Sequence[Candidate], fast_pp: Candidate, fast_tg: Candidate
 def advice_dict(a: Advice) -> dict[str, Any]:
     """What the store keeps of an :class:`Advice`."""
     return asdict(a)
+
+
+def advise_and_store(model: str, types: Sequence[str], db: Path, *, n_threads: int | None = None,
+                     models_dir: Path | None = None,
+                     progress: Callable[[str], None] | None = None) -> Advice:
+    """:func:`advise`, then keep the advice in the database at `db` for the report."""
+    from iberlite.store import Store
+
+    result = advise(model, types, n_threads=n_threads, models_dir=models_dir, progress=progress)
+    with Store(db) as store:
+        store.add_advice(result.family, result.device_id, fingerprint(result.n_threads).to_dict(),
+                         advice_dict(result))
+    return result

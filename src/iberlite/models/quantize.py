@@ -26,7 +26,8 @@ from pathlib import Path
 from iberlite.cache import cache_dir
 from iberlite.device.fingerprint import usable_cpus
 from iberlite.errors import UserError
-from iberlite.models.catalog import ModelFile, gguf_facts, resolve_model
+from iberlite.models.gguf_facts import gguf_facts
+from iberlite.models.model_file import ModelFile, variant_label
 
 MODELS_DIR_ENV = "IBERLITE_MODELS_DIR"
 
@@ -49,12 +50,6 @@ def models_dir(override: Path | None = None) -> Path:
         return override.expanduser()
     env = os.environ.get(MODELS_DIR_ENV)
     return Path(env).expanduser() if env else cache_dir() / "models"
-
-
-def split_name(name: str) -> tuple[str, str | None]:
-    """``MODEL@TYPE`` -> (MODEL, TYPE); a name without ``@`` -> (name, None)."""
-    base, sep, qtype = name.rpartition("@")
-    return (base, qtype.upper()) if sep and base else (name, None)
 
 
 def check_type(qtype: str) -> str:
@@ -89,13 +84,6 @@ class Variant:
         return ModelFile(name=self.name, path=Path(self.path), quantized_from=self.source_type)
 
 
-def variant_label(name: str, source_type: str | None) -> str:
-    """A model name with its lineage when it was made from a quantized file."""
-    if source_type and source_type not in ("F32", "F16", "BF16"):
-        return f"{name} (from {source_type})"
-    return name
-
-
 def _meta_path(gguf: Path) -> Path:
     return gguf.with_suffix(".json")
 
@@ -114,22 +102,26 @@ def variants(directory: Path | None = None) -> list[Variant]:
     return sorted((v for v in found if v and Path(v.path).is_file()), key=lambda v: v.name)
 
 
-def quantize(model: str, qtype: str, *, directory: Path | None = None, n_threads: int | None = None,
-             progress: ProgressFn | None = None) -> tuple[Variant, bool]:
-    """The variant of `model` at `qtype`, written if missing; returns (variant, cache hit).
+def variant_path(src: ModelFile, qtype: str, directory: Path | None = None) -> Path:
+    """Where the variant of `src` at `qtype` is (or will be) kept: keyed by the source's sha256."""
+    return models_dir(directory) / f"{src.name}.{qtype}.{gguf_facts(src.file).sha256[:12]}.gguf"
 
-    `model` is a catalog name or a path to a `.gguf` file (not itself a variant).
+
+def quantize(src: ModelFile, qtype: str, *, directory: Path | None = None, n_threads: int | None = None,
+             progress: ProgressFn | None = None) -> tuple[Variant, bool]:
+    """The variant of the source model at `qtype`, written if missing; returns (variant, cache hit).
+
+    `src` is a catalog model or a `.gguf` file, not itself a variant (names are resolved by
+    :func:`iberlite.models.names.resolve_model`).
     """
     qtype = check_type(qtype)
-    base, already = split_name(model)
-    if already:
-        raise UserError(f"Quantize from the source model {base}, not from the variant {model}.", 2)
-    src = resolve_model(model)
+    if src.quantized_from is not None or "@" in src.name:
+        raise UserError(f"Quantize from the source model {src.family}, not from the variant {src.name}.", 2)
     if src.remote:
-        raise UserError(f"{model} is remote: only a local GGUF file can be quantized.", 2)
+        raise UserError(f"{src.name} is remote: only a local GGUF file can be quantized.", 2)
     facts = gguf_facts(src.file)
     out_dir = models_dir(directory)
-    dst = out_dir / f"{src.name}.{qtype}.{facts.sha256[:12]}.gguf"
+    dst = variant_path(src, qtype, directory)
     known = _read_meta(dst)
     if known and dst.is_file() and known.source_sha256 == facts.sha256:
         return known, True
@@ -182,25 +174,3 @@ def _run_quantize(src: Path, dst: Path, qtype: str, n_threads: int, expected_byt
         raise UserError(f"llama.cpp could not quantize {src} to {qtype} (code {rc[0] if rc else '?'}).")
     if progress:
         progress(1.0)
-
-
-def resolve_variant(name: str, *, directory: Path | None = None,
-                    on_quantize: Callable[[str], None] | None = None) -> ModelFile:
-    """``MODEL@TYPE`` as a model file: the cached variant, made now when missing.
-
-    The source's own type (``smollm2-135m@Q4_1``) is the source file itself, under its name.
-    """
-    base, qtype = split_name(name)
-    if qtype is None:
-        return resolve_model(name)
-    qtype = check_type(qtype)
-    src = resolve_model(base)
-    if src.remote:
-        raise UserError(f"{name}: a remote model has no variants.", 2)
-    if gguf_facts(src.file).file_type == qtype:
-        return src
-    target = models_dir(directory) / f"{src.name}.{qtype}.{gguf_facts(src.file).sha256[:12]}.gguf"
-    if on_quantize and not target.is_file():
-        on_quantize(f"Quantizing {base} to {qtype} once (cached in {target.parent}).")
-    variant, _ = quantize(base, qtype, directory=directory)
-    return variant.model_file()

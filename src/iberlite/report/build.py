@@ -31,7 +31,7 @@ from iberlite.analysis.gaps import language_gaps, task_template
 from iberlite.analysis.model_summary import cost_axes, cost_device, model_costs
 from iberlite.analysis.quantization import quantization_studies
 from iberlite.decide.routing import decision_from_json
-from iberlite.langs import LANG_NAMES, LANGS, REFERENCE_LANG, lang_key
+from iberlite.langs import lang_key
 from iberlite.models.advise import advice_from_json
 from iberlite.report.sections import (
     Browser,
@@ -43,31 +43,21 @@ from iberlite.report.sections import (
     Routing,
     TaskInfo,
 )
-from iberlite.scoring.metrics import LOWER_IS_BETTER, PERCENT_SCALE_METRICS, sentence_chrf
+from iberlite.scoring.metric import (
+    metric_rank,
+    primary_metric,
+)
+from iberlite.scoring.metrics import sentence_chrf
 from iberlite.store import AggregateRecord, BenchRecord, EvalRecord, ItemRecord, Store
 
-__all__ = ["LANG_NAMES", "LANGS", "LOWER_IS_BETTER", "MAX_BROWSER_ITEMS", "PERCENT_SCALE_METRICS",
-           "PRIMARY_ORDER", "REFERENCE_LANG", "lang_key", "load_report", "task_template"]
+__all__ = ["MAX_BROWSER_ITEMS", "bench_details", "load_report"]
 
 MAX_BROWSER_ITEMS = 300
-PRIMARY_ORDER: tuple[str, ...] = ("acc", "exact_match_flex", "exact_match", "f1_macro", "chrf",
-                                  "bleu", "acc_norm", "ter", "lang_ok")
 
 
 def _device_of_signature(sig: str) -> str:
     m = re.search(r"(?:^|\|)device:([^|]*)", sig)
     return m.group(1) if m else ""
-
-
-def _primary_metric(metrics: Sequence[str]) -> str | None:
-    for m in PRIMARY_ORDER:
-        if m in metrics:
-            return m
-    return metrics[0] if metrics else None
-
-
-def _metric_rank(metric: str) -> int:
-    return PRIMARY_ORDER.index(metric) if metric in PRIMARY_ORDER else 99
 
 
 def leaderboard(aggregates: Sequence[AggregateRecord], evals: Mapping[str, EvalRecord]) -> list[LeaderboardEntry]:
@@ -85,11 +75,11 @@ def leaderboard(aggregates: Sequence[AggregateRecord], evals: Mapping[str, EvalR
     out = []
     for (ek, metric, dev), a in best.items():
         ev = evals.get(ek)
-        primary = metric == _primary_metric(by_eval[(ek, dev)])
+        primary = metric == primary_metric(by_eval[(ek, dev)])
         out.append(LeaderboardEntry(a.model, a.task, task_template(a.task, a.lang), ev.family if ev else "",
                                     a.lang, ev.output if ev else "", metric, a.value, a.ci_low, a.ci_high,
                                     a.n, a.signature, primary))
-    out.sort(key=lambda s: (s.template, lang_key(s.lang), s.task, s.model, _metric_rank(s.metric), s.n))
+    out.sort(key=lambda s: (s.template, lang_key(s.lang), s.task, s.model, metric_rank(s.metric), s.n))
     return out
 
 

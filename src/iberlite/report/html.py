@@ -27,7 +27,7 @@ from iberlite.langs import LANG_NAMES, lang_key
 from iberlite.report import figures as fg
 from iberlite.report.build import bench_details
 from iberlite.report.sections import Browser, BrowserItem, ItemResult, Report, reproduce
-from iberlite.scoring.metrics import LOWER_IS_BETTER
+from iberlite.scoring.metric import LOWER_IS_BETTER
 
 
 def _finalize(value: Any) -> Any:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from iberlite.langs import lang_key
 from iberlite.report.sections import Report
-from iberlite.scoring.metrics import LOWER_IS_BETTER
+from iberlite.scoring.metric import LOWER_IS_BETTER
 
 
 def _cell(value: object) -> str:

@@ -15,7 +15,7 @@ from iberlite.analysis.model_summary import CostAxis, ModelCost
 from iberlite.analysis.quantization import FamilyStudy
 from iberlite.decide.routing import Decision
 from iberlite.models.advise import Advice
-from iberlite.scoring.metrics import percent_scale
+from iberlite.scoring.metric import percent_scale
 from iberlite.store import BenchRecord, RunRecord
 
 __all__ = ["Browser", "BrowserItem", "CostAxis", "FamilyStudy", "Gap", "ItemResult", "LeaderboardEntry", "ModelCost",

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from iberlite.engines.base import Engine, GenerationRequest, LoglikelihoodRequest
+from iberlite.engines.base import Engine
+from iberlite.engines.requests import batch_choice_requests, generation_request
 from iberlite.scoring import metrics
 from iberlite.scoring.language_id import LanguageIdentifier
 from iberlite.store import ItemRecord
@@ -28,11 +29,7 @@ def evaluate_batch(engine: Engine, spec: TaskSpec, batch: Sequence[tuple[int, In
 
 
 def _score_mc(engine: Engine, batch: Sequence[tuple[int, Instance]]) -> list[ItemRecord]:
-    reqs = [
-        LoglikelihoodRequest(inst.context, inst.target_delimiter + c, group=f"{seq}:{inst.doc_id}")
-        for seq, inst in batch
-        for c in inst.choices
-    ]
+    reqs = batch_choice_requests(batch)
     results = iter(engine.loglikelihood(reqs))
     out = []
     for seq, inst in batch:
@@ -52,7 +49,7 @@ def _score_mc(engine: Engine, batch: Sequence[tuple[int, Instance]]) -> list[Ite
 
 
 def _generate(engine: Engine, spec: TaskSpec, batch: Sequence[tuple[int, Instance]]) -> list[ItemRecord]:
-    reqs = [GenerationRequest(inst.context, inst.until, inst.max_tokens) for _, inst in batch]
+    reqs = [generation_request(inst) for _, inst in batch]
     results = engine.generate(reqs)
     checks_answer = any(m.startswith("exact_match") for m in spec.metrics)
     out = []

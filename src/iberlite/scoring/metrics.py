@@ -32,18 +32,13 @@ from sacrebleu.metrics.bleu import BLEU
 from sacrebleu.metrics.chrf import CHRF
 from sacrebleu.metrics.ter import TER
 
+from iberlite.scoring.metric import CORPUS_METRICS, METRICS
+
 __all__ = [
-    "CORPUS_METRICS",
     "FLEX_FALLBACK",
     "FLEX_PATTERN",
-    "GEN_METRICS",
     "ItemOutcome",
-    "MC_METRICS",
-    "METRICS",
-    "LOWER_IS_BETTER",
     "MetricScore",
-    "PERCENT_SCALE_METRICS",
-    "percent_scale",
     "aggregate",
     "corpus_score_with_ci",
     "exact_match",
@@ -59,24 +54,10 @@ __all__ = [
     "metric_signature",
 ]
 
-MC_METRICS: tuple[str, ...] = ("acc", "acc_norm", "f1_macro")
-CORPUS_METRICS: tuple[str, ...] = ("bleu", "chrf", "ter")
-#: Metrics on a 0-100 scale (sacrebleu's corpus scores); every other metric is a fraction in [0, 1].
-PERCENT_SCALE_METRICS: frozenset[str] = frozenset(CORPUS_METRICS)
-#: Metrics where a lower value is better.
-LOWER_IS_BETTER: frozenset[str] = frozenset({"ter"})
-GEN_METRICS: tuple[str, ...] = ("exact_match", "exact_match_flex", *CORPUS_METRICS)
-METRICS: tuple[str, ...] = MC_METRICS + GEN_METRICS
-
 FLEX_PATTERN = r"(-?[$0-9.,]{2,})|(-?[0-9]+)"
 FLEX_FALLBACK = "[invalid]"
 _FLEX_RE = re.compile(FLEX_PATTERN)
 _ASCII_PUNCT = str.maketrans("", "", string.punctuation)
-
-def percent_scale(metric: str) -> bool:
-    """True for the metrics reported on 0-100 (BLEU, chrF, TER)."""
-    return metric in PERCENT_SCALE_METRICS
-
 
 _SACRE_METRICS: dict[str, Callable[[], Metric]] = {"bleu": BLEU, "chrf": CHRF, "ter": TER}
 

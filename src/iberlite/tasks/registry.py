@@ -9,7 +9,7 @@ from iberlite.errors import TaskSpecError, UserError
 from iberlite.tasks.spec import LANGS, TaskSpec, read_task_file
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
-SAMPLE_DIR = Path(__file__).parent.parent / "sample"
+SAMPLE_DIR = Path(__file__).parent / "sample"
 SAMPLE_GROUPS = ("sample_commonsense", "sample_nli", "sample_translation")
 
 

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from iberlite.run.executors.base import EXECUTORS, Execution, Executor, FailedShard
+from iberlite.run.executors.base import EXECUTORS, Execution, Executor
+from iberlite.run.spec import FailedShard
 
 __all__ = ["EXECUTORS", "Execution", "Executor", "FailedShard", "executor"]
 

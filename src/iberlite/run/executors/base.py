@@ -9,40 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from iberlite.models.catalog import ModelFile
-    from iberlite.run.runner import EngineFactory, PlannedTask, RunSpec, RunWriter
+from iberlite.models.model_file import ModelFile
+from iberlite.run.spec import EngineFactory, FailedShard, ModelFailure, PlannedTask, RunSpec
+from iberlite.run.writer import RunWriter
 
 EXECUTORS = ("local", "ray")
 """`local`: this process, one model after another (the default). `ray`: shards on a Ray cluster."""
-
-
-@dataclass(frozen=True)
-class FailedShard:
-    """A shard that still failed after its retries: what it held and the last error."""
-
-    model: str
-    task: str
-    device_class: str | None
-    first_seq: int
-    n_items: int
-    error: str
-
-    def describe(self) -> str:
-        """One line for the run summary."""
-        where = f" on class {self.device_class}" if self.device_class else ""
-        return (f"{self.model} {self.task} items {self.first_seq}-{self.first_seq + self.n_items - 1}"
-                f"{where}: {self.error}")
-
-
-@dataclass(frozen=True)
-class ModelFailure:
-    """A model that could not be evaluated (with --keep-going the run went on without it)."""
-
-    model: str
-    reason: str
 
 
 @dataclass(frozen=True)

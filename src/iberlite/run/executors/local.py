@@ -7,20 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import TYPE_CHECKING
 
 from iberlite.device.fingerprint import EnergyMeter, RssSampler
+from iberlite.engines.base import Engine
 from iberlite.errors import UserError
+from iberlite.models.model_file import ModelFile
 from iberlite.run import interrupt, supervise
 from iberlite.run.evaluate import evaluate_batch
-from iberlite.run.executors.base import Execution, ModelFailure
+from iberlite.run.executors.base import Execution
 from iberlite.run.isolate import evaluate_isolating
+from iberlite.run.spec import EngineFactory, ModelFailure, PlannedTask, RunSpec
+from iberlite.run.writer import RunWriter
 from iberlite.store import RunCost
-
-if TYPE_CHECKING:
-    from iberlite.engines.base import Engine
-    from iberlite.models.catalog import ModelFile
-    from iberlite.run.runner import EngineFactory, PlannedTask, RunSpec, RunWriter
 
 
 def execute(models: Sequence[ModelFile], tasks: Sequence[PlannedTask], spec: RunSpec,

@@ -16,17 +16,16 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from iberlite.errors import UserError
+from iberlite.models.model_file import ModelFile
 from iberlite.run import interrupt, supervise
-from iberlite.run.executors.base import Execution, FailedShard
+from iberlite.run.executors.base import Execution
 from iberlite.run.executors.shards import Shard, cut, engine_facts, evaluate_shard, worker_spec
+from iberlite.run.spec import EngineFactory, FailedShard, PlannedTask, RunSpec
+from iberlite.run.writer import OpenEval, RunWriter
 from iberlite.store import RunCost, cost_key
-
-if TYPE_CHECKING:
-    from iberlite.models.catalog import ModelFile
-    from iberlite.run.runner import EngineFactory, OpenEval, PlannedTask, RunSpec, RunWriter
 
 RESOURCE_PREFIX = "device:"
 # A pinned task asks for this much of its class's resource: a node started with

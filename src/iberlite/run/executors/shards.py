@@ -12,20 +12,17 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING
 
 from iberlite.device.fingerprint import EnergyMeter, RssSampler, fingerprint
 from iberlite.engines.base import Engine, EngineInfo
+from iberlite.models.model_file import ModelFile
 from iberlite.run.evaluate import evaluate_batch
 from iberlite.run.executors.local import measured_cost
 from iberlite.run.isolate import evaluate_isolating
+from iberlite.run.spec import EngineFactory, RunSpec, engine_options
 from iberlite.store import ItemFailure, ItemRecord, RunCost
 from iberlite.tasks.render import Instance
 from iberlite.tasks.spec import TaskSpec
-
-if TYPE_CHECKING:
-    from iberlite.models.catalog import ModelFile
-    from iberlite.run.runner import EngineFactory, RunSpec
 
 
 @dataclass(frozen=True)
@@ -76,8 +73,6 @@ _cached: tuple[str, Engine] | None = None
 def _engine(model: ModelFile, spec: RunSpec, open_model: EngineFactory) -> tuple[Engine, bool]:
     """The worker's engine for `model` (opened now, True, or kept from an earlier shard, False)."""
     global _cached
-    from iberlite.run.runner import engine_options
-
     key = repr((model, engine_options(spec), getattr(open_model, "__qualname__", type(open_model).__qualname__)))
     if _cached is not None and _cached[0] == key:
         return _cached[1], False
