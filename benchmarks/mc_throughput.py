@@ -44,7 +44,8 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO / "src"))
 
-from iberlite.device.fingerprint import RssSampler, fingerprint  # noqa: E402
+from iberlite.device.fingerprint import fingerprint  # noqa: E402
+from iberlite.device.memory import RssSampler  # noqa: E402
 from iberlite.engines.kernels import detect, plan_kernels  # noqa: E402
 from iberlite.models.gguf_facts import gguf_facts  # noqa: E402
 from iberlite.models.model_file import ModelFile  # noqa: E402

@@ -17,7 +17,9 @@ import statistics
 import time
 from pathlib import Path
 
-from iberlite.device.fingerprint import EnergyMeter, RssSampler, fingerprint
+from iberlite.device.energy import EnergyMeter
+from iberlite.device.fingerprint import fingerprint
+from iberlite.device.memory import RssSampler
 from iberlite.engines.base import LoglikelihoodRequest
 from iberlite.engines.factory import open_llamacpp
 from iberlite.models.names import resolve_model

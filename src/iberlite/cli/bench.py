@@ -11,10 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from iberlite.cli.tables import Column, TableData, check_format, emit
-from iberlite.device.bench import BenchResult, bench_compare, bench_engine
-from iberlite.store import Store
-
-PP, TG, WARMUP = 512, 128, 1
+from iberlite.device.bench import BenchResult
 
 
 def bench_table(results: list[BenchResult], direct: list[BenchResult] | None = None,
@@ -63,35 +60,15 @@ def bench_command(model: str, db: Path, reps: int, threads: int | None, compare_
     ratio engine/direct. Only the engine's results are stored. Progress goes to stderr (`err`)
     and only on a terminal; stdout carries the table alone.
     """
-    from iberlite.device.fingerprint import fingerprint
-    from iberlite.engines.factory import EngineOptions, open_llamacpp
-    from iberlite.errors import UserError
-    from iberlite.models.names import resolve_model
+    from iberlite.device.bench import bench_model
 
     err = err or Console(stderr=True)
     check_format(fmt)
-    if reps < 1:
-        raise UserError(f"--reps must be at least 1 (got {reps}).", 2)
-    if threads is not None and threads < 1:
-        raise UserError(f"--threads must be at least 1 (got {threads}).", 2)
-    mf = resolve_model(model)
-    if mf.remote:
-        raise UserError("iberlite bench times a local GGUF model, not a remote openai:NAME one.", 2)
-    with open_llamacpp(mf, EngineOptions(n_threads=threads)) as engine:
-        device = fingerprint(engine.n_threads)
-        what = "engine and direct llama-cpp-python, interleaved" if compare_direct else "engine"
-        with err.status(f"bench {mf.name}: {what}") as status:
-            def progress(msg: str) -> None:
-                status.update(f"bench {mf.name} ({what}): {msg}")
-
-            if compare_direct:
-                results, direct = bench_compare(engine, pp=PP, tg=TG, reps=reps, warmup=WARMUP,
-                                                progress=progress)
-            else:
-                results = bench_engine(engine, pp=PP, tg=TG, reps=reps, warmup=WARMUP,
-                                       progress=progress)
-                direct = None
-    with Store(db) as store:
-        store.add_benches([r.record(device.to_dict()) for r in results])
-    emit(bench_table(results, direct, f"device {device.fingerprint_id}: {device.short()}"), fmt, wide=wide)
+    what = "engine and direct llama-cpp-python, interleaved" if compare_direct else "engine"
+    with err.status(f"bench {model}: {what}") as status:
+        measured = bench_model(model, db, reps=reps, threads=threads, compare_direct=compare_direct,
+                               progress=lambda msg: status.update(f"bench {model} ({what}): {msg}"))
+    device = measured.device
+    emit(bench_table(list(measured.results), list(measured.direct) if measured.direct is not None else None,
+                     f"device {device.fingerprint_id}: {device.short()}"), fmt, wide=wide)
     err.print(f"Stored in {db} (table benches).", highlight=False, markup=False, soft_wrap=True)

@@ -7,17 +7,15 @@ The analysis lives in :mod:`iberlite.decide.routing`, the run-time router in
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from rich.console import Console
 
 from iberlite.cli.tables import Column, Est, TableData, check_format, emit
-from iberlite.decide.prices import load_profile
-from iberlite.decide.router import Policy, Route
-from iberlite.decide.routing import Decision, Option, decide, load_pairs
+from iberlite.decide.decision import decide_and_store
+from iberlite.decide.router import Policy
+from iberlite.decide.routing import Decision, Option
 from iberlite.errors import UserError
-from iberlite.store import Store, cost_key, json_safe
 
 
 def _money(x: float, currency: str) -> str:
@@ -88,37 +86,18 @@ def decide_command(*, device: str, cloud: str, profile_path: Path, min_accuracy:
     `policy_out`. Where things went is said on stderr, so stdout carries only the table."""
     err = err or Console(stderr=True)
     check_format(fmt)
-    if not 0.0 <= min_accuracy <= 1.0:
-        raise UserError(f"--min-accuracy must be between 0 and 1, not {min_accuracy}.", 2)
-    profile = load_profile(profile_path)
-    pairs = load_pairs(db, device, cloud, device_class)
-    decisions = decide(pairs, profile, min_accuracy, seed=seed)
-    if not decisions:
-        raise UserError(f"{device} and {cloud} share too few items per task to split them in half.", 2)
+    outcome = decide_and_store(device=device, cloud=cloud, profile_path=profile_path,
+                               min_accuracy=min_accuracy, db=db, seed=seed, command=command,
+                               device_class=device_class, policy_out=policy_out, json_out=json_out)
     notes = ((f"The cost profile {profile_path} is marked illustrative: its prices are examples, "
-              "not facts."),) if profile.illustrative else ()
-    emit(decisions_table(decisions, profile.currency, min_accuracy, notes), fmt, wide=wide)
-    store = Store(db)
-    try:
-        decision_id = store.add_decision(command, cost_key(device, device_class), cloud, min_accuracy, profile.to_dict(),
-                                         [d.to_dict() for d in decisions])
-    finally:
-        store.close()
-    if policy_out is not None:
-        policy = Policy(
-            device_model=device, cloud_model=cloud, min_accuracy=min_accuracy,
-            routes=tuple(Route(d.task, d.lang, d.output, d.chosen.action, d.chosen.threshold)
-                         for d in decisions),
-            created=time.strftime("%Y-%m-%dT%H:%M:%S"), decision_id=decision_id,
-        )
-        policy.save(policy_out)
-    if json_out:
-        json_out.write_text(json.dumps(json_safe([d.to_dict() for d in decisions]), indent=2) + "\n")
+              "not facts."),) if outcome.profile.illustrative else ()
+    emit(decisions_table(list(outcome.decisions), outcome.profile.currency, min_accuracy, notes), fmt,
+         wide=wide)
     where = (f"policy written to {policy_out}" if policy_out is not None
              else "no policy written (--policy-out PATH writes one for `iberlite route`)")
     also = f"; decisions and curves written to {json_out}" if json_out else ""
-    err.print(f"Decision {decision_id} stored in {db}; {where}{also}.", highlight=False, markup=False,
-              soft_wrap=True)
+    err.print(f"Decision {outcome.decision_id} stored in {db}; {where}{also}.", highlight=False,
+              markup=False, soft_wrap=True)
 
 
 def route_command(console: Console, *, policy_path: Path, task: str, lang: str | None, text: str,

@@ -8,46 +8,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from iberlite.cli.tables import Column, TableData, check_format, emit
-from iberlite.models.gguf_facts import gguf_facts
+from iberlite.cli.views import FALLBACK_NOTE, mib, variant_columns, variant_row
 from iberlite.models.names import resolve_source
 from iberlite.models.quantize import Variant, check_type, quantize
-
-
-def _mib(v: float) -> str:
-    return f"{v / 2**20:.0f} MiB"
-
-
-def variant_columns() -> tuple[Column, ...]:
-    """What a variant's row shows, in `quantize` and in `models`."""
-    return (
-        Column("name", "name"),
-        Column("file", "file", human=True, machine=False, priority=3),
-        Column("folder", "folder", priority=4, machine=False),
-        Column("made_from", "made from", priority=1),
-        Column("architecture", "arch", priority=2),
-        Column("quant", "quant"),
-        Column("n_params", "params", "num", fmt=lambda v: f"{v / 1e6:.0f}M", priority=2),
-        Column("bits_per_weight", "bits/w", "num", fmt=".2f"),
-        Column("size_bytes", "size", "num", fmt=_mib),
-        Column("k_fallback", "K fallback", "num", priority=1, missing="-", machine=False),
-        Column("kquant_fallback", "K fallback", "num", human=False),
-        Column("n_quantized", "quantized tensors", "num", human=False),
-        Column("tensor_types", "tensor types", "text", priority=2,
-               fmt=lambda v: str(v).replace(",", ", ")),
-    )
-
-
-def variant_row(name: str, made_from: str, path: Path) -> tuple:
-    """One row of :func:`variant_columns` from the file's own header."""
-    f = gguf_facts(path)
-    fallback = f"{f.kquant_fallback}/{f.n_quantized}" if f.kquant_fallback else None
-    return (name, path.name, str(path.parent), made_from, f.architecture, f.file_type, f.n_params,
-            f.bits_per_weight, f.size_bytes, fallback,
-            f.kquant_fallback, f.n_quantized, f.tensor_types_label)
-
-
-FALLBACK_NOTE = ("K fallback: tensors llama.cpp stored in a non-K type because their rows are not a "
-                 "multiple of 256 (of all quantized tensors); the real types are in 'tensor types'.")
 
 
 def quantize_command(model: str, to: tuple[str, ...], models_dir: Path | None, threads: int | None,
@@ -94,7 +57,7 @@ def advise_command(model: str, types: tuple[str, ...], db: Path, models_dir: Pat
     cols = (
         Column("model", "format"),
         Column("bits_per_weight", "bits/w", "num", fmt=".2f"),
-        Column("size_bytes", "size", "num", fmt=_mib, priority=2),
+        Column("size_bytes", "size", "num", fmt=mib, priority=2),
         Column("pp_tokens_per_s", "scoring tok/s", "num", fmt=".0f"),
         Column("tg_tokens_per_s", "gen tok/s", "num", fmt=".1f"),
         Column("check", "check right", "num", machine=False),

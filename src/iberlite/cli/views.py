@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from iberlite.cli.tables import Column, Est, TableData
+from iberlite.models.gguf_facts import gguf_facts
 from iberlite.scoring.metric import REGISTRY
 
 LANG_OK_NOTE = ("lang_ok: share of outputs that langid.py (restricted to es/ca/eu/gl/pt/en) puts in "
@@ -15,14 +16,47 @@ ENERGY_NOTE = ("energy 'estimate' = CPU time x assumed watts per core (no RAPL h
                "IBERLITE_CPU_WATTS for your device. It is not a measurement.")
 
 
-def _mib(v: float) -> str:
+def mib(v: float) -> str:
+    """Bytes as whole MiB."""
     return f"{v / 2**20:.0f} MiB"
+
+
+def variant_columns() -> tuple[Column, ...]:
+    """What a variant's row shows, in `quantize` and in `models`."""
+    return (
+        Column("name", "name"),
+        Column("file", "file", human=True, machine=False, priority=3),
+        Column("folder", "folder", priority=4, machine=False),
+        Column("made_from", "made from", priority=1),
+        Column("architecture", "arch", priority=2),
+        Column("quant", "quant"),
+        Column("n_params", "params", "num", fmt=lambda v: f"{v / 1e6:.0f}M", priority=2),
+        Column("bits_per_weight", "bits/w", "num", fmt=".2f"),
+        Column("size_bytes", "size", "num", fmt=mib),
+        Column("k_fallback", "K fallback", "num", priority=1, missing="-", machine=False),
+        Column("kquant_fallback", "K fallback", "num", human=False),
+        Column("n_quantized", "quantized tensors", "num", human=False),
+        Column("tensor_types", "tensor types", "text", priority=2,
+               fmt=lambda v: str(v).replace(",", ", ")),
+    )
+
+
+def variant_row(name: str, made_from: str, path: Path) -> tuple:
+    """One row of :func:`variant_columns` from the file's own header."""
+    f = gguf_facts(path)
+    fallback = f"{f.kquant_fallback}/{f.n_quantized}" if f.kquant_fallback else None
+    return (name, path.name, str(path.parent), made_from, f.architecture, f.file_type, f.n_params,
+            f.bits_per_weight, f.size_bytes, fallback,
+            f.kquant_fallback, f.n_quantized, f.tensor_types_label)
+
+
+FALLBACK_NOTE = ("K fallback: tensors llama.cpp stored in a non-K type because their rows are not a "
+                 "multiple of 256 (of all quantized tensors); the real types are in 'tensor types'.")
 
 
 def models_table(models_dir: Path | None = None) -> TableData:
     """The catalog models and the variants made from them (`iberlite quantize`), with what
     their GGUF headers say (a model that cannot be read shows why in `error`)."""
-    from iberlite.cli.quantize import FALLBACK_NOTE, variant_columns, variant_row
     from iberlite.errors import UserError
     from iberlite.models.catalog import CATALOG
     from iberlite.models.names import resolve_model

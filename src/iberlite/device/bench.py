@@ -34,8 +34,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from iberlite.device.fingerprint import DeviceFingerprint, fingerprint
+from iberlite.errors import UserError
 from iberlite.models.gguf_facts import gguf_facts
-from iberlite.store import BenchRecord
+from iberlite.store import BenchRecord, Store
 
 if TYPE_CHECKING:  # pragma: no cover
     from iberlite.engines.llamacpp import LlamaCppEngine
@@ -378,3 +380,47 @@ def bench_compare(engine: "LlamaCppEngine", *, pp: int = 512, tg: int = 128, rep
                         file_type=f.file_type, pp=pp, tg=tg, n_threads=engine.n_threads)
 
     return results(eng), results(direct)
+
+
+PP, TG, WARMUP = 512, 128, 1
+"""What `iberlite bench` measures: llama-bench's pp512 and tg128, after one warm-up."""
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """What `iberlite bench` measured: the engine's results (stored), llama-cpp-python's own
+    when compared (not stored), and the device it ran on."""
+
+    results: tuple[BenchResult, ...]
+    direct: tuple[BenchResult, ...] | None
+    device: DeviceFingerprint
+
+
+def bench_model(model: str, db: Path, *, reps: int, threads: int | None, compare_direct: bool = False,
+                progress: Callable[[str], None] | None = None) -> BenchRun:
+    """Measure pp512/tg128 of MODEL on the engine and store the results in ``benches``.
+
+    With ``compare_direct`` the same measurement also runs through llama-cpp-python's
+    high-level ``Llama`` (repetitions interleaved with the engine's); only the engine's
+    results are stored.
+    """
+    from iberlite.engines.factory import EngineOptions, open_llamacpp
+    from iberlite.models.names import resolve_model
+
+    if reps < 1:
+        raise UserError(f"--reps must be at least 1 (got {reps}).", 2)
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1 (got {threads}).", 2)
+    mf = resolve_model(model)
+    if mf.remote:
+        raise UserError("iberlite bench times a local GGUF model, not a remote openai:NAME one.", 2)
+    direct = None
+    with open_llamacpp(mf, EngineOptions(n_threads=threads)) as engine:
+        device = fingerprint(engine.n_threads)
+        if compare_direct:
+            results, direct = bench_compare(engine, pp=PP, tg=TG, reps=reps, warmup=WARMUP, progress=progress)
+        else:
+            results = bench_engine(engine, pp=PP, tg=TG, reps=reps, warmup=WARMUP, progress=progress)
+    with Store(db) as store:
+        store.add_benches([r.record(device.to_dict()) for r in results])
+    return BenchRun(tuple(results), tuple(direct) if direct is not None else None, device)

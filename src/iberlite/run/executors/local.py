@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-from iberlite.device.fingerprint import EnergyMeter, RssSampler
+from iberlite.device.energy import EnergyMeter
+from iberlite.device.memory import RssSampler
 from iberlite.engines.base import Engine
 from iberlite.errors import UserError
 from iberlite.models.model_file import ModelFile

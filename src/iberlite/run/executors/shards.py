@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
-from iberlite.device.fingerprint import EnergyMeter, RssSampler, fingerprint
+from iberlite.device.energy import EnergyMeter
+from iberlite.device.fingerprint import fingerprint
+from iberlite.device.memory import RssSampler
 from iberlite.engines.base import Engine, EngineInfo
 from iberlite.models.model_file import ModelFile
 from iberlite.run.evaluate import evaluate_batch
