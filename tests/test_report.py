@@ -178,12 +178,12 @@ def real_db(tmp_path_factory):
 
 @pytest.mark.slow
 def test_markdown_has_leaderboard_gaps_and_device(real_db, tmp_path):
-    from iberlite.analysis.results import results_table
+    from iberlite.analysis.results import latest_results
     from iberlite.report.render import write_report
 
     out = write_report(real_db, tmp_path / "report.md", fmt="md")
     md = out.read_text(encoding="utf-8")
-    aggs = results_table(real_db)
+    aggs = latest_results(real_db)
     assert len(aggs) > 10
     for a in aggs:
         pct = a.metric in ("bleu", "chrf", "ter")

@@ -28,7 +28,7 @@ class ResultGrid:
     failed: dict[tuple[str, str], int] = field(default_factory=dict)  # (model, task) -> items
 
 
-def results_table(db: Path, run_id: int | None = None) -> list[AggregateRecord]:
+def latest_results(db: Path, run_id: int | None = None) -> list[AggregateRecord]:
     """Latest aggregate per (signature, metric), sorted by task, language, model, metric.
 
     With `run_id`, only what that run computed.
@@ -47,7 +47,7 @@ def results_grid(db: Path, run_id: int | None = None) -> ResultGrid:
     Rows are split by item count so that numbers over different items never share a row;
     when one model has several signatures for the same row, the newest is shown.
     """
-    aggs = results_table(db, run_id)
+    aggs = latest_results(db, run_id)
     failed: dict[tuple[str, str], int] = {}
     with Store(db) as store:  # items that failed are not in n: say how many
         for eval_key, model, task in sorted({(a.eval_key, a.model, a.task) for a in aggs}):
@@ -71,7 +71,7 @@ def export_json(db: Path, out: Path) -> None:
     from iberlite.analysis.device_cost import device_costs
 
     payload = {
-        "scores": [asdict(a) for a in results_table(db)],
+        "scores": [asdict(a) for a in latest_results(db)],
         "device": [r.to_dict() for r in device_costs(db)],
     }
     out.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -9,15 +9,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from iberlite.cli.tables import check_format, emit
 from iberlite.errors import UserError
@@ -58,15 +49,6 @@ def _data_dir(value: Path | None) -> Path:
     from iberlite.tasks.data import default_data_dir
 
     return value if value is not None else default_data_dir()
-
-
-class _ItemsPerSecond(TextColumn):
-    def __init__(self) -> None:
-        super().__init__("")
-
-    def render(self, task):  # type: ignore[override]
-        speed = task.finished_speed or task.speed
-        return f"{speed:5.2f} items/s" if speed else "  -- items/s"
 
 
 ModelsDirOpt = Annotated[
@@ -182,20 +164,13 @@ def run(
         executor=executor, address=address, device_classes=_csv(device_class), shard_size=shard_size,
         retries=retries,
     )
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               _ItemsPerSecond(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    bars: dict[str, TaskID] = {}
-    with Progress(*columns, console=err, transient=False) as prog:
-        def on_progress(model: str, task: str, done: int, total: int) -> None:
-            label = f"{model} [dim]{task}[/dim]"
-            if model not in bars:
-                bars[model] = prog.add_task(label, total=total, completed=done)
-            prog.update(bars[model], completed=done, description=label)
+    from iberlite.cli.progress import run_progress
 
+    with run_progress(err) as (on_progress, stop_progress):
         try:
             result = run_grid(spec, progress=on_progress, command=shlex.join(["iberlite", *sys.argv[1:]]))
         except RunInterrupted as exc:  # typer turns a KeyboardInterrupt into exit 130 silently
-            prog.stop()
+            stop_progress()
             err.print(f"Interrupted: {exc.stored} items of run {exc.run_id} are stored in {exc.db}; "
                       f"resume with: {shlex.join(['iberlite', *sys.argv[1:]])}",
                       highlight=False, markup=False, soft_wrap=True)

@@ -2,7 +2,7 @@
 
 Commands build a :class:`TableData` from library records and call :func:`emit`. The human
 table never cuts an identifier or a number: free text wraps at spaces, headers wrap at
-spaces, and when the table is still too wide a terminal drops secondary columns (highest
+spaces, a value's CI goes under the value, and when the table is still too wide a terminal drops secondary columns (highest
 ``priority`` first, saying which) and anything else switches to the *stacked* layout, one
 ``key: value`` block per row. On a pipe nothing is dropped: the table is printed whole if it
 fits, stacked otherwise. ``csv`` and ``json`` carry raw numbers under stable snake_case keys;
@@ -216,13 +216,19 @@ def _longest_word(text: str) -> int:
     return max((len(w) for w in text.split()), default=0)
 
 
+def _wraps(col: Column) -> bool:
+    """Free text wraps at spaces; so does a value with its CI ("0.83 [0.50,1.00]": the interval
+    goes under the value when the table would not fit otherwise), which cuts no number."""
+    return col.kind == "text" or col.ci
+
+
 def _widths(cols: Sequence[Column], cells: Sequence[Sequence[str]], width: int | None) -> list[int] | None:
     """Column widths that fit `width` without cutting a word, or None if none do."""
     natural, minimum = [], []
     for j, c in enumerate(cols):
         data = [row[j] for row in cells]
         data_max = max((len(s) for s in data), default=0)
-        data_min = max((_longest_word(s) for s in data), default=0) if c.kind == "text" else data_max
+        data_min = max((_longest_word(s) for s in data), default=0) if _wraps(c) else data_max
         natural.append(max(data_max, len(c.header)))
         minimum.append(max(data_min, _longest_word(c.header)))
     seps = len(SEP) * (len(cols) - 1)
@@ -232,7 +238,17 @@ def _widths(cols: Sequence[Column], cells: Sequence[Sequence[str]], width: int |
     if extra < 0:
         return None
     widths = list(minimum)
-    # spare room unwraps free text first (fewer lines per row), then headers
+    # spare room unwraps CIs (all of them or none: one wrapped cell makes the row two lines
+    # high anyway) and free text first, for fewer lines per row; then headers
+    ci = [j for j, c in enumerate(cols) if c.ci]
+    need = sum(natural[j] - widths[j] for j in ci)
+    if need <= extra:
+        for j in ci:
+            widths[j] = natural[j]
+        extra -= need
+    else:  # wrapped: room left over widens only their headers
+        for j in ci:
+            natural[j] = max(widths[j], len(cols[j].header))
     for group in ([j for j, c in enumerate(cols) if c.kind == "text"], range(len(cols))):
         for j in group:
             add = min(extra, natural[j] - widths[j])
@@ -255,7 +271,7 @@ def _grid(cols: Sequence[Column], cells: Sequence[Sequence[str]], widths: Sequen
     lines = line([_wrap(c.header, w) for c, w in zip(cols, widths)], right)
     lines.append("─┼─".join("─" * w for w in widths))
     for row in cells:
-        lines += line([_wrap(s, w) if c.kind == "text" else [s] for s, c, w in zip(row, cols, widths)], right)
+        lines += line([_wrap(s, w) if _wraps(c) else [s] for s, c, w in zip(row, cols, widths)], right)
     return lines
 
 
