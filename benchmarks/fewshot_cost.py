@@ -22,10 +22,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from iberlite.catalog import resolve_model
-from iberlite.device import fingerprint
+from iberlite.device.fingerprint import fingerprint
 from iberlite.engines.factory import EngineOptions, open_engine
-from iberlite.evaluate import evaluate_batch
+from iberlite.models.names import resolve_model
+from iberlite.run.evaluate import evaluate_batch
 from iberlite.tasks.fewshot import FewshotSetup, apply_fewshot
 from iberlite.tasks.items import load_items
 from iberlite.tasks.registry import load_task_specs

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from fakes import FakeEngine
-from iberlite.data import Doc
 from iberlite.errors import TaskSpecError, UserError
-from iberlite.signature import eval_key, signature
+from iberlite.scoring.signature import eval_key, signature
+from iberlite.tasks.data import Doc
 from iberlite.tasks.fewshot import (
     FewshotSetup,
     apply_fewshot,
@@ -28,7 +28,7 @@ from iberlite.tasks.items import load_items
 from iberlite.tasks.registry import load_task_specs
 from iberlite.tasks.spec import read_task_file
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "src" / "iberlite" / "sample"
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "src" / "iberlite" / "tasks" / "sample"
 
 
 def _pool(n: int, dupes: int = 0) -> list[Doc]:
@@ -163,9 +163,10 @@ def test_fewshot_block_is_checked_like_the_rest_of_the_file(tmp_path):
 
 
 def test_k_shot_runs_are_stored_apart_and_compared_to_zero_shot_on_the_same_items(tmp_path, fake_engine_factory):
-    from iberlite.runner import RunSpec, run
+    from iberlite.cli.views import shots_view
+    from iberlite.run.runner import run
+    from iberlite.run.spec import RunSpec
     from iberlite.store import Store
-    from iberlite.views import shots_view
 
     db = tmp_path / "shots.db"
     base = dict(models=("smollm2-135m",), tasks=("sample_commonsense_es",), db=db, data_dir=tmp_path)
@@ -190,8 +191,8 @@ def test_k_shot_runs_are_stored_apart_and_compared_to_zero_shot_on_the_same_item
     assert all(r[8] is not None and r[9] is not None and r[10] > 0 for r in view.rows)  # cost columns
     assert len(view.notes) == 3 and all("from" in s and "p50 latency" in s for s in view.notes)
     # the results grid gives k-shot numbers rows of their own; the report has a few-shot section
-    from iberlite.report.build import render
-    from iberlite.results import results_grid
+    from iberlite.analysis.results import results_grid
+    from iberlite.report.render import render
 
     tasks = {r.task for r in results_grid(db).rows}
     assert tasks == {"sample_commonsense_es", "sample_commonsense_es (3-shot per-item)",

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from iberlite.catalog import resolve_model
 from iberlite.engines.base import LoglikelihoodRequest
 from iberlite.engines.llamacpp import LlamaCppEngine
-from iberlite.metrics import mc_prediction
+from iberlite.models.names import resolve_model
+from iberlite.scoring.metrics import mc_prediction
 from iberlite.tasks.fewshot import FewshotSetup, apply_fewshot
 from iberlite.tasks.items import load_items
 from iberlite.tasks.registry import load_task_specs
@@ -76,7 +76,7 @@ def test_fixed_shots_score_as_from_scratch_when_the_question_is_empty(engine):
 
     import iberlite
 
-    sample = Path(iberlite.__file__).parent / "sample"
+    sample = Path(iberlite.__file__).parent / "tasks" / "sample"
     spec = load_task_specs(())["sample_nli_es"]
     items = load_items(spec, sample)
     instances, plan = apply_fewshot(spec, items.instances, sample, FewshotSetup(3, "fixed"))

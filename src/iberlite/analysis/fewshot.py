@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from ..metrics import mean_with_ci
-from ..store import Store
-from .language_gap import paired_bootstrap
+from iberlite.analysis.language_gap import paired_bootstrap
+from iberlite.scoring.metrics import mean_with_ci
+from iberlite.store import Store
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,15 @@ def shot_scores(store: Store, seed: int = 1234) -> list[ShotScore]:
             items_per_s=len(items) / (sum(wall) / 1000) if sum(wall) > 0 else 0.0,
         ))
     return out
+
+
+def shot_scores_in(db: Path, seed: int = 1234) -> list[ShotScore]:
+    """`shot_scores` of the database at `db`, opened read-only."""
+    store = Store.open_readonly(db)
+    try:
+        return shot_scores(store, seed)
+    finally:
+        store.close()
 
 
 def sentence(row: ShotScore, zero: ShotScore | None) -> str:

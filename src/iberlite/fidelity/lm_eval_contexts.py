@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .lm_eval_tasks import ADAPTERS, PREFIX
+from iberlite.fidelity.lm_eval_tasks import ADAPTERS, PREFIX
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,12 @@ from jinja2 import PackageLoader
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
-from ..langs import LANG_NAMES, lang_key
-from ..metrics import LOWER_IS_BETTER
-from . import figures as fg
-from .model import bench_details
-from .records import Browser, BrowserItem, ItemResult, Report, reproduce
+from iberlite.analysis.fewshot import sentence
+from iberlite.langs import LANG_NAMES, lang_key
+from iberlite.report import figures as fg
+from iberlite.report.build import bench_details
+from iberlite.report.sections import Browser, BrowserItem, ItemResult, Report, reproduce
+from iberlite.scoring.metric import LOWER_IS_BETTER
 
 
 def _finalize(value: Any) -> Any:
@@ -143,7 +144,5 @@ def render_html(report: Report) -> str:
 
 
 def _shot_sentences(report: Report) -> list[str]:
-    from ..analysis.fewshot import sentence
-
     zeros = {(s.model, s.task): s for s in report.shots if s.k == 0}
     return [sentence(s, zeros.get((s.model, s.task))) for s in report.shots if s.k]

@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Sequence
 
-from ..langs import lang_key
-from ..metrics import LOWER_IS_BETTER
-from .records import Report
+from iberlite.analysis.fewshot import sentence
+from iberlite.langs import lang_key
+from iberlite.report.sections import Report
+from iberlite.scoring.metric import LOWER_IS_BETTER
 
 
 def _cell(value: object) -> str:
@@ -235,8 +236,6 @@ def _fewshot(report: Report) -> list[str]:
     """Accuracy at each k, the paired gain over zero-shot, and what an item cost."""
     if not report.shots:
         return []
-    from ..analysis.fewshot import sentence
-
     zeros = {(s.model, s.task): s for s in report.shots if s.k == 0}
     out = ["## Few-shot: what shots buy and cost", "",
            "Per-item shots are lm-eval 0.4.13's (drawn per item); fixed shots are one seeded set "

@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..data import Doc, docs_from_rows, read_rows
-from ..errors import RowError, UserError
-from .render import Instance, render, render_text
-from .sandbox import template_fields
-from .spec import TaskSpec
+from iberlite.errors import RowError, UserError
+from iberlite.tasks.data import Doc, docs_from_rows, read_rows
+from iberlite.tasks.render import Instance, render, render_text
+from iberlite.tasks.sandbox import template_fields
+from iberlite.tasks.spec import TaskSpec
 
 MODES = ("per-item", "fixed")
 
