@@ -38,6 +38,8 @@ class ShotScore:
     gain_high: float | None
     p_value: float | None
     n_pairs: int
+    paired_from: float | None  # zero-shot accuracy on the shared items
+    paired_to: float | None  # this evaluation's accuracy on them
     prefill_tokens: float  # mean tokens computed per item (a kept prefix counted once)
     p50_ms: float
     items_per_s: float
@@ -71,7 +73,7 @@ def shot_scores(store: Store, seed: int = 1234) -> list[ShotScore]:
     out = []
     for (model, task, k, mode), (_, items) in sorted(by_setup.items()):
         acc, low, high = mean_with_ci([float(bool(it.correct)) for it in items], seed=seed)
-        gain = gain_low = gain_high = p = None
+        gain = gain_low = gain_high = p = paired_from = paired_to = None
         n_pairs = 0
         zero = by_setup.get((model, task, 0, "-"))
         if k and zero:
@@ -82,11 +84,12 @@ def shot_scores(store: Store, seed: int = 1234) -> list[ShotScore]:
                 test = paired_bootstrap(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]),
                                         seed=seed)
                 gain, gain_low, gain_high, p = test.gap, test.ci_low, test.ci_high, test.p_value
+                paired_from, paired_to = test.base, test.other
         wall = [it.wall_ms or 0.0 for it in items]
         out.append(ShotScore(
             model=model, task=task, lang=langs[task], k=k, mode=mode, n=len(items),
             acc=acc, acc_low=low, acc_high=high, gain=gain, gain_low=gain_low,
-            gain_high=gain_high, p_value=p, n_pairs=n_pairs,
+            gain_high=gain_high, p_value=p, n_pairs=n_pairs, paired_from=paired_from, paired_to=paired_to,
             prefill_tokens=statistics.fmean(it.eval_tokens or 0.0 for it in items),
             p50_ms=statistics.median(wall),
             items_per_s=len(items) / (sum(wall) / 1000) if sum(wall) > 0 else 0.0,
@@ -107,10 +110,12 @@ def sentence(row: ShotScore, zero: ShotScore | None) -> str:
     """One plain sentence: '5 fixed shots lift xstorycloze_eu from 0.52 to 0.58 (+6 points,
     significant) for +4% latency per item'."""
     mode = "fixed" if row.mode == "fixed" else "per-item"
-    if zero is None or row.gain is None:
+    if zero is None or row.gain is None or row.paired_from is None or row.paired_to is None:
         return f"{row.k} {mode} shots score {row.acc:.2f} on {row.task} ({row.model}); no zero-shot run to compare."
     verb = "lift" if row.gain > 0 else "lower" if row.gain < 0 else "leave"
     sig = "significant" if row.significant else "not significant"
     lat = (row.p50_ms / zero.p50_ms - 1) * 100 if zero.p50_ms else float("nan")
-    return (f"{row.k} {mode} shots {verb} {row.task} ({row.model}) from {zero.acc:.2f} to {row.acc:.2f} "
-            f"({row.gain * 100:+.0f} points, {sig}) for {lat:+.0f}% p50 latency per item.")
+    same = "" if row.n_pairs == zero.n == row.n else f" on the {row.n_pairs} items both answered"
+    return (f"{row.k} {mode} shots {verb} {row.task} ({row.model}) from {row.paired_from:.2f} to "
+            f"{row.paired_to:.2f}{same} ({row.gain * 100:+.0f} points, {sig}) for {lat:+.0f}% p50 "
+            "latency per item.")
