@@ -47,7 +47,8 @@ def _groups(tasks: list[str], kinds: dict[str, str], limit: int, gen_limit: int 
 
 
 def crosscheck_model(model_name: str, tasks: list[str], limit: int, gen_limit: int | None,
-                     data_dir: Path, threads: int, work: Path, skip_llamacpp: bool) -> dict:
+                     data_dir: Path, threads: int, work: Path, skip_llamacpp: bool,
+                     num_fewshot: int = 0) -> dict:
     """Every system on every task for one model; returns the agreements and timings."""
     model = resolve_model(model_name)
     specs = {t.name: t for t in select_tasks(load_task_specs(()), tasks, None)}
@@ -60,14 +61,14 @@ def crosscheck_model(model_name: str, tasks: list[str], limit: int, gen_limit: i
         t0 = time.perf_counter()
         out = work / f"lm_eval_out_{n}"
         run_lm_eval(model, [local[t] for t in group], work / "lm_eval_tasks", n, out, threads,
-                    log=work / "lm_eval.log")
+                    log=work / "lm_eval.log", num_fewshot=num_fewshot)
         runs["lm-eval"].update({t: read_samples(out, t) for t in group})
         timing[f"lm-eval/{n}"] = time.perf_counter() - t0
         engines = ["transformers"] + ([] if skip_llamacpp else ["llamacpp"])
         for engine in engines:
             t0 = time.perf_counter()
             runs[engine].update(run_iberlite(engine, model_name, group, n, data_dir, work,
-                                          threads, delimiters))
+                                          threads, delimiters, num_fewshot=num_fewshot))
             timing[f"{engine}/{n}"] = time.perf_counter() - t0
     agreements = []
     for t in tasks:
@@ -118,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                    default=Path(os.environ.get("IBERLITE_DATA_DIR", "../shared/data")))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip-llamacpp", action="store_true")
+    p.add_argument("--num-fewshot", type=int, default=0,
+                   help="k-shot contexts on both sides (lm-eval's own, iberlite's --num-fewshot)")
     p.add_argument("--work-dir", type=Path, default=None, help="keep intermediate files here")
     p.add_argument("--out", type=Path, default=None, help="JSON file (default: benchmarks/out/)")
     args = p.parse_args(argv)
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             work.mkdir(parents=True, exist_ok=True)
             print(f"[{m}] working in {work}", file=sys.stderr, flush=True)
             rep = crosscheck_model(m, tasks, args.limit, args.gen_limit, data_dir, args.threads,
-                                   work, args.skip_llamacpp)
+                                   work, args.skip_llamacpp, args.num_fewshot)
             print(table(m, rep["agreements"]), flush=True)
             print(f"\ntimes (s): {json.dumps({k: round(v) for k, v in rep['timing_s'].items()})}\n",
                   flush=True)
