@@ -20,6 +20,8 @@ from pathlib import Path
 from .cache import cache_dir, read_json, write_json
 from .errors import UserError
 from .gguf_header import read_gguf_header
+from .models.hub import HubFile, is_hub_name, resolve_hub
+from .models.ollama import OllamaModel, is_ollama_name, resolve_ollama
 
 
 def _smollm2() -> Path:
@@ -81,6 +83,14 @@ class ModelFile:
     path: Path | None
     remote: str | None = None
     quantized_from: str | None = None  # a variant's source file type (MODEL@TYPE, see quantize)
+    hub: HubFile | None = None  # hf:ORG/REPO...: repository, file and pinned commit
+    ollama: OllamaModel | None = None  # ollama:NAME[:TAG]: manifest name, blob digest, template
+
+    @property
+    def origin(self) -> dict[str, str]:
+        """Where a Hub or Ollama file came from, for the engine info (empty for other models,
+        so their evaluation keys stay as they were)."""
+        return {**(self.hub.extra() if self.hub else {}), **(self.ollama.extra() if self.ollama else {})}
 
     @property
     def family(self) -> str:
@@ -107,8 +117,10 @@ def _say(message: str) -> None:
 
 
 def resolve_model(name: str) -> ModelFile:
-    """A catalog name, a path to a `.gguf` file, `MODEL@TYPE` (a quantized variant, made once
-    and cached: see :mod:`quantize`) or `openai:NAME`; anything else is a user error (exit 2)."""
+    """A catalog name, a path to a `.gguf` file, `hf:ORG/REPO[:QUANT]` (a Hub GGUF repository,
+    see :mod:`models.hub`), `ollama:NAME[:TAG]` (the local Ollama store, see :mod:`models.ollama`),
+    `MODEL@TYPE` (a quantized variant, made once and cached: see :mod:`quantize`) or
+    `openai:NAME`; anything else is a user error (exit 2)."""
     if name.startswith(REMOTE_PREFIX):
         served = name[len(REMOTE_PREFIX):]
         if not served:
@@ -118,6 +130,12 @@ def resolve_model(name: str) -> ModelFile:
         from .quantize import resolve_variant
 
         return resolve_variant(name, on_quantize=_say)
+    if is_hub_name(name):
+        hub = resolve_hub(name, say=_say)
+        return ModelFile(name=name, path=hub.path, hub=hub)
+    if is_ollama_name(name):
+        store = resolve_ollama(name)
+        return ModelFile(name=name, path=store.path, ollama=store)
     if name in CATALOG:
         path = CATALOG[name].locate()
         if not path.is_file():
@@ -130,7 +148,7 @@ def resolve_model(name: str) -> ModelFile:
         return ModelFile(name=path.stem, path=path.resolve())
     raise UserError(
         f"Unknown model {name!r}; valid models are {', '.join(CATALOG)}, a path to a .gguf file, "
-        "MODEL@TYPE (a quantized variant) or openai:NAME with --base-url.",
+        "hf:ORG/REPO[:QUANT], ollama:NAME[:TAG], MODEL@TYPE (a quantized variant) or openai:NAME with --base-url.",
         exit_code=2,
     )
 

@@ -84,6 +84,23 @@ def models(models_dir: ModelsDirOpt = None, fmt: FormatOpt = "table", wide: Wide
 
 
 @app.command()
+def pull(
+    model: Annotated[str, typer.Argument(help="hf:ORG/REPO[:QUANT], hf:ORG/REPO/FILE.gguf, ollama:NAME[:TAG], a catalog name or a .gguf path.")],
+    fmt: FormatOpt = "table",
+    wide: WideOpt = False,
+) -> None:
+    """Resolve MODEL now (a Hub file is downloaded into the Hugging Face cache and its commit
+    pinned) and show where its file came from; later commands then need no network."""
+    from .catalog import resolve_model
+    from .views import origin_table
+
+    mf = resolve_model(model)
+    if mf.remote:
+        raise UserError(f"{model} is served by an endpoint: there is no file to pull.", 2)
+    emit(origin_table(mf), check_format(fmt), wide=wide)
+
+
+@app.command()
 def quantize(
     model: Annotated[str, typer.Argument(help="Catalog name or path to a .gguf file.")],
     to: Annotated[str, typer.Option("--to", help="Comma-separated llama.cpp types, e.g. Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_0,Q3_K_M,Q2_K.")] = "Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_0,Q3_K_M,Q2_K",

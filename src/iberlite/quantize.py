@@ -96,6 +96,12 @@ def variant_label(name: str, source_type: str | None) -> str:
     return name
 
 
+def _file_stem(name: str) -> str:
+    """A model name as a file name: `hf:ORG/REPO:Q4_K_M` -> `hf_ORG--REPO_Q4_K_M` (catalog
+    names and file stems are unchanged)."""
+    return name.replace("/", "--").replace(":", "_")
+
+
 def _meta_path(gguf: Path) -> Path:
     return gguf.with_suffix(".json")
 
@@ -129,7 +135,7 @@ def quantize(model: str, qtype: str, *, directory: Path | None = None, n_threads
         raise UserError(f"{model} is remote: only a local GGUF file can be quantized.", 2)
     facts = gguf_facts(src.file)
     out_dir = models_dir(directory)
-    dst = out_dir / f"{src.name}.{qtype}.{facts.sha256[:12]}.gguf"
+    dst = out_dir / f"{_file_stem(src.name)}.{qtype}.{facts.sha256[:12]}.gguf"
     known = _read_meta(dst)
     if known and dst.is_file() and known.source_sha256 == facts.sha256:
         return known, True
@@ -199,7 +205,7 @@ def resolve_variant(name: str, *, directory: Path | None = None,
         raise UserError(f"{name}: a remote model has no variants.", 2)
     if gguf_facts(src.file).file_type == qtype:
         return src
-    target = models_dir(directory) / f"{src.name}.{qtype}.{gguf_facts(src.file).sha256[:12]}.gguf"
+    target = models_dir(directory) / f"{_file_stem(src.name)}.{qtype}.{gguf_facts(src.file).sha256[:12]}.gguf"
     if on_quantize and not target.is_file():
         on_quantize(f"Quantizing {base} to {qtype} once (cached in {target.parent}).")
     variant, _ = quantize(base, qtype, directory=directory)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .tables import Column, Est, TableData
+from .catalog import ModelFile
+from .tables import Cell, Column, Est, TableData
 
 LANG_OK_NOTE = ("lang_ok: share of outputs that langid.py (restricted to es/ca/eu/gl/pt/en) puts in "
                 "the target language; it misreads about 1 Galician sentence in 10 and short outputs "
@@ -19,10 +20,13 @@ def _mib(v: float) -> str:
 
 
 def models_table(models_dir: Path | None = None) -> TableData:
-    """The catalog models and the variants made from them (`iberlite quantize`), with what
-    their GGUF headers say (a model that cannot be read shows why in `error`)."""
+    """The catalog models, the variants made from them (`iberlite quantize`), the GGUF models in
+    the local Hugging Face cache and in the Ollama store, with what their GGUF headers say (a
+    model that cannot be read shows why in `error`)."""
     from .catalog import CATALOG, resolve_model
     from .errors import UserError
+    from .models.hub import cached_hub_models
+    from .models.ollama import ollama_dir, ollama_models
     from .quantize import models_dir as variants_dir, variants
     from .quantize_cli import FALLBACK_NOTE, variant_columns, variant_row
 
@@ -40,12 +44,43 @@ def models_table(models_dir: Path | None = None) -> TableData:
             rows.append((name, None, None, "pip", *([None] * 9), None, str(exc)))
     for v in variants(models_dir):
         rows.append((*variant_row(v.name, v.source_type, Path(v.path)), v.path, None))
+    found = [(m.name, "hf", m.path) for m in cached_hub_models()]
+    found += [(m.name, "ollama", m.path) for m in ollama_models()]
+    for name, source, path in found:
+        try:
+            rows.append((*variant_row(name, source, path), str(path), None))
+        except UserError as exc:
+            rows.append((name, None, None, source, *([None] * 9), str(path), str(exc)))
     if all(r[-1] is None for r in rows):  # keep the key for scripts, no empty column for people
         cols = (*cols[:-1], Column("error", "error", "text", human=False))
     notes = (f"Variants (MODEL@TYPE) live in {variants_dir(models_dir)}; 'made from' is the type "
-             "they were requantized from, or pip for a shipped file. Any path to a .gguf file "
+             "they were requantized from, pip for a shipped file, hf for a file in the Hugging Face "
+             f"cache, ollama for one in the Ollama store ({ollama_dir()}). Any path to a .gguf file "
              "works too.", FALLBACK_NOTE)
     return TableData("Models", cols, tuple(rows), notes=notes)
+
+
+def origin_table(mf: ModelFile) -> TableData:
+    """Where one resolved model's file is and where it came from (`iberlite pull`)."""
+    from .catalog import gguf_facts
+
+    facts = gguf_facts(mf.file)
+    row: dict[str, Cell] = {"name": mf.name, "path": str(mf.file), "size_bytes": facts.size_bytes,
+                            "quant": facts.file_type, "architecture": facts.architecture,
+                            "sha256": facts.sha256}
+    if mf.hub:
+        row |= {"source": "hf", "repo": mf.hub.repo, "file": mf.hub.file, "commit": mf.hub.commit,
+                "parts": len(mf.hub.parts)}
+    elif mf.ollama:
+        row |= {"source": "ollama", "ollama_name": f"{mf.ollama.name}:{mf.ollama.tag}",
+                "digest": mf.ollama.digest,
+                "template": "yes" if mf.ollama.template is not None else "no",
+                "params": mf.ollama.params}
+    cols = tuple(Column(k, k.replace("_", " ") if k != "size_bytes" else "size",
+                        "num" if k in ("size_bytes", "parts") else "text" if k == "params" else "id",
+                        fmt=_mib if k == "size_bytes" else "")
+                 for k in row)
+    return TableData(f"Model {mf.name}", cols, (tuple(row.values()),))
 
 
 def tasks_table(data_dir: Path, tasks_dirs: tuple[Path, ...] = ()) -> TableData:

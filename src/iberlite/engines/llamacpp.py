@@ -479,7 +479,9 @@ class LlamaCppEngine:
                    # a variant's lineage (only variants carry it, so older keys stay valid)
                    **({"quantized_from": self.model_file.quantized_from}
                       if self.model_file.quantized_from else {}),
-                   **({"item_timeout_s": str(self.item_timeout_s)} if self.item_timeout_s else {})},
+                   **({"item_timeout_s": str(self.item_timeout_s)} if self.item_timeout_s else {}),
+                   # a Hub or Ollama file's origin (repo, file, commit / name, digest, template)
+                   **self.model_file.origin},
             bits_per_weight=f.bits_per_weight,
         )
 
