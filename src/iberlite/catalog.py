@@ -132,10 +132,10 @@ def resolve_model(name: str) -> ModelFile:
         return resolve_variant(name, on_quantize=_say)
     if is_hub_name(name):
         hub = resolve_hub(name, say=_say)
-        return ModelFile(name=name, path=hub.path, hub=hub)
+        return ModelFile(name=hub.name, path=hub.path, hub=hub)
     if is_ollama_name(name):
         store = resolve_ollama(name)
-        return ModelFile(name=name, path=store.path, ollama=store)
+        return ModelFile(name=store.spec, path=store.path, ollama=store)
     if name in CATALOG:
         path = CATALOG[name].locate()
         if not path.is_file():

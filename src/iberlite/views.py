@@ -48,7 +48,10 @@ def models_table(models_dir: Path | None = None) -> TableData:
     found += [(m.name, "ollama", m.path) for m in ollama_models()]
     for name, source, path in found:
         try:
-            rows.append((*variant_row(name, source, path), str(path), None))
+            row = variant_row(name, source, path)
+            if source == "hf":  # a snapshot folder is longer than a line; the name says where it is
+                row = (*row[:2], None, *row[3:])
+            rows.append((*row, str(path), None))
         except UserError as exc:
             rows.append((name, None, None, source, *([None] * 9), str(path), str(exc)))
     if all(r[-1] is None for r in rows):  # keep the key for scripts, no empty column for people

@@ -37,11 +37,19 @@ class HubName:
     quant: str | None = None
     file: str | None = None
 
+    @property
+    def canonical(self) -> str:
+        """The name results are stored under: quant tags upper-cased, as the Hub writes them."""
+        if self.file:
+            return f"{HUB_PREFIX}{self.repo}/{self.file}"
+        return f"{HUB_PREFIX}{self.repo}" + (f":{self.quant.upper()}" if self.quant else "")
+
 
 @dataclass(frozen=True)
 class HubFile:
     """A GGUF model resolved on the Hub: what a result records about where its file came from."""
 
+    name: str  # the canonical hf: name (see HubName.canonical)
     repo: str
     file: str  # the file llama.cpp opens (the first part of a split model)
     commit: str
@@ -163,7 +171,7 @@ def _from_cache(ref: HubName, commit: str, files: list[str]) -> HubFile | None:
     paths = [try_to_load_from_cache(ref.repo, p, revision=commit) for p in parts]
     if not all(isinstance(p, str) and Path(p).is_file() for p in paths):
         return None
-    return HubFile(ref.repo, parts[0], commit, parts, Path(str(paths[0])))
+    return HubFile(ref.canonical, ref.repo, parts[0], commit, parts, Path(str(paths[0])))
 
 
 def resolve_hub(name: str, *, say: Callable[[str], None] | None = None) -> HubFile:
@@ -191,7 +199,7 @@ def resolve_hub(name: str, *, say: Callable[[str], None] | None = None) -> HubFi
     parts = select(ref, files)
     paths = [_download(ref.repo, part, commit, name, say) for part in parts]
     _pin(ref.repo, commit, files)
-    return HubFile(ref.repo, parts[0], commit, parts, paths[0])
+    return HubFile(ref.canonical, ref.repo, parts[0], commit, parts, paths[0])
 
 
 def _list_repo(repo: str, name: str) -> tuple[str, list[str]]:

@@ -35,6 +35,11 @@ class OllamaModel:
     template: str | None  # the chat template layer's text
     params: str | None  # the parameters layer (JSON text), e.g. stop words, temperature
 
+    @property
+    def spec(self) -> str:
+        """The name results are stored under, with its tag: ``ollama:NAME:TAG``."""
+        return f"{OLLAMA_PREFIX}{self.name}:{self.tag}"
+
     def extra(self) -> dict[str, str]:
         """The engine-info fields that record where the file came from."""
         return {"ollama": f"{self.name}:{self.tag}", "ollama_digest": self.digest,
@@ -143,5 +148,5 @@ def ollama_models() -> list[StoredOllamaModel]:
             m = resolve_ollama(f"{OLLAMA_PREFIX}{name}:{tag}")
         except UserError:
             continue
-        found.append(StoredOllamaModel(f"{OLLAMA_PREFIX}{name}:{tag}", m.path, m.path.stat().st_size))
+        found.append(StoredOllamaModel(m.spec, m.path, m.path.stat().st_size))
     return found
