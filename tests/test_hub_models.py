@@ -47,16 +47,28 @@ def smol() -> Path:
     return _catalog_file("smollm2-135m")
 
 
+def split_gguf(src: Path, out: Path) -> list[Path]:
+    """`src` as a two-part split model, as llama.cpp's gguf-split writes one (half the tensors
+    in each part, each part with its own header)."""
+    import gguf
+    from gguf.scripts.gguf_new_metadata import copy_with_new_metadata
+
+    reader = gguf.GGUFReader(src)
+    writer = gguf.GGUFWriter(out, reader.fields["general.architecture"].contents(),
+                             split_max_tensors=(len(reader.tensors) + 1) // 2)
+    copy_with_new_metadata(reader, writer, {}, [])
+    return sorted(out.parent.glob(f"{out.stem}-*-of-*.gguf"))
+
+
 @pytest.fixture(scope="module")
-def hub(smol):
+def hub(smol, tmp_path_factory):
     gemma = _catalog_file("gemma3-270m")
     whole = Blob.of(smol)
-    half = whole.length // 2
+    first, second = split_gguf(smol, tmp_path_factory.mktemp("split") / "SmolLM2-Q4_1.gguf")
     server = FakeHub({
         COMPACT: {SMOL_FILE: whole, GEMMA_FILE: Blob.of(gemma), "README.md": Blob.of(REPO / "README.md")},
         TWINS: {SMOL_FILE: whole, "SmolLM2-135M-Q4_1.gguf": whole},
-        SPLIT: {"SmolLM2-Q4_1-00001-of-00002.gguf": Blob.of(smol, 0, half),
-                "SmolLM2-Q4_1-00002-of-00002.gguf": Blob.of(smol, half, whole.length - half)},
+        SPLIT: {first.name: Blob.of(first), second.name: Blob.of(second)},
     })
     yield server
     server.stop()
@@ -124,6 +136,14 @@ def test_a_quant_tag_picks_its_file_and_the_second_use_is_a_cache_hit(hub, env, 
     assert by_file["path"] == row["path"] and hub.requests == []
 
 
+@pytest.mark.slow
+def test_a_variant_of_a_hub_file_keeps_its_origin(hub, env, tmp_path):
+    row = pulled(cli("pull", f"hf:{COMPACT}:q4_1@q8_0", "--format", "json", env=env, cwd=tmp_path))
+    assert (row["name"], row["quant"]) == (f"hf:{COMPACT}:Q4_1@Q8_0", "Q8_0")
+    assert (row["source"], row["file"], row["commit"]) == ("hf", SMOL_FILE, hub.commits[COMPACT])
+    assert Path(row["path"]).name.startswith("hf_test-org--compact-GGUF_Q4_1.Q8_0.")
+
+
 def test_a_dropped_download_resumes_with_a_range_request(hub, env, tmp_path):
     cut = 40 << 20
     hub.drop_once[SMOL_FILE] = cut
@@ -137,16 +157,47 @@ def test_a_dropped_download_resumes_with_a_range_request(hub, env, tmp_path):
     assert sha256(Path(row["path"])) == hub.repos[COMPACT][SMOL_FILE].sha256
 
 
-def test_a_split_model_downloads_every_part_and_opens_the_first(hub, env, tmp_path, smol):
-    code = ("import json; from iberlite.catalog import resolve_model; m = resolve_model('hf:%s:Q4_1'); "
-            "print(json.dumps([str(m.file), list(m.hub.parts)]))" % SPLIT)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    first, parts = json.loads(proc.stdout)
+def test_a_split_model_downloads_every_part_and_opens_the_first(hub, env, tmp_path):
+    row = pulled(cli("pull", f"hf:{SPLIT}:Q4_1", "--format", "json", env=env, cwd=tmp_path))
+    parts = sorted(hub.repos[SPLIT])
     assert parts == ["SmolLM2-Q4_1-00001-of-00002.gguf", "SmolLM2-Q4_1-00002-of-00002.gguf"]
-    assert Path(first).name == parts[0]
-    joined = b"".join((Path(first).parent / p).read_bytes() for p in parts)
-    assert joined == smol.read_bytes()
+    assert (row["file"], row["parts"]) == (parts[0], 2) and Path(row["path"]).name == parts[0]
+    for part in parts:  # both parts are in the cache, beside each other, as llama.cpp needs
+        assert sha256(Path(row["path"]).parent / part) == hub.repos[SPLIT][part].sha256
+    assert row["size_bytes"] == sum(hub.repos[SPLIT][p].length for p in parts)  # the whole model's facts
+
+
+def test_a_cache_another_tool_filled_works_offline(hub, env, tmp_path):
+    """`hf download` (or any huggingface_hub user) leaves refs/main and a snapshot; iberlite,
+    which has never seen the repository (its own cache is empty), finds the file there."""
+    fill = ("from huggingface_hub import hf_hub_download; hf_hub_download(%r, %r)" % (COMPACT, SMOL_FILE))
+    proc = subprocess.run([sys.executable, "-c", fill], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    hub.requests.clear()
+    offline = {**env, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": dead_endpoint(),
+               "IBERLITE_CACHE_DIR": str(tmp_path / "fresh-cache")}
+    row = pulled(cli("pull", f"hf:{COMPACT}:Q4_1", "--format", "json", env=offline, cwd=tmp_path))
+    assert (row["file"], row["commit"]) == (SMOL_FILE, hub.commits[COMPACT]) and hub.requests == []
+
+
+def test_quant_tags_pick_files_by_the_quant_in_their_names():
+    from iberlite.errors import UserError
+    from iberlite.models.hub import HubName, parse_hub_name, select
+
+    files = ["README.md", "M-Q4_K_M.gguf", "M-Q4_K_S.gguf", "M-IQ4_XS.gguf", "M.Q4_0.gguf",
+             "mmproj-M-f16.gguf", "Q8_0/M-Q8_0-00001-of-00002.gguf", "Q8_0/M-Q8_0-00002-of-00002.gguf"]
+    pick = lambda tag: select(HubName("o/r", quant=tag), files)
+    assert pick("q4_k_m") == ("M-Q4_K_M.gguf",) and pick("Q4_0") == ("M.Q4_0.gguf",)
+    assert pick("IQ4_XS") == ("M-IQ4_XS.gguf",)
+    assert pick("Q8_0") == ("Q8_0/M-Q8_0-00001-of-00002.gguf", "Q8_0/M-Q8_0-00002-of-00002.gguf")
+    for tag in ("Q4_K", "Q4", "F16", "Q4_XS"):  # a tag is the whole quant, not a prefix of one
+        with pytest.raises(UserError, match=f"matches {tag}; it has IQ4_XS, Q4_K_M, Q4_K_S, Q4_0, Q8_0"):
+            pick(tag)
+    assert parse_hub_name("hf:o/r/Q8_0/M-Q8_0-00002-of-00002.gguf") == HubName("o/r", file="Q8_0/M-Q8_0-00002-of-00002.gguf")
+    assert select(parse_hub_name("hf:o/r/Q8_0/M-Q8_0-00002-of-00002.gguf"), files)[0].endswith("00001-of-00002.gguf")
+    for bad in ("hf:just-a-name", "hf:o/r:Q4:Q8", "hf:/r:Q4_0"):
+        with pytest.raises(UserError, match="is not a Hub model name"):
+            parse_hub_name(bad)
 
 
 @pytest.mark.parametrize("name, offline, expected", [
@@ -253,8 +304,8 @@ def test_models_lists_the_hub_cache_and_the_ollama_store_in_80_columns(hub, env,
 @pytest.mark.slow
 def test_a_hub_name_and_an_ollama_name_score_as_the_same_file_by_path(hub, env, tmp_path, smol):
     build_ollama_store(tmp_path / "ollama", smol)
-    typed = (str(smol), f"hf:{COMPACT}:q4_1", "ollama:smollm2")
-    names = (smol.stem, f"hf:{COMPACT}:Q4_1", "ollama:smollm2:latest")  # as results store them
+    typed = (str(smol), f"hf:{COMPACT}:q4_1", "ollama:smollm2", f"hf:{SPLIT}:Q4_1")
+    names = (smol.stem, f"hf:{COMPACT}:Q4_1", "ollama:smollm2:latest", f"hf:{SPLIT}:Q4_1")  # as stored
     db = tmp_path / "runs.db"
     proc = cli("run", "--models", ",".join(typed), "--tasks", "sample_commonsense", "--langs", "es",
                "--limit", "6", "--threads", "1", "--db", str(db), env=env, cwd=tmp_path)
@@ -270,10 +321,10 @@ def test_a_hub_name_and_an_ollama_name_score_as_the_same_file_by_path(hub, env, 
     path_name = names[0]
     assert set(evals) == set(names)
     assert len(items[path_name]) == 6
-    assert items[names[1]] == items[path_name] and items[names[2]] == items[path_name]
-    for metric in {m for _, m in aggs}:
-        assert aggs[(names[1], metric)].value == aggs[(path_name, metric)].value
-        assert aggs[(names[2], metric)].value == aggs[(path_name, metric)].value
+    for other in names[1:]:  # the same logprobs, item by item, so the same scores
+        assert items[other] == items[path_name], other
+        for metric in {m for _, m in aggs}:
+            assert aggs[(other, metric)].value == aggs[(path_name, metric)].value
     hub_sig = aggs[(names[1], "acc")].signature
     assert f"source:hf:{COMPACT}/{SMOL_FILE}@{hub.commits[COMPACT]}" in hub_sig
     assert evals[names[1]].engine["extra"]["hf_commit"] == hub.commits[COMPACT]

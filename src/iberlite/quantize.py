@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .cache import cache_dir
@@ -209,4 +209,5 @@ def resolve_variant(name: str, *, directory: Path | None = None,
     if on_quantize and not target.is_file():
         on_quantize(f"Quantizing {base} to {qtype} once (cached in {target.parent}).")
     variant, _ = quantize(base, qtype, directory=directory)
-    return variant.model_file()
+    # a variant of a Hub or Ollama file keeps that file's origin (repo, commit / name, digest)
+    return replace(variant.model_file(), hub=src.hub, ollama=src.ollama)
