@@ -314,7 +314,7 @@ def test_report_md_to_stdout_writes_no_file(work, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("module", ["iberlite", "iberlite.cli"])
+@pytest.mark.parametrize("module", ["iberlite", "iberlite.cli.app"])
 def test_python_dash_m_knows_every_command(module, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "COLUMNS": "80"}
     top = subprocess.run([sys.executable, "-m", module, "--help"], cwd=tmp_path, env=env,
@@ -341,10 +341,10 @@ def test_unknown_format_is_a_one_line_error(tmp_path):
 
 def test_a_terminal_hides_secondary_columns_and_says_which():
     try:
-        from iberlite.tables import Column, Est, TableData, render
+        from iberlite.cli.tables import Column, Est, TableData, render
     except ImportError:  # package not installed into the venv yet: use the src tree
         sys.path.insert(0, str(REPO / "src"))
-        from iberlite.tables import Column, Est, TableData, render
+        from iberlite.cli.tables import Column, Est, TableData, render
     cols = (Column("task", "task"), Column("lang", "lang"), Column("value", "acc [95% CI]", "num", ci=True),
             Column("note", "note", "text", priority=2), Column("volume", "volume per month", "num", priority=1, fmt=",d"))
     rows = (("sample_translation_en-es", "es", Est(0.5, 0.25, 0.75), "some free text that wraps", 1_000_000),)
@@ -375,7 +375,8 @@ def test_the_fast_gguf_header_reader_agrees_with_gguf():
 
     from gguf import GGUFReader
 
-    from iberlite.catalog import gguf_facts, resolve_model
+    from iberlite.models.gguf_facts import gguf_facts
+    from iberlite.models.names import resolve_model
 
     path = resolve_model("smollm2-135m").path
     facts, reader = gguf_facts(path), GGUFReader(str(path))

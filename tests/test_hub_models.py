@@ -33,7 +33,7 @@ GEMMA_FILE = "gemma-3-270m-Q4_K_M.gguf"
 
 
 def _catalog_file(name: str) -> Path:
-    from iberlite.catalog import resolve_model
+    from iberlite.models.names import resolve_model
     from iberlite.errors import UserError
 
     try:

@@ -13,8 +13,8 @@ import os
 import re
 from dataclasses import dataclass
 
-from ..catalog import GgufFacts
-from ..errors import RunFailure, UserError
+from iberlite.errors import RunFailure, UserError
+from iberlite.models.gguf_facts import GgufFacts
 
 MEMORY_LIMIT_ENV = "IBERLITE_MEMORY_LIMIT"
 HEADROOM_BYTES = 512 * 1024**2

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cache import cache_dir, read_json, write_json
-from ..errors import UserError
+from iberlite.cache import cache_dir, read_json, write_json
+from iberlite.errors import UserError
 
 HUB_PREFIX = "hf:"
 _SPLIT = re.compile(r"^(?P<stem>.+)-(?P<part>\d{5})-of-(?P<total>\d{5})\.gguf$", re.IGNORECASE)

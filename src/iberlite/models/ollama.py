@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
+from iberlite.errors import UserError
 
 OLLAMA_PREFIX = "ollama:"
 DEFAULT_HOST = "registry.ollama.ai"
@@ -71,14 +71,22 @@ def _blob(root: Path, digest: str) -> Path:
     return root / "blobs" / digest.replace(":", "-", 1)
 
 
-def resolve_ollama(spec: str) -> OllamaModel:
-    """The GGUF blob of ``ollama:NAME[:TAG]`` (tag ``latest`` by default) in the local store; a
-    missing manifest or blob is a user error (exit 2)."""
+def parse_ollama_name(spec: str) -> tuple[str, str]:
+    """``ollama:NAME[:TAG]`` -> (NAME, TAG), the tag ``latest`` by default; anything else is a
+    user error (exit 2)."""
     body = spec[len(OLLAMA_PREFIX):] if is_ollama_name(spec) else spec
     name, _, tag = body.partition(":")
     tag = tag or "latest"
-    if not name or ":" in tag or ".." in name.split("/") or len(name.split("/")) > 3:
+    pieces = name.split("/")
+    if not all(pieces) or ":" in tag or "/" in tag or ".." in pieces or len(pieces) > 3:
         raise UserError(f"{spec!r} is not an Ollama model name; use ollama:NAME or ollama:NAME:TAG.", 2)
+    return name, tag
+
+
+def resolve_ollama(spec: str) -> OllamaModel:
+    """The GGUF blob of ``ollama:NAME[:TAG]`` (tag ``latest`` by default) in the local store; a
+    missing manifest or blob is a user error (exit 2)."""
+    name, tag = parse_ollama_name(spec)
     root = ollama_dir()
     manifest = _manifest_path(root, name, tag)
     try:
