@@ -88,7 +88,7 @@ def env(tmp_path, hub) -> dict[str, str]:
 
 
 def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "iberlite.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "iberlite", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900)
 
 
