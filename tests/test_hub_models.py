@@ -33,8 +33,8 @@ GEMMA_FILE = "gemma-3-270m-Q4_K_M.gguf"
 
 
 def _catalog_file(name: str) -> Path:
-    from iberlite.models.names import resolve_model
     from iberlite.errors import UserError
+    from iberlite.models.names import resolve_model
 
     try:
         return resolve_model(name).file
@@ -282,6 +282,29 @@ def test_an_ollama_manifest_without_its_blob_or_name_is_one_sentence(env, tmp_pa
     (tmp_path / "ollama" / "blobs" / digest.replace(":", "-")).unlink()
     message = one_sentence(cli("pull", "ollama:smollm2", env=env, cwd=tmp_path))
     assert f"names the blob {digest}, which is missing" in message
+
+
+def test_ollama_names_follow_its_manifest_folders(tmp_path, monkeypatch, smol):
+    """NAME is library/NAME on Ollama's registry, NAMESPACE/NAME is that namespace there, and
+    HOST/NAMESPACE/NAME (e.g. hf.co/ORG/REPO, as `ollama pull hf.co/...` stores it) is another host."""
+    from iberlite.errors import UserError
+    from iberlite.models.ollama import ollama_models, resolve_ollama
+
+    root = tmp_path / "ollama"
+    digest = build_ollama_store(root, smol)
+    library = root / "manifests" / "registry.ollama.ai" / "library" / "smollm2" / "latest"
+    for folder in (("registry.ollama.ai", "someone", "smollm2", "v1"), ("hf.co", "test-org", "compact-GGUF", "Q4_1")):
+        path = root.joinpath("manifests", *folder)
+        path.parent.mkdir(parents=True)
+        shutil.copyfile(library, path)
+    monkeypatch.setenv("OLLAMA_MODELS", str(root))
+    for name in ("ollama:smollm2", "ollama:someone/smollm2:v1", "ollama:hf.co/test-org/compact-GGUF:Q4_1"):
+        assert resolve_ollama(name).digest == digest
+    assert [m.name for m in ollama_models()] == [
+        "ollama:hf.co/test-org/compact-GGUF:Q4_1", "ollama:smollm2:latest", "ollama:someone/smollm2:v1"]
+    for bad in ("ollama:", "ollama:a/b/c/d", "ollama:../x", "ollama:x:y:z"):
+        with pytest.raises(UserError, match="is not an Ollama model name"):
+            resolve_ollama(bad)
 
 
 def test_models_lists_the_hub_cache_and_the_ollama_store_in_80_columns(hub, env, tmp_path, smol):

@@ -9,7 +9,9 @@ newer listing. Split GGUF files (``-00001-of-0000N``) are downloaded whole; llam
 first part and finds the others beside it.
 
 ``HF_ENDPOINT``, ``HF_HOME`` / ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE`` and ``HF_TOKEN`` mean what they
-mean to ``huggingface_hub`` (they are read when it is imported).
+mean to ``huggingface_hub`` (they are read when it is imported). It is imported in the functions
+that use it: importing it costs about a second here, which every command naming no Hub model
+would otherwise pay.
 """
 
 from __future__ import annotations

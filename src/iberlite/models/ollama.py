@@ -157,4 +157,4 @@ def ollama_models() -> list[StoredOllamaModel]:
         except UserError:
             continue
         found.append(StoredOllamaModel(m.spec, m.path, m.path.stat().st_size))
-    return found
+    return sorted(found, key=lambda m: m.name)
