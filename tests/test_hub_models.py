@@ -119,7 +119,9 @@ def dead_endpoint() -> str:
 
 
 def test_a_quant_tag_picks_its_file_and_the_second_use_is_a_cache_hit(hub, env, tmp_path, smol):
-    row = pulled(cli("pull", f"hf:{COMPACT}:q4_1", "--format", "json", env=env, cwd=tmp_path))
+    first = cli("pull", f"hf:{COMPACT}:q4_1", "--format", "json", env=env, cwd=tmp_path)
+    row = pulled(first)
+    assert f"Downloading {SMOL_FILE} from {COMPACT} at commit {hub.commits[COMPACT][:12]}" in first.stderr
     assert (row["repo"], row["file"], row["commit"]) == (COMPACT, SMOL_FILE, hub.commits[COMPACT])
     assert row["sha256"] == hub.repos[COMPACT][SMOL_FILE].sha256 and row["quant"] == "Q4_1"
     assert Path(row["path"]).is_relative_to(tmp_path / "hf")
@@ -127,8 +129,8 @@ def test_a_quant_tag_picks_its_file_and_the_second_use_is_a_cache_hit(hub, env, 
 
     hub.requests.clear()
     assert row["name"] == f"hf:{COMPACT}:Q4_1"  # the name results are stored under
-    again = pulled(cli("pull", f"hf:{COMPACT}:Q4_1", "--format", "json", env=env, cwd=tmp_path))
-    assert again == row and hub.requests == []
+    second = cli("pull", f"hf:{COMPACT}:Q4_1", "--format", "json", env=env, cwd=tmp_path)
+    assert pulled(second) == row and hub.requests == [] and "Downloading" not in second.stderr
 
     offline = {**env, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": dead_endpoint()}
     assert pulled(cli("pull", f"hf:{COMPACT}:Q4_1", "--format", "json", env=offline, cwd=tmp_path)) == row

@@ -235,9 +235,11 @@ def _status(exc: Exception) -> str:
 def _download(repo: str, file: str, commit: str, name: str, say: Callable[[str], None] | None) -> Path:
     """One file at the pinned commit through huggingface_hub; a dropped connection resumes from
     the partial file it keeps (a Range request), a few times."""
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
+    if say and not isinstance(try_to_load_from_cache(repo, file, revision=commit), str):
+        say(f"Downloading {file} from {repo} at commit {commit[:12]} into the Hugging Face cache.")
     for attempt in range(1, _DOWNLOAD_ATTEMPTS + 1):
         try:
             return Path(hf_hub_download(repo, file, revision=commit))
