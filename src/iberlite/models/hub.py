@@ -151,13 +151,19 @@ def _pin(repo: str, commit: str, files: list[str]) -> None:
     write_json(_pins_path(), pins)
 
 
+def _repo_folder(repo: str) -> Path:
+    """The repository's folder in the Hugging Face cache (``models--ORG--NAME``). Read here
+    rather than through huggingface_hub's file functions, whose import costs 0.4 s that a cache
+    hit need not pay; ``constants`` alone is cheap."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE) / ("models--" + repo.replace("/", "--"))
+
+
 def _cache_listing(repo: str) -> tuple[str, list[str]] | None:
     """For a cache another tool filled (``hf download``): the commit `main` points to and the
     files of its snapshot."""
-    from huggingface_hub import constants
-    from huggingface_hub.file_download import repo_folder_name
-
-    folder = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo, repo_type="model")
+    folder = _repo_folder(repo)
     try:
         commit = (folder / "refs" / "main").read_text().strip()
     except OSError:
@@ -167,13 +173,11 @@ def _cache_listing(repo: str) -> tuple[str, list[str]] | None:
 
 
 def _from_cache(ref: HubName, commit: str, files: list[str]) -> HubFile | None:
-    from huggingface_hub import try_to_load_from_cache
-
     parts = select(ref, files)
-    paths = [try_to_load_from_cache(ref.repo, p, revision=commit) for p in parts]
-    if not all(isinstance(p, str) and Path(p).is_file() for p in paths):
+    snapshot = _repo_folder(ref.repo) / "snapshots" / commit
+    if not all((snapshot / p).is_file() for p in parts):  # a pointer exists once its blob is whole
         return None
-    return HubFile(ref.canonical, ref.repo, parts[0], commit, parts, Path(str(paths[0])))
+    return HubFile(ref.canonical, ref.repo, parts[0], commit, parts, snapshot / parts[0])
 
 
 def resolve_hub(name: str, *, say: Callable[[str], None] | None = None) -> HubFile:
@@ -235,10 +239,10 @@ def _status(exc: Exception) -> str:
 def _download(repo: str, file: str, commit: str, name: str, say: Callable[[str], None] | None) -> Path:
     """One file at the pinned commit through huggingface_hub; a dropped connection resumes from
     the partial file it keeps (a Range request), a few times."""
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
-    if say and not isinstance(try_to_load_from_cache(repo, file, revision=commit), str):
+    if say and not (_repo_folder(repo) / "snapshots" / commit / file).is_file():
         say(f"Downloading {file} from {repo} at commit {commit[:12]} into the Hugging Face cache.")
     for attempt in range(1, _DOWNLOAD_ATTEMPTS + 1):
         try:
