@@ -353,10 +353,17 @@ def test_a_terminal_hides_secondary_columns_and_says_which():
     assert_fits(tty, 66)
     assert "sample_translation_en-es" in tty and "0.50 [0.25,0.75]" in tty and "1,000,000" in tty
     assert "Not shown at 66 columns: note (" in tty and "--wide" in tty
-    pipe = render(table, "table", 66, tty=False)  # never drops: stacked instead
+    pipe = render(table, "table", 66, tty=False)  # never drops: each CI goes under its value
     assert_fits(pipe, 66)
-    assert pipe.splitlines()[2] == "task:             sample_translation_en-es"
-    assert "note:             some free text that wraps" in pipe
+    assert "Not shown" not in pipe and "1,000,000" in pipe and "sample_translation_en-es" in pipe
+    value_line = next(i for i, ln in enumerate(pipe.splitlines()) if "sample_translation_en-es" in ln)
+    row = pipe.splitlines()[value_line:value_line + 2]
+    assert "0.50" in row[0] and "[0.25,0.75]" in row[1]
+    assert row[0].index("0.50") + 4 == row[1].index("[0.25,0.75]") + 11  # right-aligned, one column
+    stacked = render(table, "table", 50, tty=False)  # still too wide: one block per row
+    assert_fits(stacked, 50)
+    assert stacked.splitlines()[2] == "task:             sample_translation_en-es"
+    assert "note:             some free text that wraps" in stacked
     narrow = render(table, "table", 30, tty=True)  # even the essential columns do not fit
     assert "task:" in narrow and "sample_translation_en-es" in narrow
     wide = render(table, "table", 66, wide=True)

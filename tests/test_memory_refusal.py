@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from iberlite.engines.factory import EngineOptions, open_llamacpp
-from iberlite.engines.memory import MEMORY_LIMIT_ENV, ModelTooLarge, model_need, parse_size
+from iberlite.engines.memory_budget import MEMORY_LIMIT_ENV, ModelTooLarge, model_need, parse_size
 from iberlite.errors import UserError
 from iberlite.models.gguf_facts import gguf_facts
 from iberlite.models.names import resolve_model

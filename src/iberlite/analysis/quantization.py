@@ -36,13 +36,9 @@ from iberlite.analysis.gaps import gap_metric, item_values, task_template
 from iberlite.analysis.model_summary import ModelCost
 from iberlite.analysis.pareto import pareto_front
 from iberlite.langs import REFERENCE_LANG, lang_key
+from iberlite.models.model_file import family_of, variant_label
 from iberlite.scoring.metric import percent_scale
 from iberlite.store import BenchRecord, EvalRecord, ItemRecord
-
-
-def family_of(model: str) -> str:
-    """``smollm2-135m@Q8_0`` -> ``smollm2-135m``; a name without ``@`` is its own family."""
-    return model.rpartition("@")[0] or model
 
 
 @dataclass(frozen=True)
@@ -90,8 +86,6 @@ class Variant:
     @property
     def label(self) -> str:
         """``MODEL@TYPE (from Q4_1)`` for a variant made from a quantized file."""
-        from iberlite.models.quantize import variant_label
-
         return variant_label(self.model, self.quantized_from)
 
     @property

@@ -53,34 +53,31 @@ def run_progress(err: Console) -> Iterator[tuple[ProgressFn, Callable[[], None]]
 
 
 class _Lines:
-    """One line when a model moves to its next task, and one when it is done."""
+    """One line when a model moves on from a task: what it evaluated there and how fast, and how
+    far the model is (the first task's time includes loading the model)."""
 
     def __init__(self, err: Console) -> None:
         self.err = err
         self.current: tuple[str, str] | None = None
         self.state: tuple[int, int] = (0, 0)
-        self.started: dict[str, float] = {}
-        self.first_done: dict[str, int] = {}
-
-    def _say(self, text: str) -> None:
-        self.err.print(text, highlight=False, markup=False, soft_wrap=True)
+        self.task_start: tuple[float, int] = (0.0, 0)
 
     def _close(self) -> None:
         if self.current is None:
             return
         model, task = self.current
         done, total = self.state
-        seconds = time.perf_counter() - self.started[model]
-        new = done - self.first_done[model]
+        seconds = time.perf_counter() - self.task_start[0]
+        new = done - self.task_start[1]
         rate = f", {new / seconds:.2f} items/s" if new and seconds > 0 else ""
-        self._say(f"{model} {task}: {done}/{total} items of the model done ({seconds:.0f} s{rate})")
+        self.err.print(f"{model} {task}: {new} items in {seconds:.0f} s{rate}; {done}/{total} of the "
+                       "model done", highlight=False, markup=False, soft_wrap=True)
 
     def update(self, model: str, task: str, done: int, total: int) -> None:
         if self.current != (model, task):
             self._close()
-            if model not in self.started:
-                self.started[model] = time.perf_counter()
-                self.first_done[model] = done
+            same_model = self.current is not None and self.current[0] == model
+            self.task_start = (time.perf_counter(), self.state[0] if same_model else 0)
             self.current = (model, task)
         self.state = (done, total)
 

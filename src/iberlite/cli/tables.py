@@ -216,19 +216,20 @@ def _longest_word(text: str) -> int:
     return max((len(w) for w in text.split()), default=0)
 
 
-def _wraps(col: Column) -> bool:
-    """Free text wraps at spaces; so does a value with its CI ("0.83 [0.50,1.00]": the interval
-    goes under the value when the table would not fit otherwise), which cuts no number."""
-    return col.kind == "text" or col.ci
+def _wraps(col: Column, wrap_ci: bool) -> bool:
+    """Free text wraps at spaces; so does a value with its CI when `wrap_ci` ("0.83
+    [0.50,1.00]": the interval goes under the value), which cuts no number."""
+    return col.kind == "text" or (wrap_ci and col.ci)
 
 
-def _widths(cols: Sequence[Column], cells: Sequence[Sequence[str]], width: int | None) -> list[int] | None:
+def _widths(cols: Sequence[Column], cells: Sequence[Sequence[str]], width: int | None,
+            wrap_ci: bool = False) -> list[int] | None:
     """Column widths that fit `width` without cutting a word, or None if none do."""
     natural, minimum = [], []
     for j, c in enumerate(cols):
         data = [row[j] for row in cells]
         data_max = max((len(s) for s in data), default=0)
-        data_min = max((_longest_word(s) for s in data), default=0) if _wraps(c) else data_max
+        data_min = max((_longest_word(s) for s in data), default=0) if _wraps(c, wrap_ci) else data_max
         natural.append(max(data_max, len(c.header)))
         minimum.append(max(data_min, _longest_word(c.header)))
     seps = len(SEP) * (len(cols) - 1)
@@ -240,7 +241,7 @@ def _widths(cols: Sequence[Column], cells: Sequence[Sequence[str]], width: int |
     widths = list(minimum)
     # spare room unwraps CIs (all of them or none: one wrapped cell makes the row two lines
     # high anyway) and free text first, for fewer lines per row; then headers
-    ci = [j for j, c in enumerate(cols) if c.ci]
+    ci = [j for j, c in enumerate(cols) if c.ci and wrap_ci]
     need = sum(natural[j] - widths[j] for j in ci)
     if need <= extra:
         for j in ci:
@@ -257,7 +258,8 @@ def _widths(cols: Sequence[Column], cells: Sequence[Sequence[str]], width: int |
     return widths
 
 
-def _grid(cols: Sequence[Column], cells: Sequence[Sequence[str]], widths: Sequence[int]) -> list[str]:
+def _grid(cols: Sequence[Column], cells: Sequence[Sequence[str]], widths: Sequence[int],
+          wrap_ci: bool = False) -> list[str]:
     def line(parts: Sequence[list[str]], right: Sequence[bool]) -> list[str]:
         height = max(len(p) for p in parts)
         out = []
@@ -271,7 +273,7 @@ def _grid(cols: Sequence[Column], cells: Sequence[Sequence[str]], widths: Sequen
     lines = line([_wrap(c.header, w) for c, w in zip(cols, widths)], right)
     lines.append("─┼─".join("─" * w for w in widths))
     for row in cells:
-        lines += line([_wrap(s, w) if _wraps(c) else [s] for s, c, w in zip(row, cols, widths)], right)
+        lines += line([_wrap(s, w) if _wraps(c, wrap_ci) else [s] for s, c, w in zip(row, cols, widths)], right)
     return lines
 
 
@@ -305,12 +307,17 @@ def _text(table: TableData, width: int, wide: bool, tty: bool) -> str:
     if not cells:
         lines.append("(no rows)")
     else:
-        widths = _widths(cols, cells, None if wide else width)
-        keep = list(range(len(cols)))
-        while widths is None and tty and any(cols[j].priority > 0 for j in keep):
-            drop = max(reversed(keep), key=lambda j: cols[j].priority)
-            keep.remove(drop)
-            widths = _widths([cols[j] for j in keep], [[r[j] for j in keep] for r in cells], width)
+        # one line per row if it fits (a terminal first hides secondary columns); then each CI
+        # under its value; only then one `key: value` block per row
+        for wrap_ci in (False, True):
+            widths = _widths(cols, cells, None if wide else width, wrap_ci)
+            keep = list(range(len(cols)))
+            while widths is None and tty and any(cols[j].priority > 0 for j in keep):
+                drop = max(reversed(keep), key=lambda j: cols[j].priority)
+                keep.remove(drop)
+                widths = _widths([cols[j] for j in keep], [[r[j] for j in keep] for r in cells], width, wrap_ci)
+            if widths is not None:
+                break
         if widths is None:
             lines += [""] + _stacked(cols, cells, width)
         else:
@@ -318,7 +325,7 @@ def _text(table: TableData, width: int, wide: bool, tty: bool) -> str:
             if hidden:
                 notes.insert(0, f"Not shown at {width} columns: {', '.join(hidden)} "
                                 "(--wide shows every column, --format csv or json every field).")
-            lines += _grid([cols[j] for j in keep], [[r[j] for j in keep] for r in cells], widths)
+            lines += _grid([cols[j] for j in keep], [[r[j] for j in keep] for r in cells], widths, wrap_ci)
     for note in notes:
         lines += [""] + (_wrap_note(note, width) if not wide else [note])
     return "\n".join(lines) + "\n"

@@ -47,7 +47,7 @@ def open_engine(model: ModelFile, options: EngineOptions = EngineOptions()) -> E
     if options.engine not in ENGINES:
         raise UserError(f"Unknown engine {options.engine!r}; valid: {', '.join(ENGINES)}.", 2)
     if options.engine == "transformers":
-        from iberlite.engines.memory import ensure_fits
+        from iberlite.engines.memory_budget import ensure_fits
         from iberlite.engines.transformers import TransformersEngine
         from iberlite.models.gguf_facts import gguf_facts
 
@@ -60,9 +60,9 @@ def open_llamacpp(model: ModelFile, options: EngineOptions = EngineOptions()):
     """An in-process llama.cpp engine with the layout the doctor found exact on this CPU.
 
     A model whose file and KV cache would not fit in memory is refused before loading
-    (`engines/memory.py`), so every command that opens one gets the same check."""
+    (`engines/memory_budget.py`), so every command that opens one gets the same check."""
     from iberlite.engines.llamacpp import LlamaCppEngine
-    from iberlite.engines.memory import ensure_fits
+    from iberlite.engines.memory_budget import ensure_fits
     from iberlite.models.gguf_facts import gguf_facts
 
     ensure_fits(model.name, gguf_facts(model.file), options.n_ctx)
