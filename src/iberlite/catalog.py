@@ -81,6 +81,12 @@ class ModelFile:
     path: Path | None
     remote: str | None = None
     quantized_from: str | None = None  # a variant's source file type (MODEL@TYPE, see quantize)
+    # A LoRA adapter applied on top (MODEL+ADAPTER, see adapt/records.py); the scale is the
+    # user's multiplier, llama.cpp and PEFT both apply alpha / rank on top of it.
+    adapter: Path | None = None
+    adapter_sha256: str | None = None
+    adapter_scale: float = 1.0
+    adapter_task: str | None = None
 
     @property
     def family(self) -> str:
@@ -108,12 +114,18 @@ def _say(message: str) -> None:
 
 def resolve_model(name: str) -> ModelFile:
     """A catalog name, a path to a `.gguf` file, `MODEL@TYPE` (a quantized variant, made once
-    and cached: see :mod:`quantize`) or `openai:NAME`; anything else is a user error (exit 2)."""
+    and cached: see :mod:`quantize`), `MODEL+ADAPTER` (a LoRA adapter made by `iberlite adapt`)
+    or `openai:NAME`; anything else is a user error (exit 2)."""
+    from .adapt.records import resolve_adapted, split_adapter_name
+
     if name.startswith(REMOTE_PREFIX):
         served = name[len(REMOTE_PREFIX):]
         if not served:
             raise UserError("A remote model needs a name: openai:NAME.", exit_code=2)
         return ModelFile(name=name, path=None, remote=served)
+    base, adapter = split_adapter_name(name)
+    if adapter is not None:
+        return resolve_adapted(resolve_model(base), adapter)
     if "@" in name:
         from .quantize import resolve_variant
 
