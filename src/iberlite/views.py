@@ -58,7 +58,7 @@ def models_table(models_dir: Path | None = None) -> TableData:
         rows.append((*base, a.task, a.examples, a.seconds, a.path, None))
     if all(r[-1] is None for r in rows):  # keep the key for scripts, no empty column for people
         cols = (*cols[:-1], Column("error", "error", "text", human=False))
-    notes = (f"Variants (MODEL@TYPE) live in {variants_dir(models_dir)}; 'made from' is the type "
+    notes: tuple[str, ...] = (f"Variants (MODEL@TYPE) live in {variants_dir(models_dir)}; 'made from' is the type "
              "they were requantized from, or pip for a shipped file. Any path to a .gguf file "
              "works too.", FALLBACK_NOTE)
     if any(r[3] == "adapter" for r in rows):
