@@ -64,14 +64,14 @@ def adapt_command(model: str, task: str, config: TrainConfig, *, data_dir: Path,
               f"({p.training.pool} in the train split): rank {config.rank}, {config.epochs} "
               f"epoch(s), batch {config.batch_size}, seed {config.seed}.", highlight=False)
     columns = (TextColumn("{task.description}"), BarColumn(),
-               TextColumn("step {task.completed:.0f}/{task.total:.0f}"),
+               TextColumn("step {task.fields[step]}"),
                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} ex/s"),
                TextColumn("ETA {task.fields[eta]}"))
     with Progress(*columns, console=err, transient=False) as prog:
-        bar = prog.add_task("train", total=None, loss="-", rate="-", eta="-")
+        bar = prog.add_task("train", total=None, step="-", loss="-", rate="-", eta="-")
 
         def on_step(s: StepInfo) -> None:
-            prog.update(bar, completed=s.step, total=s.total, loss=f"{s.loss:.3f}",
+            prog.update(bar, completed=s.step, total=s.total, step=f"{s.step}/{s.total}", loss=f"{s.loss:.3f}",
                         rate=f"{s.examples_per_s:.2f}", eta=_eta(s.eta_s))
 
         def on_status(message: str) -> None:

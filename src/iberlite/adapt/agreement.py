@@ -75,8 +75,11 @@ def transformers_scores(model, tokens: Sequence[tuple[list[int], int]]) -> list[
 
 
 def measure(base: ModelFile, adapted: ModelFile, instances: Sequence[Instance],
-            n_threads: int = 1) -> Agreement:
-    """Score `instances` with and without the adapter in both engines and compare."""
+            n_threads: int = 1, reference=None) -> Agreement:
+    """Score `instances` with and without the adapter in both engines and compare.
+
+    `reference` is an open transformers engine on `base` to reuse (its model is left as it was
+    found); without it one is loaded and closed here."""
     import peft
 
     from ..engines.transformers import TransformersEngine
@@ -87,12 +90,14 @@ def measure(base: ModelFile, adapted: ModelFile, instances: Sequence[Instance],
     cpp_base, tokens = llamacpp_scores(base, requests, n_threads)
     cpp_adapted, tokens_adapted = llamacpp_scores(adapted, requests, n_threads)
     assert tokens == tokens_adapted
-    engine = TransformersEngine(base, n_threads=n_threads)
+    engine = reference or TransformersEngine(base, n_threads=n_threads)
     ref_base = transformers_scores(engine.model, tokens)
     with_adapter = peft.PeftModel.from_pretrained(engine.model, str(peft_dir(adapted.adapter)))
     with_adapter.eval()
     ref_adapted = transformers_scores(with_adapter, tokens)
-    engine.close()
+    engine.model = with_adapter.unload()  # the LoRA layers out again, base weights untouched
+    if reference is None:
+        engine.close()
     same, k = 0, 0
     for inst in instances:
         n = len(inst.choices)

@@ -43,8 +43,8 @@ class LoraFile:
 
 def permute_rows(b: np.ndarray, n_head: int) -> np.ndarray:
     """Reorder B's rows as llama.cpp's converter reorders the Q/K weight rows: within each head,
-    interleaved rotary pairs become two halves. `n_head` is the head count of that projection
-    (attention heads for Q, KV heads for K)."""
+    transformers' two rotary halves become llama.cpp's interleaved pairs. `n_head` is the head
+    count of that projection (attention heads for Q, KV heads for K)."""
     rows = b.shape[0]
     return (b.reshape(n_head, 2, rows // n_head // 2, *b.shape[1:])
             .swapaxes(1, 2)
