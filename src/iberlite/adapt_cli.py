@@ -96,3 +96,65 @@ def _print(adapter: Adapter, hit: bool, fmt: str, wide: bool) -> None:
              f"alpha/rank = {adapter.scale:g}.")
     emit(TableData(f"Adapter {adapter.model_name}", cols,
                    ((*adapter_row(adapter), "cached" if hit else "made"),), notes=notes), fmt, wide=wide)
+
+
+def curve_command(model: str, task: str, sizes: tuple[int, ...], config: TrainConfig, *,
+                  data_dir: Path, tasks_dirs: tuple[Path, ...], models_dir: Path | None,
+                  threads: int | None, drop_overlap: bool, eval_limit: int | None, db: Path,
+                  fmt: str = "table", wide: bool = False, err: Console | None = None) -> None:
+    """Train one adapter per size, evaluate them all (and the base at size 0) on the same test
+    items as one stored run, print the scores side by side."""
+    import os
+    import shlex
+
+    from .adapt.curve import train_curve
+    from .quantize import MODELS_DIR_ENV
+    from .runner import RunSpec, run as run_grid
+    from .views import results_view
+
+    err = err or Console(stderr=True)
+    check_format(fmt)
+    columns = (TextColumn("{task.description}"), BarColumn(),
+               TextColumn("step {task.fields[step]}"), TextColumn("loss {task.fields[loss]}"),
+               TextColumn("{task.fields[rate]} ex/s"), TextColumn("ETA {task.fields[eta]}"))
+    with Progress(*columns, console=err, transient=False) as prog:
+        bars: dict[int, object] = {}
+
+        def on_point(size: int, _n: int) -> None:
+            bars[0] = prog.add_task(f"{task} n={size}", total=None, step="-", loss="-", rate="-", eta="-")
+
+        def on_step(s: StepInfo) -> None:
+            prog.update(bars[0], completed=s.step, total=s.total, step=f"{s.step}/{s.total}",  # type: ignore[arg-type]
+                        loss=f"{s.loss:.3f}", rate=f"{s.examples_per_s:.2f}", eta=_eta(s.eta_s))
+
+        try:
+            points = train_curve(model, task, sizes, config, data_dir=data_dir, tasks_dirs=tasks_dirs,
+                                 models_dir=models_dir, n_threads=threads, drop_overlap=drop_overlap,
+                                 on_point=on_point, on_step=on_step,
+                                 on_status=lambda m: prog.console.print(m, highlight=False))
+        except TrainingInterrupted as stop:
+            prog.stop()
+            err.print(f"Interrupted at step {stop.step}/{stop.total}; the checkpoint is kept in "
+                      f"{stop.checkpoint}: rerun the same command to continue from it.",
+                      highlight=False, soft_wrap=True)
+            sys.exit(130)
+    spec = RunSpec(models=tuple(p.model for p in points), tasks=(task,), limit=eval_limit,
+                   data_dir=data_dir, tasks_dirs=tasks_dirs, db=db, n_threads=threads)
+    previous = os.environ.get(MODELS_DIR_ENV)
+    if models_dir is not None:  # the run resolves MODEL+ADAPTER names in the folder they are in
+        os.environ[MODELS_DIR_ENV] = str(models_dir)
+    try:
+        with err.status(f"evaluating {len(points)} models on {task}"):
+            result = run_grid(spec, command=shlex.join(["iberlite", *sys.argv[1:]]))
+    finally:
+        if models_dir is not None and previous is None:
+            del os.environ[MODELS_DIR_ENV]
+        elif models_dir is not None and previous is not None:
+            os.environ[MODELS_DIR_ENV] = previous
+    table = results_view(db, result.run_id)
+    trained = ", ".join(f"n={p.examples}: {p.adapter.seconds:.0f} s" for p in points if p.adapter)
+    notes = (*table.notes, f"Curve of {model} on {task}: size 0 is the base model; each adapter trains "
+             f"on a prefix of one seeded shuffle of the train split (training time {trained}). Run "
+             f"{result.run_id} in {db}.")
+    emit(TableData(table.title, table.columns, table.rows, notes=notes, records=table.records), fmt,
+         wide=wide)

@@ -116,16 +116,28 @@ def adapt(
     tasks_dir: TasksDirOpt = None,
     models_dir: ModelsDirOpt = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads \\[default: torch's].")] = None,
+    curve: Annotated[Optional[str], typer.Option("--curve", help="Comma-separated training sizes, e.g. 0,100,300,1000: one adapter per size (0 = the base), all evaluated on the same test items.")] = None,
+    eval_limit: Annotated[Optional[int], typer.Option("--eval-limit", min=1, help="--curve: test items to evaluate each point on \\[default: all].")] = None,
+    db: DbOpt = Path("iberlite.db"),
     fmt: FormatOpt = "table",
     wide: WideOpt = False,
 ) -> None:
     """Train a LoRA adapter for TASK on the CPU from its train split (cached by base, task,
     data and hyper-parameters); every command then knows MODEL+TASK."""
     from .adapt.train import TrainConfig
-    from .adapt_cli import adapt_command
+    from .adapt_cli import adapt_command, curve_command
 
     config = TrainConfig(rank=rank, alpha=alpha if alpha is not None else 2.0 * rank, epochs=epochs,
                          lr=lr, batch_size=batch_size, seed=seed)
+    if curve is not None:
+        from .adapt.curve import parse_sizes
+
+        if train_limit is not None or name is not None:
+            raise UserError("--curve sets the training sizes and names itself; drop --train-limit and --name.", 2)
+        curve_command(model, task, parse_sizes(curve), config, data_dir=_data_dir(data_dir),
+                      tasks_dirs=tuple(tasks_dir or ()), models_dir=models_dir, threads=threads,
+                      drop_overlap=drop_overlap, eval_limit=eval_limit, db=db, fmt=fmt, wide=wide, err=err)
+        return
     adapt_command(model, task, config, data_dir=_data_dir(data_dir), train_limit=train_limit,
                   name=name, tasks_dirs=tuple(tasks_dir or ()), models_dir=models_dir,
                   threads=threads, drop_overlap=drop_overlap, fmt=fmt, wide=wide, err=err)

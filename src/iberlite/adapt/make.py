@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -116,7 +117,9 @@ def adapt(p: AdaptPlan, *, n_threads: int | None = None,
                   "data_hash": p.training.data_hash, "examples": str(len(p.training.examples)),
                   "rank": str(p.config.rank)}
     write_adapter(p.path, p.architecture, p.config.alpha, tensors, provenance)
-    model.save_pretrained(str(peft_dir(p.path)))
+    with warnings.catch_warnings():  # "no config file beside the GGUF": the vocabulary is untouched
+        warnings.simplefilter("ignore", UserWarning)
+        model.save_pretrained(str(peft_dir(p.path)))
     c, t = p.config, p.training
     adapter = Adapter(
         name=p.name, base=p.base.name, base_sha256=p.base_sha256, architecture=p.architecture,
