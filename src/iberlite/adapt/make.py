@@ -97,6 +97,7 @@ def adapt(p: AdaptPlan, *, n_threads: int | None = None,
     from ..engines.transformers import TransformersEngine
 
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # its notes on GGUF tokenizers are for the engine, not here
     say("tokenizing the training examples with llama.cpp")
     pairs, plain, device_bos = device_pairs(p.base, p.training.examples)
     say("loading the base model in transformers (float32)")
