@@ -28,7 +28,7 @@ from iberlite.adapt.agreement import measure  # noqa: E402
 from iberlite.adapt.make import adapt, plan  # noqa: E402
 from iberlite.adapt.records import resolve_adapted  # noqa: E402
 from iberlite.adapt.train import TrainConfig  # noqa: E402
-from iberlite.catalog import resolve_model  # noqa: E402
+from iberlite.models.names import resolve_model  # noqa: E402
 from iberlite.tasks.items import load_items  # noqa: E402
 from iberlite.tasks.registry import load_task_specs  # noqa: E402
 

@@ -106,8 +106,8 @@ def trained(tmp_path_factory, data_dir):
 @pytest.fixture(scope="module")
 def base_weights():
     """The base model as transformers loads it from the GGUF (the weights PEFT trained on)."""
-    from iberlite.catalog import resolve_model
     from iberlite.engines.transformers import TransformersEngine
+    from iberlite.models.names import resolve_model
 
     engine = TransformersEngine(resolve_model(SMOL), n_threads=1)
     yield engine
@@ -142,7 +142,7 @@ def test_the_adapter_file_holds_the_trained_weights_in_llama_cpp_layout(trained,
     from safetensors.numpy import load_file
 
     from iberlite.adapt.gguf_lora import read_adapter
-    from iberlite.catalog import resolve_model
+    from iberlite.models.names import resolve_model
 
     _, row, _ = trained
     lora = read_adapter(Path(row["path"]))
@@ -182,7 +182,7 @@ def test_llama_cpp_with_the_adapter_agrees_with_peft_within_the_base_tolerance(t
                                                                               data_dir):
     from iberlite.adapt.agreement import measure
     from iberlite.adapt.records import resolve_adapted
-    from iberlite.catalog import resolve_model
+    from iberlite.models.names import resolve_model
     from iberlite.tasks.items import load_items
     from iberlite.tasks.registry import load_task_specs
 
@@ -201,9 +201,9 @@ def test_llama_cpp_with_the_adapter_agrees_with_peft_within_the_base_tolerance(t
 @pytest.mark.slow
 def test_the_adapter_is_in_the_engine_info_and_plain_keys_do_not_change(trained, data_dir):
     from iberlite.adapt.records import resolve_adapted
-    from iberlite.catalog import resolve_model
     from iberlite.engines.llamacpp import LlamaCppEngine
-    from iberlite.signature import eval_key, signature
+    from iberlite.models.names import resolve_model
+    from iberlite.scoring.signature import eval_key, signature
     from iberlite.tasks.registry import load_task_specs
 
     models, row, _ = trained
@@ -232,7 +232,7 @@ def test_training_is_deterministic_and_ctrl_c_resumes_to_the_same_weights(traine
     from iberlite.adapt.examples import load_training_set
     from iberlite.adapt.tokens import device_pairs
     from iberlite.adapt.train import TrainConfig, TrainingInterrupted, attach_lora, lora_state, train_lora
-    from iberlite.catalog import resolve_model
+    from iberlite.models.names import resolve_model
     from iberlite.tasks.registry import load_task_specs
 
     _, row, _ = trained

@@ -14,10 +14,11 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..catalog import ModelFile
-from ..engines.base import LoglikelihoodRequest
-from ..engines.llamacpp import LlamaCppEngine
-from ..tasks.render import Instance
+from iberlite.engines.base import LoglikelihoodRequest
+from iberlite.engines.llamacpp import LlamaCppEngine
+from iberlite.engines.transformers import TransformersEngine
+from iberlite.models.model_file import ModelFile
+from iberlite.tasks.render import Instance
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,6 @@ def measure(base: ModelFile, adapted: ModelFile, instances: Sequence[Instance],
     found); without it one is loaded and closed here."""
     import peft
 
-    from ..engines.transformers import TransformersEngine
-    from .records import peft_dir
 
     assert adapted.adapter is not None
     requests = requests_for(instances)
@@ -92,7 +91,7 @@ def measure(base: ModelFile, adapted: ModelFile, instances: Sequence[Instance],
     assert tokens == tokens_adapted
     engine = reference or TransformersEngine(base, n_threads=n_threads)
     ref_base = transformers_scores(engine.model, tokens)
-    with_adapter = peft.PeftModel.from_pretrained(engine.model, str(peft_dir(adapted.adapter)))
+    with_adapter = peft.PeftModel.from_pretrained(engine.model, str(adapted.adapter_peft))
     with_adapter.eval()
     ref_adapted = transformers_scores(with_adapter, tokens)
     engine.model = with_adapter.unload()  # the LoRA layers out again, base weights untouched

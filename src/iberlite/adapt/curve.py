@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
-from .make import adapt, plan
-from .records import ADAPTER_SEP, Adapter
-from .train import StepInfo, TrainConfig
+from iberlite.adapt.make import adapt, plan
+from iberlite.adapt.records import ADAPTER_SEP, Adapter
+from iberlite.adapt.train import StepInfo, TrainConfig
+from iberlite.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import UserError
-from ..tasks.items import load_items
-from ..tasks.render import Instance
-from ..tasks.spec import TaskSpec
+from iberlite.errors import UserError
+from iberlite.tasks.items import load_items
+from iberlite.tasks.render import Instance
+from iberlite.tasks.spec import TaskSpec
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from iberlite.errors import UserError
 
 PERMUTED_ARCHS = ("llama",)  # architectures whose Q/K rows llama.cpp's converter permutes
 ADAPTER_KEY_PREFIX = "iberlite."  # our own provenance keys inside the adapter file

@@ -17,15 +17,18 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from ..catalog import ModelFile, file_sha256, gguf_facts, resolve_model
-from ..errors import UserError
-from ..tasks.registry import load_task_specs
-from ..tasks.spec import TaskSpec
-from .examples import TrainingSet, load_training_set
-from .gguf_lora import gguf_tensors, write_adapter
-from .records import Adapter, adapter_path, peft_dir, read_record, write_record
-from .tokens import compare_tokenizers, device_pairs
-from .train import StepInfo, TrainConfig, attach_lora, lora_state, reference_modules, train_lora
+from iberlite.adapt.examples import TrainingSet, load_training_set
+from iberlite.adapt.gguf_lora import gguf_tensors, write_adapter
+from iberlite.adapt.records import Adapter, adapter_path, peft_dir, read_record, write_record
+from iberlite.adapt.tokens import compare_tokenizers, device_pairs
+from iberlite.adapt.train import StepInfo, TrainConfig, attach_lora, lora_state, reference_modules, train_lora
+from iberlite.engines.transformers import TransformersEngine
+from iberlite.errors import UserError
+from iberlite.models.gguf_facts import file_sha256, gguf_facts
+from iberlite.models.model_file import ModelFile
+from iberlite.models.names import resolve_model
+from iberlite.tasks.registry import load_task_specs
+from iberlite.tasks.spec import TaskSpec
 
 _KEY_VERSION = 1  # bump when training or export changes what an identical request produces
 
@@ -94,7 +97,6 @@ def adapt(p: AdaptPlan, *, n_threads: int | None = None,
     reference_modules()  # one clear sentence when the extra is missing
     from transformers.utils import logging as hf_logging
 
-    from ..engines.transformers import TransformersEngine
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()  # its notes on GGUF tokenizers are for the engine, not here

@@ -14,11 +14,12 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from ..catalog import ModelFile, file_sha256, gguf_facts
-from ..errors import UserError
-from ..quantize import models_dir
+from iberlite.errors import UserError
+from iberlite.models.gguf_facts import file_sha256, gguf_facts
+from iberlite.models.model_file import ModelFile
+from iberlite.models.quantize import models_dir
 
-ADAPTER_SEP = "+"
+ADAPTER_SEP = "+"  # MODEL+NAME (parsed in models/names.py)
 
 
 @dataclass(frozen=True)
@@ -121,14 +122,6 @@ def adapters(directory: Path | None = None) -> list[Adapter]:
     return sorted((a for a in found if a), key=lambda a: (a.model_name, a.created))
 
 
-def split_adapter_name(name: str) -> tuple[str, str | None]:
-    """``MODEL+NAME`` -> (MODEL, NAME); anything else -> (name, None)."""
-    base, sep, adapter = name.rpartition(ADAPTER_SEP)
-    if not sep or not base or not adapter or "/" in adapter or adapter.endswith(".gguf"):
-        return name, None
-    return base, adapter
-
-
 def resolve_adapted(base_file: ModelFile, adapter_name: str, directory: Path | None = None) -> ModelFile:
     """The base model with its newest adapter called `adapter_name` applied.
 
@@ -151,4 +144,5 @@ def resolve_adapted(base_file: ModelFile, adapter_name: str, directory: Path | N
         raise UserError(f"Adapter file {path} does not match its record; run `iberlite adapt` again.", 2)
     return ModelFile(name=f"{base_file.name}{ADAPTER_SEP}{adapter_name}", path=base_file.path,
                      quantized_from=base_file.quantized_from, adapter=path,
-                     adapter_sha256=chosen.sha256, adapter_scale=1.0, adapter_task=chosen.task)
+                     adapter_sha256=chosen.sha256, adapter_scale=1.0, adapter_task=chosen.task,
+                     adapter_peft=peft_dir(path))

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..catalog import ModelFile
-from .examples import TrainExample
+from iberlite.adapt.examples import TrainExample
+from iberlite.engines.llamacpp import LlamaCppEngine
+from iberlite.models.model_file import ModelFile
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,6 @@ def device_pairs(model: ModelFile, examples: Sequence[TrainExample],
                  ) -> tuple[list[tuple[list[int], list[int]]], list[list[int]], bool]:
     """(context ids, answer ids) per example as the llama.cpp engine splits them, each text's
     tokens without special tokens (for the check), and whether llama.cpp adds BOS."""
-    from ..engines.llamacpp import LlamaCppEngine
 
     with LlamaCppEngine(model, n_ctx=8192, n_batch=512, n_threads=1, n_seq_max=2) as engine:
         pairs = []

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import UserError
-from ..interrupt import check, stop_between_chunks
+from iberlite.errors import UserError
+from iberlite.run.interrupt import check, stop_between_chunks
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _MISSING = "Adapting needs the reference extra (torch, transformers, peft): pip install -e .[reference]."

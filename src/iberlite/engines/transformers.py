@@ -24,15 +24,16 @@ import time
 from collections.abc import Sequence
 from importlib.metadata import version
 
-from ..catalog import ModelFile, gguf_facts
-from ..errors import UserError
-from .base import (
+from iberlite.engines.base import (
     EngineInfo,
     GenerationRequest,
     GenerationResult,
     LoglikelihoodRequest,
     LoglikelihoodResult,
 )
+from iberlite.errors import UserError
+from iberlite.models.gguf_facts import gguf_facts
+from iberlite.models.model_file import ModelFile
 
 _MISSING = "The transformers engine needs the reference extra: pip install -e .[reference]."
 _DEFAULT_MAX_LENGTH = 2048  # lm-eval's fallback when neither config nor tokenizer says
@@ -270,9 +271,7 @@ class TransformersEngine:
 
 def _with_adapter(model, model_file: ModelFile):
     """The model with the PEFT weights an adapter GGUF was exported from (kept beside it)."""
-    from ..adapt.records import peft_dir
-
-    folder = peft_dir(model_file.adapter) if model_file.adapter else None
+    folder = model_file.adapter_peft
     try:
         import peft
     except ImportError as exc:

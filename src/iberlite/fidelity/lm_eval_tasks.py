@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import UserError
+from iberlite.errors import UserError
 
 PREFIX = "iblref_"  # local task names, so they never collide with lm-eval's built-in ones
 
