@@ -26,8 +26,8 @@ for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
 
 from iberlite.adapt.agreement import measure  # noqa: E402
 from iberlite.adapt.make import adapt, plan  # noqa: E402
-from iberlite.adapt.records import resolve_adapted  # noqa: E402
 from iberlite.adapt.train import TrainConfig  # noqa: E402
+from iberlite.models.adapters import resolve_adapted  # noqa: E402
 from iberlite.models.names import resolve_model  # noqa: E402
 from iberlite.tasks.items import load_items  # noqa: E402
 from iberlite.tasks.registry import load_task_specs  # noqa: E402

@@ -181,7 +181,7 @@ def test_the_adapter_file_holds_the_trained_weights_in_llama_cpp_layout(trained,
 def test_llama_cpp_with_the_adapter_agrees_with_peft_within_the_base_tolerance(trained, base_weights,
                                                                               data_dir):
     from iberlite.adapt.agreement import measure
-    from iberlite.adapt.records import resolve_adapted
+    from iberlite.models.adapters import resolve_adapted
     from iberlite.models.names import resolve_model
     from iberlite.tasks.items import load_items
     from iberlite.tasks.registry import load_task_specs
@@ -200,8 +200,8 @@ def test_llama_cpp_with_the_adapter_agrees_with_peft_within_the_base_tolerance(t
 
 @pytest.mark.slow
 def test_the_adapter_is_in_the_engine_info_and_plain_keys_do_not_change(trained, data_dir):
-    from iberlite.adapt.records import resolve_adapted
     from iberlite.engines.llamacpp import LlamaCppEngine
+    from iberlite.models.adapters import resolve_adapted
     from iberlite.models.names import resolve_model
     from iberlite.scoring.signature import eval_key, signature
     from iberlite.tasks.registry import load_task_specs

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iberlite.adapt.make import adapt, plan
-from iberlite.adapt.records import ADAPTER_SEP, Adapter
 from iberlite.adapt.train import StepInfo, TrainConfig
 from iberlite.errors import UserError
+from iberlite.models.adapters import ADAPTER_SEP, Adapter
 
 
 @dataclass(frozen=True)

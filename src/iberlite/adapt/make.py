@@ -2,7 +2,7 @@
 
 The stages, each in its own module: the task's train split rendered as the task evaluates it
 (`examples`), the device's token ids and the tokenizer check (`tokens`), the training loop
-(`train`), the GGUF export (`gguf_lora`) and the record in the models folder (`records`).
+(`train`), the GGUF export (`gguf_lora`) and the record in the models folder (`models/adapters.py`).
 Nothing here runs at evaluation time: an evaluation only loads the finished adapter.
 """
 
@@ -19,11 +19,11 @@ from pathlib import Path
 
 from iberlite.adapt.examples import TrainingSet, load_training_set
 from iberlite.adapt.gguf_lora import gguf_tensors, write_adapter
-from iberlite.adapt.records import Adapter, adapter_path, peft_dir, read_record, write_record
 from iberlite.adapt.tokens import compare_tokenizers, device_pairs
 from iberlite.adapt.train import StepInfo, TrainConfig, attach_lora, lora_state, reference_modules, train_lora
 from iberlite.engines.transformers import TransformersEngine
 from iberlite.errors import UserError
+from iberlite.models.adapters import Adapter, adapter_path, peft_dir, read_record, write_record
 from iberlite.models.gguf_facts import file_sha256, gguf_facts
 from iberlite.models.model_file import ModelFile
 from iberlite.models.names import resolve_model

@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
 from iberlite.adapt.make import adapt, plan
-from iberlite.adapt.records import Adapter, read_record
 from iberlite.adapt.train import StepInfo, TrainConfig, TrainingInterrupted
 from iberlite.cli.tables import Column, TableData, check_format, emit
+from iberlite.models.adapters import Adapter, read_record
 
 
 def _eta(seconds: float) -> str:

@@ -64,8 +64,8 @@ ADAPTER_COLUMNS = (  # filled for MODEL+ADAPTER rows only
 def models_table(models_dir: Path | None = None) -> TableData:
     """The catalog models and the variants made from them (`iberlite quantize`), with what
     their GGUF headers say (a model that cannot be read shows why in `error`)."""
-    from iberlite.adapt.records import adapters
     from iberlite.errors import UserError
+    from iberlite.models.adapters import adapters
     from iberlite.models.catalog import CATALOG
     from iberlite.models.names import resolve_model
     from iberlite.models.quantize import models_dir as variants_dir, variants

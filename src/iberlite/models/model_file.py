@@ -30,7 +30,7 @@ class ModelFile:
     path: Path | None
     remote: str | None = None
     quantized_from: str | None = None  # a variant's source file type (MODEL@TYPE, see quantize)
-    # A LoRA adapter applied on top (MODEL+ADAPTER, see adapt/records.py); the scale is the
+    # A LoRA adapter applied on top (MODEL+ADAPTER, see models/adapters.py); the scale is the
     # user's multiplier, llama.cpp and PEFT both apply alpha / rank on top of it.
     adapter: Path | None = None
     adapter_sha256: str | None = None

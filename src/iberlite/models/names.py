@@ -8,7 +8,7 @@ Every command that takes a model takes the same names:
   (:mod:`iberlite.models.quantize`);
 * ``openai:NAME``: a model behind an OpenAI-compatible endpoint (``--base-url``);
 * ``MODEL+ADAPTER``: a local model with a LoRA adapter made by ``iberlite adapt``
-  (:mod:`iberlite.adapt.records`).
+  (:mod:`iberlite.models.adapters`).
 
 A new kind of name (an adapter, a model from a hub) is one more case of
 :func:`parse_model_name` and :func:`resolve_model`, nowhere else.
@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from iberlite.adapt.records import ADAPTER_SEP, resolve_adapted
 from iberlite.errors import UserError
+from iberlite.models.adapters import ADAPTER_SEP, resolve_adapted
 from iberlite.models.catalog import CATALOG
 from iberlite.models.gguf_facts import gguf_facts
 from iberlite.models.model_file import ModelFile
