@@ -53,7 +53,7 @@ def _data_dir(value: Path | None) -> Path:
 
 ModelsDirOpt = Annotated[
     Optional[Path],
-    typer.Option("--models-dir", help="Folder of quantized variants \\[env: IBERLITE_MODELS_DIR; default: models/ in the cache folder]."),
+    typer.Option("--models-dir", help="Folder of quantized variants and adapters \\[env: IBERLITE_MODELS_DIR; default: models/ in the cache folder]."),
 ]
 
 
