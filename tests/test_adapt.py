@@ -261,3 +261,39 @@ def test_training_is_deterministic_and_ctrl_c_resumes_to_the_same_weights(traine
     made_by_cli = load_file(str(Path(row["path"]).with_suffix(".peft") / "adapter_model.safetensors"))
     assert set(resumed) == set(made_by_cli)
     assert all(np.array_equal(resumed[k], made_by_cli[k]) for k in resumed)
+
+
+def test_training_is_a_one_off_spread_over_the_device_options_of_decide():
+    from iberlite.decide.prices import load_profile
+    from iberlite.decide.routing import PairedItem, decide
+
+    profile = load_profile(Path(__file__).parents[1] / "examples" / "cost_profile.yaml")
+    items = [PairedItem(f"d{i}", i % 2, 1, i / 10, 50.0, 300.0, 5.0, 400, 2) for i in range(10)]
+    cost = profile.device_time_cost(wall_seconds=600, cpu_seconds=1000, watts_per_core=15)
+    by_hand = (1000 * 15 / 3.6e6 * profile.electricity_per_kwh
+               + profile.device_hardware_cost * 600 / 3600 / profile.device_lifetime_hours)
+    assert cost == pytest.approx(by_hand) and cost > 0
+    plain = decide({("t", "eu", "multiple_choice"): items}, profile, 0.5)[0]
+    adapted = decide({("t", "eu", "multiple_choice"): items}, profile.with_one_off(cost), 0.5)[0]
+    per_month = cost / profile.amortize_months
+    assert adapted.device.monthly_cost == pytest.approx(plain.device.monthly_cost + per_month)
+    assert adapted.cloud.monthly_cost == plain.cloud.monthly_cost  # the cloud never pays for it
+    if plain.cascade and adapted.cascade and plain.cascade.threshold == adapted.cascade.threshold:
+        assert adapted.cascade.monthly_cost == pytest.approx(plain.cascade.monthly_cost + per_month)
+
+
+@pytest.mark.slow
+def test_decide_with_an_adapted_device_counts_its_training(trained, data_dir, tmp_path):
+    models, row, _ = trained
+    env = {"IBERLITE_MODELS_DIR": str(models)}
+    db = tmp_path / "r.db"
+    proc = cli("run", "--models", f"{SMOL}+bec_eu,{SMOL}", "--tasks", "bec_eu", "--limit", "8",
+               "--threads", "1", "--data-dir", str(data_dir), "--db", str(db), env_extra=env)
+    assert proc.returncode == 0, proc.stderr
+    profile = Path(__file__).parents[1] / "examples" / "cost_profile.yaml"
+    proc = cli("decide", "--device", f"{SMOL}+bec_eu", "--cloud", SMOL, "--profile", str(profile),
+               "--db", str(db), "--format", "json", env_extra=env)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    note = next(n for n in out["notes"] if "one-off" in n)
+    assert f"{SMOL}+bec_eu was trained for bec_eu on 32 examples" in note
