@@ -34,6 +34,13 @@ class ModelFile:
     quantized_from: str | None = None  # a variant's source file type (MODEL@TYPE, see quantize)
     hub: HubFile | None = None  # hf:ORG/REPO...: repository, file and pinned commit
     ollama: OllamaModel | None = None  # ollama:NAME[:TAG]: manifest name, blob digest, template
+    # A LoRA adapter applied on top (MODEL+ADAPTER, see models/adapters.py); the scale is the
+    # user's multiplier, llama.cpp and PEFT both apply alpha / rank on top of it.
+    adapter: Path | None = None
+    adapter_sha256: str | None = None
+    adapter_scale: float = 1.0
+    adapter_task: str | None = None
+    adapter_peft: Path | None = None  # the PEFT copy of the adapter (the transformers engine's)
 
     @property
     def origin(self) -> dict[str, str]:

@@ -9,7 +9,9 @@ Every command that takes a model takes the same names:
 * ``openai:NAME``: a model behind an OpenAI-compatible endpoint (``--base-url``);
 * ``hf:ORG/REPO[:QUANT]`` or ``hf:ORG/REPO/FILE.gguf``: a GGUF file from a Hugging Face Hub
   repository (:mod:`iberlite.models.hub`);
-* ``ollama:NAME[:TAG]``: a model in the local Ollama store (:mod:`iberlite.models.ollama`).
+* ``ollama:NAME[:TAG]``: a model in the local Ollama store (:mod:`iberlite.models.ollama`);
+* ``MODEL+ADAPTER``: a local model with a LoRA adapter made by ``iberlite adapt``
+  (:mod:`iberlite.models.adapters`).
 
 A new kind of name (an adapter, a model from a hub) is one more case of
 :func:`parse_model_name` and :func:`resolve_model`, nowhere else.
@@ -23,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from iberlite.errors import UserError
+from iberlite.models.adapters import ADAPTER_SEP, resolve_adapted
 from iberlite.models.catalog import CATALOG
 from iberlite.models.gguf_facts import gguf_facts
 from iberlite.models.hub import is_hub_name, parse_hub_name, resolve_hub
@@ -36,13 +39,14 @@ REMOTE_PREFIX = "openai:"
 @dataclass(frozen=True)
 class ModelName:
     """A model name taken apart, before anything is looked up: what kind of model it names
-    (`catalog`, `path`, `hub`, `ollama` or `remote`), its base (catalog name, path or served name) and the
-    quantization a variant asks for."""
+    (`catalog`, `path`, `hub`, `ollama` or `remote`), its base (catalog name, path or served
+    name), the quantization a variant asks for, and the adapter an adapted model carries."""
 
     raw: str
     kind: str
     base: str
     quant: str | None = None
+    adapter: str | None = None
 
 
 def parse_model_name(name: str) -> ModelName:
@@ -52,6 +56,12 @@ def parse_model_name(name: str) -> ModelName:
         if not served:
             raise UserError("A remote model needs a name: openai:NAME.", exit_code=2)
         return ModelName(name, "remote", served)
+    base, sep, adapter = name.rpartition(ADAPTER_SEP)
+    if sep and base and adapter and "/" not in adapter and not adapter.endswith(".gguf"):
+        inner = parse_model_name(base)
+        if inner.adapter or inner.kind == "remote":
+            raise UserError(f"{name}: an adapter applies to one local model without an adapter.", 2)
+        return ModelName(name, inner.kind, inner.base, inner.quant, adapter)
     base, sep, quant = name.rpartition("@")
     if sep and base:
         inner = parse_model_name(base)
@@ -70,7 +80,8 @@ def parse_model_name(name: str) -> ModelName:
         return ModelName(name, "path", name)
     raise UserError(
         f"Unknown model {name!r}; valid models are {', '.join(CATALOG)}, a path to a .gguf file, "
-        "hf:ORG/REPO[:QUANT], ollama:NAME[:TAG], MODEL@TYPE (a quantized variant) or openai:NAME with --base-url.",
+        "hf:ORG/REPO[:QUANT], ollama:NAME[:TAG], MODEL@TYPE (a quantized variant), MODEL+ADAPTER "
+        "(see `iberlite adapt`) or openai:NAME with --base-url.",
         exit_code=2,
     )
 
@@ -83,8 +94,12 @@ def resolve_model(name: str, *, models_dir: Path | None = None,
                   on_quantize: Callable[[str], None] | None = _say) -> ModelFile:
     """The model file a name stands for. A variant missing from the models folder is made now
     (one line through `on_quantize`); the source's own type (``smollm2-135m@Q4_1``) is the
-    source file itself, under its name."""
+    source file itself, under its name. An adapted model is its base with the newest adapter of
+    that name trained on that very base file."""
     parsed = parse_model_name(name)
+    if parsed.adapter is not None:
+        base = resolve_model(name.rpartition(ADAPTER_SEP)[0], models_dir=models_dir, on_quantize=on_quantize)
+        return resolve_adapted(base, parsed.adapter, models_dir)
     if parsed.kind == "remote":
         return ModelFile(name=name, path=None, remote=parsed.base)
     qtype = check_type(parsed.quant) if parsed.quant else None

@@ -42,6 +42,8 @@ def signature(info: EngineInfo, spec: TaskSpec, data_hash: str, n_items: int,
     return "|".join([
         f"model:{info.model_name}@{info.model_sha256[:12]}",
         *([f"source:{source}"] if (source := _source(info.extra)) else []),
+        *([f"adapter:{info.extra['adapter_task']}@{info.extra['adapter_sha256'][:12]}"
+           f",scale={info.extra.get('adapter_scale', '1.0')}"] if "adapter_sha256" in info.extra else []),
         f"quant:{info.file_type}[{info.tensor_types}]",
         f"engine:{info.engine_version.replace(' ', '-')}",
         f"scoring:{info.scoring}",

@@ -35,7 +35,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "": ("name", "group", "lang", "target_lang", "family", "output", "description", "reference",
          "source", "preprocess", "doc_to_text", "doc_to_choice", "doc_to_target",
          "target_delimiter", "metrics", "generation"),
-    "source": ("format", "files", "columns", "id", "where", "join", "hf"),
+    "source": ("format", "files", "columns", "id", "where", "join", "hf", "train_files"),
     "source.join": ("format", "files", "on"),
     "source.hf": ("path", "split", "name", "rename"),
     "generation": ("until", "max_tokens"),
@@ -77,6 +77,9 @@ class SourceSpec:
     where: tuple[tuple[str, str], ...] = ()
     join: JoinSpec | None = None
     hf: HubSpec | None = None
+    # The task's train split (same format, labels inline): only `iberlite adapt` reads it, never
+    # an evaluation, so it is in neither the data hash nor the evaluation key.
+    train_files: tuple[str, ...] = ()
 
     def paths(self) -> tuple[str, ...]:
         """Every file this source reads, in reading order."""
@@ -277,6 +280,8 @@ def _source(raw: Any, where: _Where) -> SourceSpec:
         where=_pairs(raw.get("where"), "source.where", where),
         join=join,
         hf=_hub(raw.get("hf"), where),
+        train_files=tuple(_data_path(p, "source.train_files", where)
+                          for p in _strs(raw.get("train_files") or [], "source.train_files", where)),
     )
 
 
