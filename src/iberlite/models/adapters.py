@@ -11,7 +11,7 @@ change makes a new one. NAME is the task's name unless the user gives another.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from iberlite.errors import UserError
@@ -142,7 +142,7 @@ def resolve_adapted(base_file: ModelFile, adapter_name: str, directory: Path | N
     path = Path(chosen.path)
     if file_sha256(path) != chosen.sha256:
         raise UserError(f"Adapter file {path} does not match its record; run `iberlite adapt` again.", 2)
-    return ModelFile(name=f"{base_file.name}{ADAPTER_SEP}{adapter_name}", path=base_file.path,
-                     quantized_from=base_file.quantized_from, adapter=path,
-                     adapter_sha256=chosen.sha256, adapter_scale=1.0, adapter_task=chosen.task,
-                     adapter_peft=peft_dir(path))
+    # the base's origin (a Hub or Ollama file, a variant's lineage) stays with it
+    return replace(base_file, name=f"{base_file.name}{ADAPTER_SEP}{adapter_name}", adapter=path,
+                   adapter_sha256=chosen.sha256, adapter_scale=1.0, adapter_task=chosen.task,
+                   adapter_peft=peft_dir(path))
