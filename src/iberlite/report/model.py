@@ -50,8 +50,8 @@ __all__ = ["LANG_NAMES", "LANGS", "LOWER_IS_BETTER", "MAX_BROWSER_ITEMS", "PERCE
            "PRIMARY_ORDER", "REFERENCE_LANG", "lang_key", "load_report", "task_template"]
 
 MAX_BROWSER_ITEMS = 300
-PRIMARY_ORDER: tuple[str, ...] = ("acc", "exact_match_flex", "exact_match", "f1_macro", "chrf",
-                                  "bleu", "acc_norm", "ter", "lang_ok")
+PRIMARY_ORDER: tuple[str, ...] = ("acc", "exact_match_flex", "exact_match", "squad_f1", "squad_em",
+                                  "f1_macro", "chrf", "bleu", "acc_norm", "ter", "lang_ok")
 
 
 def _device_of_signature(sig: str) -> str:

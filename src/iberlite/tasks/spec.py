@@ -26,7 +26,7 @@ FAMILIES = (
     "stance",
 )
 OUTPUTS = ("multiple_choice", "generate")
-FORMATS = ("tsv", "csv", "jsonl", "json", "lines")
+FORMATS = ("tsv", "csv", "jsonl", "json", "lines", "squad", "assin_xml")
 PREPROCESS = ("xnli_es", "strip")
 MC_METRICS = metrics.MC_METRICS
 GEN_METRICS = (*metrics.GEN_METRICS, "lang_ok")  # lang_ok is scored by language_id, not metrics
