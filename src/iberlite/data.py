@@ -223,6 +223,8 @@ def read_squad(path: Path, text: str) -> Iterator[_Read]:
                        "question": qa.get("question"), "answers": qa.get("answers")}
                 if _undecodable(row):
                     yield n, RowFault(name, n, "undecodable_bytes", _BAD_BYTES)
+                elif not row["answers"]:  # an unanswerable (SQuAD 2) question has no target
+                    yield n, RowFault(name, n, "missing_field", f"(question {qa.get('id')}) has no answer")
                 else:
                     yield n, row
 
