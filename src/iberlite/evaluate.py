@@ -66,7 +66,8 @@ def _answer_check(names: Sequence[str]) -> Callable[[str, str], float] | None:
 def _generate(engine: Engine, spec: TaskSpec, batch: Sequence[tuple[int, Instance]]) -> list[ItemRecord]:
     reqs = [GenerationRequest(inst.context, inst.until, inst.max_tokens) for _, inst in batch]
     results = engine.generate(reqs)
-    scorer = _answer_check(spec.metrics)
+    # an lm-eval task is scored by lm-eval's functions; its metric names do not mean ours
+    scorer = None if spec.source.format == "lm_eval" else _answer_check(spec.metrics)
     out = []
     for (seq, inst), r in zip(batch, results):
         correct = None if scorer is None else scorer(r.text, str(inst.gold)) > 0

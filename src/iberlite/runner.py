@@ -27,6 +27,7 @@ from .executors.base import EXECUTORS, FailedShard, ModelFailure
 from .language_id import identifier_signature, lang_ok
 from .signature import eval_key, signature
 from .store import AggregateRecord, ItemFailure, ItemRecord, RunCost, Store
+from .tasks import lm_eval_source
 from .tasks.items import load_items, skipped_summary
 from .tasks.registry import load_task_specs, select_tasks
 from .tasks.render import Instance
@@ -68,6 +69,7 @@ class RunSpec:
     device_classes: tuple[str, ...] = ()  # ray: run the grid once on each class (docs/scale.md)
     shard_size: int = 64  # ray: items per shard
     retries: int = 2  # ray: how often a failed shard is tried again
+    lm_eval_include: tuple[Path, ...] = ()  # folders of lm-eval task YAMLs for `lm_eval:NAME` tasks
 
 
 @dataclass(frozen=True)
@@ -133,12 +135,16 @@ def plan(spec: RunSpec) -> tuple[list[ModelFile], list[PlannedTask]]:
             continue
         gguf_facts(m.file)  # a corrupt file fails now, not after the models before it ran
     specs = load_task_specs(spec.tasks_dirs)
-    tasks = select_tasks(specs, spec.tasks or None, spec.langs or None)
+    ours, lm_names = lm_eval_source.split_names(spec.tasks)
+    tasks = select_tasks(specs, ours or None, spec.langs or None) if ours or not lm_names else []
     planned = []
     for t in tasks:
         items = load_items(t, spec.data_dir, spec.limit, online=spec.online, strict=spec.strict)
         dh = "hub" if spec.online else data_hash(t, spec.data_dir)
         planned.append(PlannedTask(t, items.instances, dh, items.faults))
+    if lm_names:  # built by lm-eval itself (tasks/lm_eval_source.py)
+        for lt in lm_eval_source.load_lm_eval_tasks(lm_names, spec.lm_eval_include, spec.limit):
+            planned.append(PlannedTask(lt.spec, lt.instances, lt.data_hash))
     return models, planned
 
 
@@ -155,6 +161,8 @@ def _versions() -> dict[str, str]:
 
 def score_items(spec: TaskSpec, items: Sequence[ItemRecord], seed: int) -> list[metrics.MetricScore]:
     """Every metric of the task over the stored items, each with a bootstrap 95% CI."""
+    if lm_eval_source.lm_eval_spec(spec):  # lm-eval's own process_results and aggregations
+        return lm_eval_source.score(spec, items, seed)
     outcomes = [
         metrics.ItemOutcome(
             logprobs=it.logprobs, choices=it.choices,
@@ -322,5 +330,6 @@ def _spec_dict(spec: RunSpec) -> dict:
     d["data_dir"] = str(spec.data_dir)
     d["db"] = str(spec.db)
     d["tasks_dirs"] = [str(p) for p in spec.tasks_dirs]
+    d["lm_eval_include"] = [str(p) for p in spec.lm_eval_include]
     d["started"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     return d
