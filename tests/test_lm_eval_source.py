@@ -112,3 +112,20 @@ def test_lm_eval_xnli_es_equals_the_builtin_xnli_es(include, data_dir, tmp_path)
     [sa] = ours.outcomes[0].scores
     [sb] = theirs.outcomes[0].scores
     assert (sa.metric, sa.value, sa.ci_low, sa.ci_high, sa.n) == (sb.metric, sb.value, sb.ci_low, sb.ci_high, sb.n)
+
+
+@pytest.mark.slow
+def test_lm_eval_xquad_es_is_scored_by_lm_evals_process_results(include, data_dir, tmp_path):
+    """Generation through lm-eval's own scoring: its `exact_match` and `f1` equal iberlite's
+    `squad_em` and `squad_f1` on the same generated answers."""
+    from iberlite.runner import RunSpec, run
+
+    names, folder = include
+    common = dict(models=("smollm2-135m",), limit=3, data_dir=data_dir, db=tmp_path / "q.db", n_threads=1)
+    ours = {s.metric: s for s in run(RunSpec(tasks=("xquad_es",), **common)).outcomes[0].scores}
+    theirs = {s.metric: s for s in run(RunSpec(tasks=(f"lm_eval:{names['xquad_es']}",),
+                                               lm_eval_include=(folder,), **common)).outcomes[0].scores}
+    assert set(theirs) == {"exact_match", "f1"}
+    for lm_name, our_name in (("exact_match", "squad_em"), ("f1", "squad_f1")):
+        a, b = ours[our_name], theirs[lm_name]
+        assert (a.value, a.ci_low, a.ci_high, a.n) == pytest.approx((b.value, b.ci_low, b.ci_high, b.n))

@@ -245,16 +245,15 @@ def score(spec: TaskSpec, items: Sequence[Any], seed: int) -> list[metrics.Metri
 
 
 def _filtered(task: Any, filter_name: str, doc: Any, text: str) -> Any:
-    """The generated text after the task's filter ensemble `filter_name` (lm-eval's filters
-    work on lists of responses per document)."""
+    """The generated text after the task's filter ensemble `filter_name`, applied by lm-eval's
+    own `FilterEnsemble.apply` to a stand-in for its request (responses, document)."""
+    from types import SimpleNamespace
+
     for ensemble in getattr(task, "_filters", []):
         if ensemble.name == filter_name:
-            resps: Any = [[text]]
-            for f in ensemble.filters:
-                resps = f.apply(resps, [doc])
-                resps = list(resps)
-            value = resps[0]
-            return value
+            request = SimpleNamespace(resps=[text], doc=doc, filtered_resps={})
+            ensemble.apply([request])
+            return request.filtered_resps[filter_name]
     return text
 
 
