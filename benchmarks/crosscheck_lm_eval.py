@@ -25,13 +25,13 @@ from pathlib import Path
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[_var] = "1"  # before transformers is imported anywhere
 
-from iberlite.catalog import resolve_model  # noqa: E402
 from iberlite.errors import UserError  # noqa: E402
 from iberlite.fidelity.compare import Agreement, compare  # noqa: E402
 from iberlite.fidelity.iberlite_run import run_iberlite  # noqa: E402
 from iberlite.fidelity.lm_eval_run import read_samples, run_lm_eval  # noqa: E402
 from iberlite.fidelity.lm_eval_tasks import ADAPTERS, adapter, write_task_dir  # noqa: E402
-from iberlite.fidelity.records import SystemRun  # noqa: E402
+from iberlite.fidelity.scored_docs import SystemRun  # noqa: E402
+from iberlite.models.names import resolve_model  # noqa: E402
 from iberlite.tasks.registry import load_task_specs, select_tasks  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"

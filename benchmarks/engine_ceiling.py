@@ -41,10 +41,10 @@ TOLERANCE = 0.15
 
 def _one(model: str, *, reps: int, threads: int | None, pp: int, tg: int, mode: str) -> dict:
     """Measure one model in this process; returns a JSON-ready dict."""
-    from iberlite.bench import bench_compare, bench_engine, direct_reference
-    from iberlite.catalog import resolve_model
-    from iberlite.device import fingerprint
+    from iberlite.device.bench import bench_compare, bench_engine, direct_reference
+    from iberlite.device.fingerprint import fingerprint
     from iberlite.engines.factory import EngineOptions, open_llamacpp
+    from iberlite.models.names import resolve_model
 
     def progress(msg: str) -> None:
         print(f"  [{model}] {msg}", file=sys.stderr, flush=True)

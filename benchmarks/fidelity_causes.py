@@ -28,12 +28,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from iberlite.catalog import resolve_model  # noqa: E402
 from iberlite.engines.base import LoglikelihoodRequest  # noqa: E402
 from iberlite.engines.factory import EngineOptions, open_llamacpp  # noqa: E402
 from iberlite.engines.llamacpp import LlamaCppEngine  # noqa: E402
 from iberlite.engines.transformers import TransformersEngine  # noqa: E402
-from iberlite.runner import RunSpec, plan  # noqa: E402
+from iberlite.models.names import resolve_model  # noqa: E402
+from iberlite.run.plan import plan  # noqa: E402
+from iberlite.run.spec import RunSpec  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 

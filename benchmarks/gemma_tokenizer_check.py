@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from iberlite.catalog import resolve_model
+    from iberlite.models.names import resolve_model
 
     torch.set_num_threads(1)
     model_file = resolve_model(args.model).file

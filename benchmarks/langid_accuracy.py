@@ -23,10 +23,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 try:
-    from iberlite import language_id
+    from iberlite.scoring import language_id
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO / "src"))
-    from iberlite import language_id
+    from iberlite.scoring import language_id
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

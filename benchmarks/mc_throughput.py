@@ -44,9 +44,12 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO / "src"))
 
-from iberlite.catalog import ModelFile, gguf_facts, resolve_model  # noqa: E402
-from iberlite.device import RssSampler, fingerprint  # noqa: E402
+from iberlite.device.fingerprint import fingerprint  # noqa: E402
+from iberlite.device.memory import RssSampler  # noqa: E402
 from iberlite.engines.kernels import detect, plan_kernels  # noqa: E402
+from iberlite.models.gguf_facts import gguf_facts  # noqa: E402
+from iberlite.models.model_file import ModelFile  # noqa: E402
+from iberlite.models.names import resolve_model  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "iberlite"
 LM_EVAL_BATCHES = ("8", "1")  # 1 is lm-eval's default batch size
@@ -116,7 +119,7 @@ def model_file(name: str, threads: int) -> ModelFile:
 
 
 def load_instances(task: str, data_dir: Path, limit: int):
-    from iberlite.data import load_docs
+    from iberlite.tasks.data import load_docs
     from iberlite.tasks.registry import load_task_specs
     from iberlite.tasks.render import render
 
@@ -133,7 +136,7 @@ def _requests(chunk):
 
 def _pp512(engine) -> tuple[float, float]:
     """One pp512 repetition on the engine's own context: tokens/s by wall clock and by CPU time."""
-    from iberlite.bench import bench_engine
+    from iberlite.device.bench import bench_engine
 
     pp, _ = bench_engine(engine, pp=512, tg=1, reps=1, warmup=0)
     return pp.tokens_per_s_median, pp.cpu_tokens_per_s_median
@@ -141,7 +144,7 @@ def _pp512(engine) -> tuple[float, float]:
 
 def run_iberlite(engine, instances, chunk_size: int) -> dict:
     """Score every item fast and naive, alternating per chunk; pp512 between chunks."""
-    from iberlite.metrics import mc_prediction
+    from iberlite.scoring.metrics import mc_prediction
 
     modes = ("fast", "naive")
     seconds = dict.fromkeys(modes, 0.0)

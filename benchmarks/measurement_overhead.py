@@ -17,11 +17,13 @@ import statistics
 import time
 from pathlib import Path
 
-from iberlite.catalog import resolve_model
-from iberlite.data import load_docs
-from iberlite.device import EnergyMeter, RssSampler, fingerprint
+from iberlite.device.energy import EnergyMeter
+from iberlite.device.fingerprint import fingerprint
+from iberlite.device.memory import RssSampler
 from iberlite.engines.base import LoglikelihoodRequest
 from iberlite.engines.factory import open_llamacpp
+from iberlite.models.names import resolve_model
+from iberlite.tasks.data import load_docs
 from iberlite.tasks.registry import load_task_specs
 from iberlite.tasks.render import render
 

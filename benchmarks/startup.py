@@ -28,7 +28,7 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO / "src"))
 
-from iberlite.device import fingerprint  # noqa: E402
+from iberlite.device.fingerprint import fingerprint  # noqa: E402
 from iberlite.store import Store  # noqa: E402
 
 

@@ -74,5 +74,5 @@ class FakeEngine:
 
 
 def fake_engine_factory(model, spec) -> FakeEngine:
-    """The `engine_factory` of `iberlite.runner.run` that opens a FakeEngine for every model."""
+    """The `engine_factory` of `iberlite.run.runner.run` that opens a FakeEngine for every model."""
     return FakeEngine(model.name, seed=spec.seed)

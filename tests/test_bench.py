@@ -10,10 +10,10 @@ import sqlite3
 
 import pytest
 
-from iberlite.bench import BenchResult, bench_engine
-from iberlite.catalog import resolve_model
-from iberlite.device import fingerprint
+from iberlite.device.bench import BenchResult, bench_engine
+from iberlite.device.fingerprint import fingerprint
 from iberlite.errors import UserError
+from iberlite.models.names import resolve_model
 from iberlite.store import Store
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,7 @@ try:
 except ImportError:  # package not installed into the venv yet: use the src tree
     sys.path.insert(0, str(REPO / "src"))
 
-from iberlite.data import load_docs  # noqa: E402
+from iberlite.tasks.data import load_docs  # noqa: E402
 from iberlite.tasks.registry import load_task_specs  # noqa: E402
 from iberlite.tasks.render import render  # noqa: E402
 

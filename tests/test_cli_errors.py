@@ -23,7 +23,7 @@ except ImportError:  # package not installed into the venv yet: use the src tree
 
 
 def cli(*args: str, cwd: Path, columns: int | None = 2000) -> subprocess.CompletedProcess:
-    """Run `python -m iberlite.cli ARGS` in `cwd` (so a stray iberlite.db lands in a tmp dir).
+    """Run `python -m iberlite.cli.app ARGS` in `cwd` (so a stray iberlite.db lands in a tmp dir).
 
     Rich wraps console output at $COLUMNS (80 when not a terminal); the tests use a wide
     console so that each assertion is about the message, not about line breaks, except the
@@ -34,7 +34,7 @@ def cli(*args: str, cwd: Path, columns: int | None = 2000) -> subprocess.Complet
     if columns is not None:
         env["COLUMNS"] = str(columns)
     return subprocess.run(
-        [sys.executable, "-m", "iberlite.cli", *args],
+        [sys.executable, "-m", "iberlite.cli.app", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
     )
 
@@ -162,7 +162,7 @@ def test_corrupt_gguf_is_a_one_sentence_error(tmp_path, content):
 def test_a_truncated_real_model_is_refused_before_llama_cpp_loads_it(tmp_path, keep):
     """A download cut short: the header is whole, the tensor data is not. Found from the header
     (before llama.cpp prints its own log lines), in one sentence, before anything is stored."""
-    from iberlite.catalog import resolve_model
+    from iberlite.models.names import resolve_model
 
     real = resolve_model("smollm2-135m").path
     assert real is not None

@@ -314,7 +314,7 @@ def test_report_md_to_stdout_writes_no_file(work, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("module", ["iberlite", "iberlite.cli"])
+@pytest.mark.parametrize("module", ["iberlite", "iberlite.cli.app"])
 def test_python_dash_m_knows_every_command(module, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "COLUMNS": "80"}
     top = subprocess.run([sys.executable, "-m", module, "--help"], cwd=tmp_path, env=env,
@@ -341,10 +341,10 @@ def test_unknown_format_is_a_one_line_error(tmp_path):
 
 def test_a_terminal_hides_secondary_columns_and_says_which():
     try:
-        from iberlite.tables import Column, Est, TableData, render
+        from iberlite.cli.tables import Column, Est, TableData, render
     except ImportError:  # package not installed into the venv yet: use the src tree
         sys.path.insert(0, str(REPO / "src"))
-        from iberlite.tables import Column, Est, TableData, render
+        from iberlite.cli.tables import Column, Est, TableData, render
     cols = (Column("task", "task"), Column("lang", "lang"), Column("value", "acc [95% CI]", "num", ci=True),
             Column("note", "note", "text", priority=2), Column("volume", "volume per month", "num", priority=1, fmt=",d"))
     rows = (("sample_translation_en-es", "es", Est(0.5, 0.25, 0.75), "some free text that wraps", 1_000_000),)
@@ -353,10 +353,17 @@ def test_a_terminal_hides_secondary_columns_and_says_which():
     assert_fits(tty, 66)
     assert "sample_translation_en-es" in tty and "0.50 [0.25,0.75]" in tty and "1,000,000" in tty
     assert "Not shown at 66 columns: note (" in tty and "--wide" in tty
-    pipe = render(table, "table", 66, tty=False)  # never drops: stacked instead
+    pipe = render(table, "table", 66, tty=False)  # never drops: each CI goes under its value
     assert_fits(pipe, 66)
-    assert pipe.splitlines()[2] == "task:             sample_translation_en-es"
-    assert "note:             some free text that wraps" in pipe
+    assert "Not shown" not in pipe and "1,000,000" in pipe and "sample_translation_en-es" in pipe
+    value_line = next(i for i, ln in enumerate(pipe.splitlines()) if "sample_translation_en-es" in ln)
+    row = pipe.splitlines()[value_line:value_line + 2]
+    assert "0.50" in row[0] and "[0.25,0.75]" in row[1]
+    assert row[0].index("0.50") + 4 == row[1].index("[0.25,0.75]") + 11  # right-aligned, one column
+    stacked = render(table, "table", 50, tty=False)  # still too wide: one block per row
+    assert_fits(stacked, 50)
+    assert stacked.splitlines()[2] == "task:             sample_translation_en-es"
+    assert "note:             some free text that wraps" in stacked
     narrow = render(table, "table", 30, tty=True)  # even the essential columns do not fit
     assert "task:" in narrow and "sample_translation_en-es" in narrow
     wide = render(table, "table", 66, wide=True)
@@ -375,7 +382,8 @@ def test_the_fast_gguf_header_reader_agrees_with_gguf():
 
     from gguf import GGUFReader
 
-    from iberlite.catalog import gguf_facts, resolve_model
+    from iberlite.models.gguf_facts import gguf_facts
+    from iberlite.models.names import resolve_model
 
     path = resolve_model("smollm2-135m").path
     facts, reader = gguf_facts(path), GGUFReader(str(path))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from iberlite.catalog import resolve_model
+from iberlite.decide.router import HybridRouter, Policy, Route
 from iberlite.engines.base import GenerationRequest, LoglikelihoodRequest
 from iberlite.engines.llamacpp import LlamaCppEngine
 from iberlite.engines.openai_http import (
@@ -31,9 +31,10 @@ from iberlite.engines.openai_http import (
     parse_choice,
 )
 from iberlite.errors import UserError
-from iberlite.metrics import mc_prediction
-from iberlite.router import HybridRouter, Policy, Route
-from iberlite.runner import RunSpec, plan
+from iberlite.models.names import resolve_model
+from iberlite.run.plan import plan
+from iberlite.run.spec import RunSpec
+from iberlite.scoring.metrics import mc_prediction
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -245,7 +246,7 @@ def test_api_key_is_sent_but_never_in_the_engine_info(monkeypatch):
 def test_hybrid_router_escalates_below_the_threshold(gemma_server, data_dir):
     """Device SmolLM2 in process, cloud Gemma over HTTP: an item is answered on the device
     exactly when the device's margin reaches the threshold, otherwise the cloud's answer."""
-    from iberlite.data import load_docs
+    from iberlite.tasks.data import load_docs
     from iberlite.tasks.registry import load_task_specs
 
     spec = load_task_specs(())["xstorycloze_es"]

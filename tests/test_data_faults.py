@@ -25,10 +25,10 @@ try:
 except ImportError:  # package not installed into the venv yet: use the src tree
     sys.path.insert(0, str(REPO / "src"))
 
+from iberlite.cli.views import tasks_check_table  # noqa: E402
 from iberlite.errors import RowError  # noqa: E402
 from iberlite.tasks.items import load_items  # noqa: E402
 from iberlite.tasks.registry import load_task_specs  # noqa: E402
-from iberlite.views import tasks_check_table  # noqa: E402
 
 XNLI_ES = "xnlivar/data/es/xnli-es-original.tsv"
 BEC = "basqueglue/bec/test.jsonl"
@@ -194,7 +194,7 @@ def test_the_real_data_dir_has_no_broken_row(data_dir):
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("IBERLITE_DATA_DIR", "COLUMNS")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "iberlite.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "iberlite.cli.app", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -235,7 +235,8 @@ def test_tasks_check_strict_and_run_strict_exit_2_naming_the_row(data_dir, tmp_p
 
 
 def test_a_run_skips_broken_rows_and_says_so(data_dir, tmp_path, fake_engine_factory):
-    from iberlite.runner import RunSpec, run
+    from iberlite.run.runner import run
+    from iberlite.run.spec import RunSpec
 
     data = tmp_path / "data"
     broken_xnli(data_dir, data)

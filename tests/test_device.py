@@ -1,4 +1,4 @@
-"""Behaviour of iberlite.device a user would notice."""
+"""Behaviour of iberlite.device.fingerprint a user would notice."""
 
 import json
 import sys
@@ -13,8 +13,10 @@ try:
 except ImportError:  # package not installed into the venv yet: use the src tree
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from iberlite import device  # noqa: E402
-from iberlite.device import EnergyMeter, RssSampler, fingerprint  # noqa: E402
+from iberlite.device import energy, fingerprint as device
+from iberlite.device.energy import EnergyMeter  # noqa: E402
+from iberlite.device.fingerprint import fingerprint  # noqa: E402
+from iberlite.device.memory import RssSampler  # noqa: E402
 
 MB = 1024 * 1024
 
@@ -158,7 +160,7 @@ def test_energy_after_cpu_bound_loop():
 
 
 def test_estimate_uses_env_watts(monkeypatch):
-    monkeypatch.setenv(device.CPU_WATTS_ENV, "10")
+    monkeypatch.setenv(energy.CPU_WATTS_ENV, "10")
     with EnergyMeter() as meter:
         _busy(0.2)
     r = meter.reading
@@ -169,16 +171,16 @@ def test_estimate_uses_env_watts(monkeypatch):
 
 
 def test_forced_estimate_defaults_to_documented_watts(monkeypatch):
-    monkeypatch.delenv(device.CPU_WATTS_ENV, raising=False)
+    monkeypatch.delenv(energy.CPU_WATTS_ENV, raising=False)
     with EnergyMeter(use_rapl=False) as meter:
         _busy(0.05)
     assert meter.method == "estimate"
-    assert meter.watts_assumed == device.DEFAULT_CPU_WATTS == 15.0
+    assert meter.watts_assumed == energy.DEFAULT_CPU_WATTS == 15.0
 
 
 def test_bad_env_watts_is_an_error_not_a_silent_default(monkeypatch):
-    monkeypatch.setenv(device.CPU_WATTS_ENV, "lots")
-    with pytest.raises(ValueError, match=device.CPU_WATTS_ENV):
+    monkeypatch.setenv(energy.CPU_WATTS_ENV, "lots")
+    with pytest.raises(ValueError, match=energy.CPU_WATTS_ENV):
         with EnergyMeter(use_rapl=False):
             pass
 

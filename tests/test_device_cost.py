@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from iberlite.runner import RunSpec, run
+from iberlite.run.runner import run
+from iberlite.run.spec import RunSpec
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +57,7 @@ def test_item_timings_are_positive_and_consistent(db):
 
 def test_results_device_view_and_json(db, tmp_path):
     out = tmp_path / "r.json"
-    proc = subprocess.run([sys.executable, "-m", "iberlite.cli", "results", "--db", str(db),
+    proc = subprocess.run([sys.executable, "-m", "iberlite.cli.app", "results", "--db", str(db),
                            "--device", "--json", str(out)],
                           capture_output=True, text=True, env={"COLUMNS": "250", "PATH": ""})
     assert proc.returncode == 0, proc.stderr

@@ -15,10 +15,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from iberlite.catalog import resolve_model
-from iberlite.doctor import cached_verdict, check_model, choose_layout
+from iberlite.device.doctor import check_model
+from iberlite.engines.exactness import cached_verdict, choose_layout
 from iberlite.engines.factory import EngineOptions, open_llamacpp
 from iberlite.engines.kernels import detect, plan_kernels
+from iberlite.models.names import resolve_model
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +103,7 @@ def _kill_descendant(root: int, after: float, found: list[int], cmd_part: str) -
 
 def test_a_crash_in_the_doctor_names_the_model_and_fails(cache):
     found: list[int] = []
-    t = threading.Thread(target=_kill_descendant, args=(os.getpid(), 0.5, found, "iberlite.doctor"))
+    t = threading.Thread(target=_kill_descendant, args=(os.getpid(), 0.5, found, "doctor-child"))
     t.start()
     check = check_model("gemma3-270m", 2)
     t.join()
@@ -114,7 +115,7 @@ def test_doctor_cli_reports_a_crash_in_one_sentence_and_exits_non_zero(cache):
     proc = subprocess.Popen([sys.executable, "-m", "iberlite", "doctor", "--models", "smollm2-135m"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     found: list[int] = []
-    _kill_descendant(proc.pid, 0.5, found, "iberlite.doctor smollm2-135m")
+    _kill_descendant(proc.pid, 0.5, found, "doctor-child smollm2-135m")
     out, err = proc.communicate(timeout=300)
     assert found
     assert proc.returncode == 1

@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from iberlite.catalog import resolve_model
 from iberlite.engines.base import GenerationRequest, LoglikelihoodRequest
 from iberlite.engines.llamacpp import LlamaCppEngine
-from iberlite.metrics import mc_prediction
-from iberlite.runner import RunSpec, plan
+from iberlite.models.names import resolve_model
+from iberlite.run.plan import plan
+from iberlite.run.spec import RunSpec
+from iberlite.scoring.metrics import mc_prediction
 
 pytestmark = pytest.mark.slow
 
@@ -139,8 +140,8 @@ def test_fast_and_naive_scoring_agree_on_real_items(engine, task, data_dir):
 
 
 def test_corrupt_gguf_is_a_user_error(tmp_path):
-    from iberlite.catalog import ModelFile
     from iberlite.errors import UserError
+    from iberlite.models.model_file import ModelFile
 
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + b"\x00" * 64)

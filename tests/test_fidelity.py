@@ -19,11 +19,11 @@ import pytest
 pytest.importorskip("lm_eval", reason="the fidelity test needs the reference extra: pip install -e .[reference]")
 pytest.importorskip("transformers", reason="the fidelity test needs the reference extra: pip install -e .[reference]")
 
-from iberlite.catalog import resolve_model  # noqa: E402
 from iberlite.fidelity.compare import LOGPROB_TOL, compare  # noqa: E402
 from iberlite.fidelity.iberlite_run import run_iberlite  # noqa: E402
 from iberlite.fidelity.lm_eval_run import read_samples, run_lm_eval  # noqa: E402
 from iberlite.fidelity.lm_eval_tasks import write_task_dir  # noqa: E402
+from iberlite.models.names import resolve_model  # noqa: E402
 
 pytestmark = [pytest.mark.fidelity, pytest.mark.slow]
 

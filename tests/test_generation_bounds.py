@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from iberlite.catalog import resolve_model
 from iberlite.engines.base import GenerationRequest
 from iberlite.engines.llamacpp import LlamaCppEngine
+from iberlite.models.names import resolve_model
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,9 @@ import signal
 
 import pytest
 
-from iberlite import interrupt
-from iberlite.runner import RunSpec, run
+from iberlite.run import interrupt
+from iberlite.run.runner import run
+from iberlite.run.spec import RunSpec
 from iberlite.store import Store
 
 

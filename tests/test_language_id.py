@@ -1,4 +1,4 @@
-"""Tests for iberlite.language_id on real FLORES-200 sentences (nothing is copied into the repo).
+"""Tests for iberlite.scoring.language_id on real FLORES-200 sentences (nothing is copied into the repo).
 
 The data dir is $IBERLITE_DATA_DIR, or ../shared/data next to the repository root; tests that need
 it are skipped, with the reason shown, when it does not exist.
@@ -15,12 +15,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 try:
-    from iberlite import language_id
+    from iberlite.scoring import language_id
 except ImportError:  # checkout without `pip install -e .`
     sys.path.insert(0, str(REPO / "src"))
-    from iberlite import language_id
+    from iberlite.scoring import language_id
 
-from iberlite.language_id import (
+from iberlite.scoring.language_id import (
     LANGS,
     LanguageIdentifier,
     identifier_signature,

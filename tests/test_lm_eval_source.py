@@ -93,7 +93,8 @@ def test_without_the_reference_extra_it_is_one_sentence(monkeypatch):
 
 @pytest.mark.slow
 def test_lm_eval_xnli_es_equals_the_builtin_xnli_es(include, data_dir, tmp_path):
-    from iberlite.runner import RunSpec, run
+    from iberlite.run.runner import run
+    from iberlite.run.spec import RunSpec
     from iberlite.store import Store
 
     names, folder = include
@@ -118,7 +119,8 @@ def test_lm_eval_xnli_es_equals_the_builtin_xnli_es(include, data_dir, tmp_path)
 def test_lm_eval_xquad_es_is_scored_by_lm_evals_process_results(include, data_dir, tmp_path):
     """Generation through lm-eval's own scoring: its `exact_match` and `f1` equal iberlite's
     `squad_em` and `squad_f1` on the same generated answers."""
-    from iberlite.runner import RunSpec, run
+    from iberlite.run.runner import run
+    from iberlite.run.spec import RunSpec
 
     names, folder = include
     common = dict(models=("smollm2-135m",), limit=3, data_dir=data_dir, db=tmp_path / "q.db", n_threads=1)

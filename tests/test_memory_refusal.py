@@ -16,10 +16,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from iberlite.catalog import gguf_facts, resolve_model
 from iberlite.engines.factory import EngineOptions, open_llamacpp
-from iberlite.engines.memory import MEMORY_LIMIT_ENV, ModelTooLarge, model_need, parse_size
+from iberlite.engines.memory_budget import MEMORY_LIMIT_ENV, ModelTooLarge, model_need, parse_size
 from iberlite.errors import UserError
+from iberlite.models.gguf_facts import gguf_facts
+from iberlite.models.names import resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET = "250MB"  # SmolLM2 fits, Gemma does not

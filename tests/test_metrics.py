@@ -1,4 +1,4 @@
-"""Behaviour of iberlite.metrics that a user reading a results table would notice."""
+"""Behaviour of iberlite.scoring.metrics that a user reading a results table would notice."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 import sacrebleu
 
-from iberlite.metrics import (
-    GEN_METRICS,
-    MC_METRICS,
-    METRICS,
+from iberlite.scoring.metric import GEN_METRICS, MC_METRICS, METRICS, REGISTRY, primary_metric
+from iberlite.scoring.metrics import (
     ItemOutcome,
     MetricScore,
     aggregate,
@@ -267,8 +265,16 @@ def test_every_listed_metric_aggregates(metric: str) -> None:
 
 
 def test_metric_groups_partition_metrics() -> None:
-    assert set(METRICS) == set(MC_METRICS) | set(GEN_METRICS)
+    # every metric but lang_ok (scored by the language identifier) is aggregated by `aggregate`
+    assert set(METRICS) | {"lang_ok"} == set(MC_METRICS) | set(GEN_METRICS) == set(REGISTRY)
     assert not set(MC_METRICS) & set(GEN_METRICS)
+
+
+def test_the_primary_metric_follows_the_registry_rank() -> None:
+    assert primary_metric(["acc_norm", "acc"]) == "acc"
+    assert primary_metric(["bleu", "chrf", "ter", "lang_ok"]) == "chrf"
+    assert primary_metric(["exact_match", "exact_match_flex"]) == "exact_match_flex"
+    assert REGISTRY["ter"].higher_is_better is False and REGISTRY["chrf"].percent_scale
 
 
 def test_aggregate_errors_are_clear() -> None:

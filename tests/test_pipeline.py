@@ -13,7 +13,8 @@ import pytest
 
 from fakes import FakeEngine
 from iberlite.errors import UserError
-from iberlite.runner import RunSpec, run
+from iberlite.run.runner import run
+from iberlite.run.spec import RunSpec
 from iberlite.store import RunCost, Store
 
 MODELS = ("smollm2-135m", "gemma3-270m")  # catalog names: plan() reads their GGUF headers only
@@ -68,8 +69,8 @@ def test_the_fake_engine_is_deterministic(fake_db, tmp_path, fake_engine_factory
 
 
 def test_report_numbers_are_the_store_numbers(fake_db):
-    from iberlite.report.build import render
-    from iberlite.report.model import load_report
+    from iberlite.report.build import load_report
+    from iberlite.report.render import render
 
     db, _ = fake_db
     md = render(db, "md")
@@ -118,9 +119,9 @@ def test_report_numbers_are_the_store_numbers(fake_db):
 def test_the_report_reads_no_task_file_and_runs_no_language_id(fake_db, monkeypatch):
     """A report depends on the database only: the task registry and the language identifier
     are never called while it is built."""
-    import iberlite.language_id as language_id
+    import iberlite.scoring.language_id as language_id
     import iberlite.tasks.registry as registry
-    from iberlite.report.build import render
+    from iberlite.report.render import render
 
     def boom(*_a, **_k):
         raise AssertionError("called at report time")

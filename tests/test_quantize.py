@@ -78,9 +78,10 @@ def test_quantize_writes_the_types_the_file_holds_and_a_second_call_is_a_cache_h
 
 @pytest.mark.slow
 def test_a_variant_loads_with_its_lineage_and_scores_differently(tmp_path, monkeypatch):
-    from iberlite.catalog import gguf_facts, resolve_model
     from iberlite.engines.base import LoglikelihoodRequest
     from iberlite.engines.factory import EngineOptions, open_engine
+    from iberlite.models.gguf_facts import gguf_facts
+    from iberlite.models.names import resolve_model
 
     monkeypatch.setenv("IBERLITE_MODELS_DIR", str(tmp_path))
     req = [LoglikelihoodRequest("The capital of Spain is", " Madrid")]
@@ -127,7 +128,7 @@ def test_the_sweep_stores_one_row_per_model_task_and_language(sweep):
 
 @pytest.fixture(scope="module")
 def study(sweep):
-    from iberlite.report.model import load_report
+    from iberlite.report.build import load_report
 
     _work, db = sweep
     report = load_report(db, n_boot=300, seed=7)

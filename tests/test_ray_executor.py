@@ -25,13 +25,14 @@ import pytest
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from iberlite.analysis.routing import pairs_from_store  # noqa: E402
+from iberlite.cli.views import costs_view, failure_lines  # noqa: E402
+from iberlite.decide.routing import pairs_from_store  # noqa: E402
 from iberlite.engines.base import RequestFailed  # noqa: E402
 from iberlite.errors import UserError  # noqa: E402
-from iberlite.report.build import render  # noqa: E402
-from iberlite.runner import RunSpec, default_engine, run  # noqa: E402
+from iberlite.report.render import render  # noqa: E402
+from iberlite.run.runner import run  # noqa: E402
+from iberlite.run.spec import RunSpec, default_engine  # noqa: E402
 from iberlite.store import Store  # noqa: E402
-from iberlite.views import costs_view, failure_lines  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 MODELS = ("smollm2-135m", "gemma3-270m")

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from iberlite.cost import device_costs
-from iberlite.report.model import load_report
-from iberlite.runner import RunSpec, run
+from iberlite.analysis.device_cost import device_costs
+from iberlite.report.build import load_report
+from iberlite.run.runner import run
+from iberlite.run.spec import RunSpec
 from iberlite.store import Store
 
 pytestmark = pytest.mark.slow

@@ -21,12 +21,14 @@ from pathlib import Path
 
 import pytest
 
+from iberlite.cli.views import failure_lines
 from iberlite.engines.base import GenerationRequest
 from iberlite.engines.openai_http import EndpointConfig, EndpointError, OpenAIEngine
-from iberlite.report.build import write_report
-from iberlite.runner import RunSpec, plan, run
+from iberlite.report.render import write_report
+from iberlite.run.plan import plan
+from iberlite.run.runner import run
+from iberlite.run.spec import RunSpec
 from iberlite.store import Store
-from iberlite.views import failure_lines
 
 REPO = Path(__file__).resolve().parents[1]
 KEY_ENV = "IBERLITE_FAULT_TEST_KEY"

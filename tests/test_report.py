@@ -163,7 +163,8 @@ def test_corpus_chrf_gap_equals_difference_of_corpus_scores():
 
 @pytest.fixture(scope="module")
 def real_db(tmp_path_factory):
-    from iberlite.runner import RunSpec, run
+    from iberlite.run.runner import run
+    from iberlite.run.spec import RunSpec
 
     db = tmp_path_factory.mktemp("report") / "t.db"
     try:
@@ -177,12 +178,12 @@ def real_db(tmp_path_factory):
 
 @pytest.mark.slow
 def test_markdown_has_leaderboard_gaps_and_device(real_db, tmp_path):
-    from iberlite.report.build import write_report
-    from iberlite.results import results_table
+    from iberlite.analysis.results import latest_results
+    from iberlite.report.render import write_report
 
     out = write_report(real_db, tmp_path / "report.md", fmt="md")
     md = out.read_text(encoding="utf-8")
-    aggs = results_table(real_db)
+    aggs = latest_results(real_db)
     assert len(aggs) > 10
     for a in aggs:
         pct = a.metric in ("bleu", "chrf", "ter")
@@ -207,7 +208,7 @@ def test_markdown_has_leaderboard_gaps_and_device(real_db, tmp_path):
 
 @pytest.mark.slow
 def test_report_model_reads_the_runs(real_db):
-    from iberlite.report.model import load_report
+    from iberlite.report.build import load_report
 
     r = load_report(real_db)
     assert set(r.models) == {"smollm2-135m", "gemma3-270m"}
@@ -229,7 +230,7 @@ def test_report_model_reads_the_runs(real_db):
 
 @pytest.mark.slow
 def test_html_escapes_dataset_text_and_shows_benches(real_db, tmp_path):
-    from iberlite.report.build import write_report
+    from iberlite.report.render import write_report
 
     db = tmp_path / "evil.db"
     shutil.copy(real_db, db)
@@ -254,7 +255,7 @@ def test_html_escapes_dataset_text_and_shows_benches(real_db, tmp_path):
 
 
 def test_write_report_user_errors(tmp_path):
-    from iberlite.report.build import write_report
+    from iberlite.report.render import write_report
 
     with pytest.raises(UserError, match="No results database"):
         write_report(tmp_path / "missing.db", tmp_path / "r.html")
@@ -280,7 +281,7 @@ def _browser_or_skip():
 def test_html_report_renders_offline_in_chromium(real_db, tmp_path):
     pytest.importorskip("plotly", reason="the HTML report needs plotly")
     sync_playwright = _browser_or_skip()
-    from iberlite.report.build import write_report
+    from iberlite.report.render import write_report
 
     page_file = write_report(real_db, tmp_path / "report.html")
     assert page_file.stat().st_size < 8_000_000

@@ -19,16 +19,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iberlite.analysis.routing import (
+from iberlite.decide.prices import load_profile
+from iberlite.decide.routing import (
     cascade_point,
     choose_threshold,
     decide,
     load_pairs,
     split_items,
 )
-from iberlite.cost_profile import load_profile
 from iberlite.errors import UserError
-from iberlite.runner import RunSpec, run
+from iberlite.run.runner import run
+from iberlite.run.spec import RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "examples" / "cost_profile.yaml"
@@ -163,7 +164,7 @@ def test_bad_cost_profiles_are_one_sentence(tmp_path, content, message):
 
 
 def test_break_even_volume_is_fixed_cost_over_saving():
-    from iberlite.analysis.routing import PairedItem, break_even
+    from iberlite.decide.routing import PairedItem, break_even
 
     profile = load_profile(PROFILE)
     item = PairedItem("d", 1, 1, 0.5, 100.0, 200.0, device_energy_j=36.0, cloud_input_tokens=1000,

@@ -25,8 +25,9 @@ try:
 except ImportError:  # package not installed into the venv yet: use the src tree
     sys.path.insert(0, str(REPO / "src"))
 
-from iberlite.catalog import resolve_model  # noqa: E402
-from iberlite.runner import RunSpec, run  # noqa: E402
+from iberlite.models.names import resolve_model  # noqa: E402
+from iberlite.run.runner import run  # noqa: E402
+from iberlite.run.spec import RunSpec  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -247,7 +248,7 @@ def test_real_data_on_both_catalog_models(real_run):
 def test_results_command_shows_both_models(real_run, tmp_path):
     spec, _ = real_run
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-    proc = subprocess.run([sys.executable, "-m", "iberlite.cli", "results", "--db", str(spec.db)],
+    proc = subprocess.run([sys.executable, "-m", "iberlite.cli.app", "results", "--db", str(spec.db)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr

@@ -23,9 +23,9 @@ try:
 except ImportError:  # package not installed into the venv yet: use the src tree
     sys.path.insert(0, str(REPO / "src"))
 
-from iberlite.data import Doc  # noqa: E402
 from iberlite.errors import TaskSpecError, UserError  # noqa: E402
 from iberlite.tasks import sandbox  # noqa: E402
+from iberlite.tasks.data import Doc  # noqa: E402
 from iberlite.tasks.render import render  # noqa: E402
 from iberlite.tasks.spec import parse_task  # noqa: E402
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from iberlite.runner import RunSpec, plan
+from iberlite.run.plan import plan
+from iberlite.run.spec import RunSpec
 
 pytestmark = pytest.mark.slow
 

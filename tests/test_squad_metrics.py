@@ -15,7 +15,7 @@ import random
 
 import pytest
 
-from iberlite.metrics import ItemOutcome, aggregate, squad_exact, squad_f1, squad_normalise
+from iberlite.scoring.metrics import ItemOutcome, aggregate, squad_exact, squad_f1, squad_normalise
 
 pytest.importorskip("lm_eval")
 squad_metrics = pytest.importorskip("transformers.data.metrics.squad_metrics")

@@ -171,7 +171,7 @@ def v1_report_db(tmp_path) -> Path:
 
 
 def test_markdown_of_an_old_database_is_unchanged(v1_report_db):
-    from iberlite.report.build import render
+    from iberlite.report.render import render
 
     before = (DATA / "report_v1_before.md").read_text(encoding="utf-8").splitlines()
     after = render(v1_report_db, "md").splitlines()
@@ -182,7 +182,7 @@ def test_markdown_of_an_old_database_is_unchanged(v1_report_db):
 
 def test_html_of_an_old_database_shows_the_same_numbers(v1_report_db):
     pytest.importorskip("plotly", reason="the HTML report needs plotly")
-    from iberlite.report.build import render
+    from iberlite.report.render import render
 
     before = set(json.loads((DATA / "report_v1_before_numbers.json").read_text()))
     page = render(v1_report_db, "html").replace(str(v1_report_db), "fixture_ro.db")  # a tmp path has digits

@@ -22,8 +22,8 @@ try:
 except ImportError:  # package not installed into the venv yet: use the src tree
     sys.path.insert(0, str(REPO / "src"))
 
-from iberlite.data import count_docs, load_docs  # noqa: E402
 from iberlite.errors import RowError, TaskSpecError, UserError  # noqa: E402
+from iberlite.tasks.data import count_docs, load_docs  # noqa: E402
 from iberlite.tasks.registry import BUILTIN_DIR, SAMPLE_DIR, load_task_specs, select_tasks  # noqa: E402
 from iberlite.tasks.render import render  # noqa: E402
 
@@ -97,7 +97,7 @@ def test_user_task_is_listed_by_the_tasks_command(user_dir, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "IBERLITE_DATA_DIR"}
     env["COLUMNS"] = "400"
     proc = subprocess.run(
-        [sys.executable, "-m", "iberlite.cli", "tasks", "--tasks-dir", str(user_dir),
+        [sys.executable, "-m", "iberlite.cli.app", "tasks", "--tasks-dir", str(user_dir),
          "--data-dir", str(tmp_path / "no_data")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )

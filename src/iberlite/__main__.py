@@ -1,5 +1,5 @@
 """`python -m iberlite`: the same command line as the `iberlite` script."""
 
-from .cli import main
+from iberlite.cli.app import main
 
 main()

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..langs import REFERENCE_LANG, lang_key
-from ..metrics import percent_scale
-from ..store import EvalRecord, ItemRecord
-from . import language_gap as lg
+from iberlite.analysis import language_gap as lg
+from iberlite.langs import REFERENCE_LANG, lang_key
+from iberlite.scoring.metric import percent_scale
+from iberlite.store import EvalRecord, ItemRecord
 
 
 def task_template(task: str, lang: str) -> str:

@@ -213,11 +213,11 @@ def gap_test(base_ids: Sequence[str], base_values: Sequence[float] | np.ndarray,
 
 def corpus_stats(metric: str, hyps: Sequence[str], refs: Sequence[str]) -> tuple[np.ndarray, ScoreFn]:
     """Per-sentence sacreBLEU statistics and the score function that turns their sums into
-    the corpus score (bleu, chrf or ter, default settings, as `iberlite.metrics` scores them).
+    the corpus score (bleu, chrf or ter, default settings, as `iberlite.scoring.metrics` scores them).
 
     ``score(stats.sum(axis=0)[None], n)`` equals ``sacrebleu.corpus_<metric>(hyps, [refs])``.
     """
-    from .. import metrics  # sacrebleu plumbing shared with the runner's own scores
+    from iberlite.scoring import metrics
 
     scorer = metrics._sacre_metric(metric)
     stats = metrics._sentence_stats(scorer, hyps, refs)

@@ -1,6 +1,6 @@
 """What every bit costs: the variants of one model (``MODEL`` and ``MODEL@TYPE``) side by side.
 
-Per family (a model and the variants made from it, see :mod:`iberlite.quantize`):
+Per family (a model and the variants made from it, see :mod:`iberlite.models.quantize`):
 
 * **Reference.** The variant with the most bits per weight, counting a variant requantized from
   an already quantized file at no more than its source (SmolLM2 ships as Q4_1: its Q8_0 holds
@@ -31,18 +31,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..langs import REFERENCE_LANG, lang_key
-from ..metrics import percent_scale
-from ..store import BenchRecord, EvalRecord, ItemRecord
-from . import language_gap as lg
-from .gaps import gap_metric, item_values, task_template
-from .model_cost import ModelCost
-from .pareto import pareto_front
-
-
-def family_of(model: str) -> str:
-    """``smollm2-135m@Q8_0`` -> ``smollm2-135m``; a name without ``@`` is its own family."""
-    return model.rpartition("@")[0] or model
+from iberlite.analysis import language_gap as lg
+from iberlite.analysis.gaps import gap_metric, item_values, task_template
+from iberlite.analysis.model_summary import ModelCost
+from iberlite.analysis.pareto import pareto_front
+from iberlite.langs import REFERENCE_LANG, lang_key
+from iberlite.models.model_file import family_of, variant_label
+from iberlite.scoring.metric import percent_scale
+from iberlite.store import BenchRecord, EvalRecord, ItemRecord
 
 
 @dataclass(frozen=True)
@@ -90,8 +86,6 @@ class Variant:
     @property
     def label(self) -> str:
         """``MODEL@TYPE (from Q4_1)`` for a variant made from a quantized file."""
-        from ..quantize import variant_label
-
         return variant_label(self.model, self.quantized_from)
 
     @property

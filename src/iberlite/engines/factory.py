@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ..catalog import ModelFile
-from ..errors import UserError
-from .base import Engine
+from iberlite.engines.base import Engine
+from iberlite.errors import UserError
+from iberlite.models.model_file import ModelFile
 
 ENGINES = ("llamacpp", "transformers")
 """In-process engines for GGUF files: llama.cpp (the default) and the transformers reference."""
@@ -35,7 +35,7 @@ class EngineOptions:
 def open_engine(model: ModelFile, options: EngineOptions = EngineOptions()) -> Engine:
     """The engine for `model`: remote models behind their endpoint, GGUF files in process."""
     if model.remote:
-        from .openai_http import EndpointConfig, OpenAIEngine
+        from iberlite.engines.openai_http import EndpointConfig, OpenAIEngine
 
         if not options.base_url:
             raise UserError(f"Model {model.name} is remote: pass --base-url (for example "
@@ -47,9 +47,9 @@ def open_engine(model: ModelFile, options: EngineOptions = EngineOptions()) -> E
     if options.engine not in ENGINES:
         raise UserError(f"Unknown engine {options.engine!r}; valid: {', '.join(ENGINES)}.", 2)
     if options.engine == "transformers":
-        from ..catalog import gguf_facts
-        from .memory import ensure_fits
-        from .transformers import TransformersEngine
+        from iberlite.engines.memory_budget import ensure_fits
+        from iberlite.engines.transformers import TransformersEngine
+        from iberlite.models.gguf_facts import gguf_facts
 
         ensure_fits(model.name, gguf_facts(model.file), options.n_ctx)
         return TransformersEngine(model, n_threads=options.n_threads, seed=options.seed)
@@ -60,10 +60,10 @@ def open_llamacpp(model: ModelFile, options: EngineOptions = EngineOptions()):
     """An in-process llama.cpp engine with the layout the doctor found exact on this CPU.
 
     A model whose file and KV cache would not fit in memory is refused before loading
-    (`engines/memory.py`), so every command that opens one gets the same check."""
-    from ..catalog import gguf_facts
-    from .llamacpp import LlamaCppEngine
-    from .memory import ensure_fits
+    (`engines/memory_budget.py`), so every command that opens one gets the same check."""
+    from iberlite.engines.llamacpp import LlamaCppEngine
+    from iberlite.engines.memory_budget import ensure_fits
+    from iberlite.models.gguf_facts import gguf_facts
 
     ensure_fits(model.name, gguf_facts(model.file), options.n_ctx)
     engine = LlamaCppEngine(model, n_threads=options.n_threads, n_ctx=options.n_ctx,
@@ -72,7 +72,7 @@ def open_llamacpp(model: ModelFile, options: EngineOptions = EngineOptions()):
                             item_timeout_s=options.item_timeout_s,
                             context_overrides=dict(options.context_overrides) or None)
     if options.check_layout:
-        from ..doctor import ensure_exact_layout
+        from iberlite.engines.exactness import ensure_exact_layout
 
         try:
             ensure_exact_layout(engine)

@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
+from iberlite.device.fingerprint import all_cpu_flags, llama_system_info, read_cpuinfo
+
 AMX_ENV = "IBERLITE_AMX"
 ALIGN_ENV = "IBERLITE_ALIGN"
 
@@ -58,13 +60,7 @@ def parse_system_info(text: str) -> frozenset[str]:
 @lru_cache(maxsize=1)
 def detect() -> CpuFeatures:
     """This CPU's flags and the running llama.cpp build's features."""
-    import llama_cpp
-
-    raw = llama_cpp.llama_print_system_info()
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    from ..device import all_cpu_flags, read_cpuinfo
-
-    return CpuFeatures(all_cpu_flags(read_cpuinfo()), parse_system_info(text))
+    return CpuFeatures(all_cpu_flags(read_cpuinfo()), parse_system_info(llama_system_info()))
 
 
 @dataclass(frozen=True)

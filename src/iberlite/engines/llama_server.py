@@ -4,7 +4,7 @@ the engine; on an AMX machine the unpatched server crashes at its first decode).
 
 import runpy
 
-from .kernels import apply_to_llama_cpp_python, detect, plan_kernels
+from iberlite.engines.kernels import apply_to_llama_cpp_python, detect, plan_kernels
 
 if __name__ == "__main__":
     apply_to_llama_cpp_python(plan_kernels(detect()))

@@ -19,19 +19,20 @@ from importlib.metadata import version
 
 import numpy as np
 
-from ..catalog import ModelFile, gguf_facts
-from ..device import usable_cpus
-from ..errors import UserError
-from .base import (
+from iberlite.device.fingerprint import usable_cpus
+from iberlite.engines.base import (
     EngineInfo,
     GenerationRequest,
     GenerationResult,
     LoglikelihoodRequest,
     LoglikelihoodResult,
 )
-from .kernels import KernelPlan, detect, plan_kernels
-from .layout import Entry, Layout, Segment, Seq
-from .llama_lib import log_softmax_at, quiet_llama_cpp
+from iberlite.engines.kernels import KernelPlan, detect, plan_kernels
+from iberlite.engines.layout import Entry, Layout, Segment, Seq
+from iberlite.engines.llama_lib import log_softmax_at, quiet_llama_cpp
+from iberlite.errors import UserError
+from iberlite.models.gguf_facts import gguf_facts
+from iberlite.models.model_file import ModelFile
 
 SCORING_MODES = ("fast", "naive")
 

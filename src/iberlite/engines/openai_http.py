@@ -32,8 +32,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ..errors import UserError
-from .base import (
+from iberlite.engines.base import (
     EngineInfo,
     GenerationRequest,
     GenerationResult,
@@ -41,6 +40,7 @@ from .base import (
     LoglikelihoodResult,
     RequestFailed,
 )
+from iberlite.errors import UserError
 
 API_MODES = ("completions", "chat")
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})

@@ -24,15 +24,16 @@ import time
 from collections.abc import Sequence
 from importlib.metadata import version
 
-from ..catalog import ModelFile, gguf_facts
-from ..errors import UserError
-from .base import (
+from iberlite.engines.base import (
     EngineInfo,
     GenerationRequest,
     GenerationResult,
     LoglikelihoodRequest,
     LoglikelihoodResult,
 )
+from iberlite.errors import UserError
+from iberlite.models.gguf_facts import gguf_facts
+from iberlite.models.model_file import ModelFile
 
 _MISSING = "The transformers engine needs the reference extra: pip install -e .[reference]."
 _DEFAULT_MAX_LENGTH = 2048  # lm-eval's fallback when neither config nor tokenizer says

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .records import SystemRun, by_key
+from iberlite.fidelity.scored_docs import SystemRun, by_key
 
 LOGPROB_TOL = 1e-3
 

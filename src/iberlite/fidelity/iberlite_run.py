@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..runner import RunSpec, run
-from .records import SystemRun, from_store
+from iberlite.fidelity.scored_docs import SystemRun, from_store
+from iberlite.run.runner import run
+from iberlite.run.spec import RunSpec
 
 
 def run_iberlite(engine: str, model: str, tasks: list[str], limit: int, data_dir: Path,

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..catalog import ModelFile
-from ..errors import RunFailure
-from .lm_eval_tasks import ADAPTERS, PREFIX
-from .records import ScoredDoc, SystemRun
+from iberlite.errors import RunFailure
+from iberlite.fidelity.lm_eval_tasks import ADAPTERS, PREFIX
+from iberlite.fidelity.scored_docs import ScoredDoc, SystemRun
+from iberlite.models.model_file import ModelFile
 
 # lm-eval metric key -> iberlite metric name
 _METRICS = {

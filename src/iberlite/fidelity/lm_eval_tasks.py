@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import UserError
+from iberlite.errors import UserError
 
 PREFIX = "iblref_"
 _ASSIN_LABELS = ["NONE", "ENTAILMENT", "PARAPHRASE"]  # the hub's ClassLabel order  # local task names, so they never collide with lm-eval's built-in ones

@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..analysis.model_cost import CostAxis
-from ..analysis.pareto import front_steps
-from ..analysis.quantization import FamilyStudy
-from ..analysis.routing import Decision, Option
-from ..langs import lang_key
-from .records import Gap, LeaderboardEntry
+from iberlite.analysis.model_summary import CostAxis
+from iberlite.analysis.pareto import front_steps
+from iberlite.analysis.quantization import FamilyStudy
+from iberlite.decide.routing import Decision, Option
+from iberlite.langs import lang_key
+from iberlite.report.sections import Gap, LeaderboardEntry
+from iberlite.scoring.metric import REGISTRY
 
 PALETTE = ("#2563eb", "#e4572e", "#17a673", "#9c51b6", "#d4a017", "#0e9aa7", "#db2777", "#65a30d")
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
@@ -110,7 +111,7 @@ def scores_figure(figs: Figures, template: str, scores: Sequence[LeaderboardEntr
             hovertemplate=f"<b>{e(m)}</b><br>%{{customdata[0]}}<br>{e(metric)} %{{y:.3g}} "
                           "%{customdata[2]}<br>n=%{customdata[1]}<extra></extra>",
         ))
-    if chance is not None and metric in ("acc", "acc_norm") and langs:
+    if chance is not None and metric in REGISTRY and REGISTRY[metric].chance and langs:
         fig.add_trace(go.Scatter(
             x=[-0.5, len(langs) - 0.5], y=[chance, chance], mode="lines", xaxis="x2",
             name=f"chance ({chance:.2f})", line={"dash": "dot", "color": "#64748b", "width": 1.2},

@@ -23,11 +23,11 @@ from jinja2 import PackageLoader
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
-from ..langs import LANG_NAMES, lang_key
-from ..metrics import LOWER_IS_BETTER
-from . import figures as fg
-from .model import bench_details
-from .records import Browser, BrowserItem, ItemResult, Report, reproduce
+from iberlite.langs import LANG_NAMES, lang_key
+from iberlite.report import figures as fg
+from iberlite.report.build import bench_details
+from iberlite.report.sections import Browser, BrowserItem, ItemResult, Report, reproduce
+from iberlite.scoring.metric import LOWER_IS_BETTER
 
 
 def _finalize(value: Any) -> Any:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Sequence
 
-from ..langs import lang_key
-from ..metrics import LOWER_IS_BETTER
-from .records import Report
+from iberlite.langs import lang_key
+from iberlite.report.sections import Report
+from iberlite.scoring.metric import LOWER_IS_BETTER
 
 
 def _cell(value: object) -> str:

@@ -5,7 +5,7 @@
 databases are in :mod:`iberlite.store.schema`.
 """
 
-from .records import (
+from iberlite.store.records import (
     AdviceRecord,
     AggregateRecord,
     BenchRecord,
@@ -17,8 +17,8 @@ from .records import (
     RunRecord,
     cost_key,
 )
-from .schema import MIGRATIONS, SCHEMA_VERSION
-from .store import Store, json_safe
+from iberlite.store.schema import MIGRATIONS, SCHEMA_VERSION
+from iberlite.store.store import Store, json_safe
 
 __all__ = [
     "AdviceRecord",

@@ -190,7 +190,7 @@ class BenchRecord:
 @dataclass(frozen=True)
 class DecisionRecord:
     """One stored `iberlite decide` outcome. `decisions` are the JSON objects of
-    :class:`iberlite.analysis.routing.Decision` (read them back with `decision_from_json`)."""
+    :class:`iberlite.decide.routing.Decision` (read them back with `decision_from_json`)."""
 
     id: int
     created_at: float
@@ -205,7 +205,7 @@ class DecisionRecord:
 @dataclass(frozen=True)
 class AdviceRecord:
     """One stored `iberlite advise` outcome: the fields of
-    :class:`iberlite.advise.Advice` (read them back with `advice_from_json`)."""
+    :class:`iberlite.models.advise.Advice` (read them back with `advice_from_json`)."""
 
     id: int
     created_at: float

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import UserError
+from iberlite.errors import UserError
 
 SCHEMA_VERSION = 4
 
@@ -166,7 +166,7 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
     rows = conn.execute("SELECT id, generated FROM items WHERE generated IS NOT NULL "
                         "AND lang_detected IS NULL").fetchall()
     if rows:
-        from ..language_id import LanguageIdentifier
+        from iberlite.scoring.language_id import LanguageIdentifier
 
         detected = LanguageIdentifier().identify_many([text for _id, text in rows])
         conn.executemany("UPDATE items SET lang_detected = ? WHERE id = ?",

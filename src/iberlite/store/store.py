@@ -17,8 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ..errors import UserError
-from .records import (
+from iberlite.errors import UserError
+from iberlite.store.records import (
     AdviceRecord,
     AggregateRecord,
     BenchRecord,
@@ -29,7 +29,7 @@ from .records import (
     RunCost,
     RunRecord,
 )
-from .schema import (
+from iberlite.store.schema import (
     ADVICE_SCHEMA,
     BENCH_SCHEMA,
     REQUIRED_TABLES,

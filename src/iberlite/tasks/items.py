@@ -9,13 +9,15 @@ invalid JSON) are skipped and counted, `iberlite tasks --check` lists the counts
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import FAULT_KINDS, RowFault, docs_from_rows, read_rows
-from ..errors import RowError
-from .render import Instance, render
-from .spec import TaskSpec
+from iberlite.errors import RowError
+from iberlite.tasks.data import FAULT_KINDS, RowFault, docs_from_rows, load_docs, read_rows
+from iberlite.tasks.registry import SAMPLE_DIR, load_task_specs
+from iberlite.tasks.render import Instance, render
+from iberlite.tasks.spec import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -110,3 +112,11 @@ def skipped_summary(faults: tuple[RowFault, ...] | list[RowFault]) -> str | None
     return (f"Skipped {len(faults)} data rows that cannot be evaluated ({parts}) in {files} "
             f"file{'s' if files != 1 else ''}; `iberlite tasks --check` lists them and --strict "
             "refuses them.")
+
+
+def sample_instances(task_names: Sequence[str], per_task: int | None = None) -> list[Instance]:
+    """The first `per_task` rendered instances of each named sample-suite task (no data dir
+    needed): the built-in items that the doctor's probe and `advise`'s check score."""
+    specs = load_task_specs()
+    return [render(specs[name], d) for name in task_names
+            for d in load_docs(specs[name], SAMPLE_DIR, per_task)]

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import metrics
-from ..errors import UserError
-from ..langs import LANGS
-from .render import Instance
-from .spec import GenerationSpec, SourceSpec, TaskSpec
+from iberlite.errors import UserError
+from iberlite.langs import LANGS
+from iberlite.scoring import metrics
+from iberlite.tasks.render import Instance
+from iberlite.tasks.spec import GenerationSpec, SourceSpec, TaskSpec
 
 PREFIX = "lm_eval:"
 FORMAT = "lm_eval"  # the `source.format` of a TaskSpec built here

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..errors import TaskSpecError, UserError
-from .spec import LANGS, TaskSpec, read_task_file
+from iberlite.errors import TaskSpecError, UserError
+from iberlite.tasks.spec import LANGS, TaskSpec, read_task_file
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
-SAMPLE_DIR = Path(__file__).parent.parent / "sample"
+SAMPLE_DIR = Path(__file__).parent / "sample"
 SAMPLE_GROUPS = ("sample_commonsense", "sample_nli", "sample_translation")
 
 

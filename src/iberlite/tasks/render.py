@@ -14,10 +14,10 @@ from typing import Any
 
 from jinja2 import Undefined
 
-from ..data import Doc
-from ..errors import RowError, TaskSpecError
-from .sandbox import ENV, run_bounded
-from .spec import TaskSpec
+from iberlite.errors import RowError, TaskSpecError
+from iberlite.tasks.data import Doc
+from iberlite.tasks.sandbox import ENV, run_bounded
+from iberlite.tasks.spec import TaskSpec
 
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 

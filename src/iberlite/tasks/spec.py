@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
-from .. import metrics
-from ..errors import TaskSpecError
-from ..langs import LANGS
-from .sandbox import template_fields, template_problem
+from iberlite.errors import TaskSpecError
+from iberlite.langs import LANGS
+from iberlite.scoring.metric import GEN_METRICS, MC_METRICS
+from iberlite.tasks.sandbox import template_fields, template_problem
 
 FAMILIES = (
     "reading", "nli", "commonsense", "translation", "math", "irony", "sentiment", "topic",
@@ -28,8 +28,6 @@ FAMILIES = (
 OUTPUTS = ("multiple_choice", "generate")
 FORMATS = ("tsv", "csv", "jsonl", "json", "lines", "squad", "assin_xml")
 PREPROCESS = ("xnli_es", "strip")
-MC_METRICS = metrics.MC_METRICS
-GEN_METRICS = (*metrics.GEN_METRICS, "lang_ok")  # lang_ok is scored by language_id, not metrics
 TEMPLATE_KEYS = ("doc_to_text", "doc_to_choice", "doc_to_target")
 
 # Every key a task file may have, by mapping; anything else is a typo and is refused.

@@ -1,0 +1,98 @@
+"""The user's cost assumptions (YAML): cloud prices, electricity, device hardware, volume.
+
+Nothing here is a fact about any vendor: the shipped example profile is illustrative and
+says so. Money is in the profile's `currency`; tokens are priced per million.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from iberlite.errors import UserError
+
+HOURS_PER_MONTH = 730.0
+
+
+@dataclass(frozen=True)
+class CostProfile:
+    """Prices and volumes a routing decision is costed with."""
+
+    currency: str
+    cloud_input_per_mtok: float
+    cloud_output_per_mtok: float
+    cloud_latency_overhead_ms: float
+    electricity_per_kwh: float
+    device_hardware_cost: float
+    device_lifetime_hours: float
+    device_fixed_monthly: float
+    volume_default: int
+    volume: dict[str, int] = field(default_factory=dict)
+    illustrative: bool = False
+    source: str = ""
+
+    def monthly_volume(self, task: str, lang: str) -> int:
+        """Requests per month for a task: by task name, then by language, then the default."""
+        return int(self.volume.get(task, self.volume.get(lang, self.volume_default)))
+
+    def cloud_cost(self, input_tokens: float, output_tokens: float) -> float:
+        """Price of one cloud request."""
+        return (input_tokens * self.cloud_input_per_mtok + output_tokens * self.cloud_output_per_mtok) / 1e6
+
+    def device_energy_cost(self, joules: float) -> float:
+        """Electricity for one device request."""
+        return joules / 3.6e6 * self.electricity_per_kwh
+
+    @property
+    def device_monthly_fixed(self) -> float:
+        """Hardware amortised over its lifetime (a dedicated device, on all month) plus any
+        fixed monthly cost of running on the device; 0 when the device is the user's own."""
+        hw = self.device_hardware_cost / self.device_lifetime_hours * HOURS_PER_MONTH
+        return hw + self.device_fixed_monthly
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _number(section: dict, key: str, where: str, default: float | None = None) -> float:
+    value = section.get(key, default)
+    if value is None:
+        raise UserError(f"Cost profile {where}: `{key}` is missing.", 2)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise UserError(f"Cost profile {where}: `{key}` must be a non-negative number, not {value!r}.", 2)
+    return float(value)
+
+
+def load_profile(path: Path) -> CostProfile:
+    """Read and check a cost profile; any problem is one sentence (UserError, exit 2)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"Cost profile {path} does not exist.", 2) from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"Cost profile {path} is not valid YAML ({type(exc).__name__}).", 2) from None
+    if not isinstance(raw, dict):
+        raise UserError(f"Cost profile {path} must be a mapping with cloud, device and volume.", 2)
+    cloud, device, volume = (raw.get(k) or {} for k in ("cloud", "device", "volume"))
+    if not all(isinstance(s, dict) for s in (cloud, device, volume)):
+        raise UserError(f"Cost profile {path}: cloud, device and volume must be mappings.", 2)
+    lifetime = _number(device, "lifetime_hours", "device", 1.0)
+    if lifetime <= 0:
+        raise UserError(f"Cost profile {path}: device `lifetime_hours` must be positive.", 2)
+    per_key = {str(k): int(_number(volume, k, "volume")) for k in volume if k != "default"}
+    return CostProfile(
+        currency=str(raw.get("currency", "")),
+        cloud_input_per_mtok=_number(cloud, "input_per_mtok", "cloud"),
+        cloud_output_per_mtok=_number(cloud, "output_per_mtok", "cloud"),
+        cloud_latency_overhead_ms=_number(cloud, "latency_overhead_ms", "cloud", 0.0),
+        electricity_per_kwh=_number(device, "electricity_per_kwh", "device"),
+        device_hardware_cost=_number(device, "hardware_cost", "device", 0.0),
+        device_lifetime_hours=lifetime,
+        device_fixed_monthly=_number(device, "fixed_monthly", "device", 0.0),
+        volume_default=int(_number(volume, "default", "volume")),
+        volume=per_key,
+        illustrative=bool(raw.get("illustrative", False)),
+        source=str(path),
+    )

@@ -1,0 +1,111 @@
+"""The one parser of model names, and the one way from a name to a :class:`ModelFile`.
+
+Every command that takes a model takes the same names:
+
+* a catalog name (``smollm2-135m``, :mod:`iberlite.models.catalog`);
+* a path to a ``.gguf`` file;
+* ``MODEL@TYPE``: a quantized variant of any of the above, made once and cached
+  (:mod:`iberlite.models.quantize`);
+* ``openai:NAME``: a model behind an OpenAI-compatible endpoint (``--base-url``).
+
+A new kind of name (an adapter, a model from a hub) is one more case of
+:func:`parse_model_name` and :func:`resolve_model`, nowhere else.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from iberlite.errors import UserError
+from iberlite.models.catalog import CATALOG
+from iberlite.models.gguf_facts import gguf_facts
+from iberlite.models.model_file import ModelFile
+from iberlite.models.quantize import check_type, quantize, variant_path
+
+REMOTE_PREFIX = "openai:"
+
+
+@dataclass(frozen=True)
+class ModelName:
+    """A model name taken apart, before anything is looked up: what kind of model it names
+    (`catalog`, `path` or `remote`), its base (catalog name, path or served name) and the
+    quantization a variant asks for."""
+
+    raw: str
+    kind: str
+    base: str
+    quant: str | None = None
+
+
+def parse_model_name(name: str) -> ModelName:
+    """Take a model name apart; a name that fits no form is a user error (exit 2)."""
+    if name.startswith(REMOTE_PREFIX):
+        served = name[len(REMOTE_PREFIX):]
+        if not served:
+            raise UserError("A remote model needs a name: openai:NAME.", exit_code=2)
+        return ModelName(name, "remote", served)
+    base, sep, quant = name.rpartition("@")
+    if sep and base:
+        inner = parse_model_name(base)
+        if inner.quant:
+            raise UserError(f"Quantize from the source model {inner.base}, not from the variant {base}.", 2)
+        return ModelName(name, inner.kind, inner.base, quant.upper())
+    if name in CATALOG:
+        return ModelName(name, "catalog", name)
+    if Path(name).suffix == ".gguf":
+        return ModelName(name, "path", name)
+    raise UserError(
+        f"Unknown model {name!r}; valid models are {', '.join(CATALOG)}, a path to a .gguf file, "
+        "MODEL@TYPE (a quantized variant) or openai:NAME with --base-url.",
+        exit_code=2,
+    )
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def resolve_model(name: str, *, models_dir: Path | None = None,
+                  on_quantize: Callable[[str], None] | None = _say) -> ModelFile:
+    """The model file a name stands for. A variant missing from the models folder is made now
+    (one line through `on_quantize`); the source's own type (``smollm2-135m@Q4_1``) is the
+    source file itself, under its name."""
+    parsed = parse_model_name(name)
+    if parsed.kind == "remote":
+        return ModelFile(name=name, path=None, remote=parsed.base)
+    qtype = check_type(parsed.quant) if parsed.quant else None
+    src = _source(parsed)
+    if qtype is None:
+        return src
+    if gguf_facts(src.file).file_type == qtype:
+        return src
+    target = variant_path(src, qtype, models_dir)
+    if on_quantize and not target.is_file():
+        on_quantize(f"Quantizing {src.name} to {qtype} once (cached in {target.parent}).")
+    variant, _ = quantize(src, qtype, directory=models_dir)
+    return variant.model_file()
+
+
+def _source(parsed: ModelName) -> ModelFile:
+    if parsed.kind == "catalog":
+        path = CATALOG[parsed.base].locate()
+        if not path.is_file():
+            raise UserError(f"Model {parsed.base} is installed but its file {path} is missing; reinstall it.")
+        return ModelFile(name=parsed.base, path=path)
+    path = Path(parsed.base).expanduser()
+    if not path.is_file():
+        raise UserError(f"Model file {path} does not exist.", exit_code=2)
+    return ModelFile(name=path.stem, path=path.resolve())
+
+
+def resolve_source(name: str, verb: str, prep: str) -> ModelFile:
+    """The model file of a name that must not be a variant (`quantize` and `advise` work from the
+    source file); a variant is a user error that names the source ("Quantize from ... from")."""
+    parsed = parse_model_name(name)
+    if parsed.quant:
+        raise UserError(f"{verb} the source model {name.rpartition('@')[0]}, not {prep} the variant "
+                        f"{name}.", 2)
+    return resolve_model(name)

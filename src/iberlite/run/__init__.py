@@ -1,0 +1,5 @@
+"""Running an evaluation: the records a run shares (`spec.py`), planning (`plan.py`),
+executors (local, Ray), one batch through an engine (`evaluate.py`), the only writer to the
+store (`writer.py`), and the run itself (`runner.py`) with its interruption and crash
+supervision.
+"""
