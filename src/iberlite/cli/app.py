@@ -180,11 +180,12 @@ def tasks(data_dir: DataDirOpt = None, tasks_dir: TasksDirOpt = None, fmt: Forma
 @app.command()
 def run(
     models: Annotated[Optional[str], typer.Option("--models", help="Comma-separated catalog names or .gguf paths \\[default: all catalog models].")] = None,
-    tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated task names, groups or families \\[default: the sample suite].")] = None,
+    tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated task names, groups or families \\[default: the sample suite]; lm_eval:NAME[,NAME...] names lm-eval tasks (needs the reference extra), after any built-in ones.")] = None,
     langs: Annotated[Optional[str], typer.Option("--langs", help="Comma-separated languages: es,ca,eu,gl,pt,en \\[default: all].")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N items of each task.")] = None,
     data_dir: DataDirOpt = None,
     tasks_dir: TasksDirOpt = None,
+    lm_eval_include: Annotated[Optional[list[Path]], typer.Option("--lm-eval-include", help="Folder of lm-eval task YAMLs for lm_eval:NAME tasks; they win over lm-eval's own (repeatable).")] = None,
     db: DbOpt = Path("iberlite.db"),
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads \\[default: all cores].")] = None,
     engine: Annotated[str, typer.Option("--engine", help="llamacpp (in-process llama.cpp) or transformers (fp32 reference; needs the reference extra).")] = "llamacpp",
@@ -223,7 +224,7 @@ def run(
         n_threads=threads, engine=engine, base_url=base_url, api_key_env=api_key_env, api=api, scoring=scoring, prefix_cache=prefix_cache, seed=seed, online=online,
         strict=strict, keep_going=keep_going, item_timeout_s=item_timeout,
         executor=executor, address=address, device_classes=_csv(device_class), shard_size=shard_size,
-        retries=retries,
+        retries=retries, lm_eval_include=tuple(lm_eval_include or ()),
     )
     from iberlite.cli.progress import run_progress
 

@@ -11,6 +11,7 @@ from iberlite.models.model_file import ModelFile
 from iberlite.models.names import resolve_model
 from iberlite.run.executors.base import EXECUTORS
 from iberlite.run.spec import PlannedTask, RunSpec
+from iberlite.tasks import lm_eval_source
 from iberlite.tasks.data import data_hash
 from iberlite.tasks.items import load_items
 from iberlite.tasks.registry import load_task_specs, select_tasks
@@ -35,10 +36,14 @@ def plan(spec: RunSpec) -> tuple[list[ModelFile], list[PlannedTask]]:
             continue
         gguf_facts(m.file)  # a corrupt file fails now, not after the models before it ran
     specs = load_task_specs(spec.tasks_dirs)
-    tasks = select_tasks(specs, spec.tasks or None, spec.langs or None)
+    ours, lm_names = lm_eval_source.split_names(spec.tasks)
+    tasks = select_tasks(specs, ours or None, spec.langs or None) if ours or not lm_names else []
     planned = []
     for t in tasks:
         items = load_items(t, spec.data_dir, spec.limit, online=spec.online, strict=spec.strict)
         dh = "hub" if spec.online else data_hash(t, spec.data_dir)
         planned.append(PlannedTask(t, items.instances, dh, items.faults))
+    if lm_names:  # built by lm-eval itself (tasks/lm_eval_source.py)
+        for lt in lm_eval_source.load_lm_eval_tasks(lm_names, spec.lm_eval_include, spec.limit):
+            planned.append(PlannedTask(lt.spec, lt.instances, lt.data_hash))
     return models, planned

@@ -59,6 +59,7 @@ class RunSpec:
     device_classes: tuple[str, ...] = ()  # ray: run the grid once on each class (docs/scale.md)
     shard_size: int = 64  # ray: items per shard
     retries: int = 2  # ray: how often a failed shard is tried again
+    lm_eval_include: tuple[Path, ...] = ()  # folders of lm-eval task YAMLs for `lm_eval:NAME` tasks
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ FAMILIES = (
     "stance",
 )
 OUTPUTS = ("multiple_choice", "generate")
-FORMATS = ("tsv", "csv", "jsonl", "json", "lines")
+FORMATS = ("tsv", "csv", "jsonl", "json", "lines", "squad", "assin_xml")
 PREPROCESS = ("xnli_es", "strip")
 TEMPLATE_KEYS = ("doc_to_text", "doc_to_choice", "doc_to_target")
 
