@@ -215,3 +215,115 @@ def test_irosva_es(specs):
     assert inst.choices == ("no", "sí")
     assert inst.gold == 0
     assert inst.target_delimiter == " "
+
+
+# ------------------------------------------------------------------ reading comprehension
+
+def test_xquad_es(specs):
+    # lm-eval xquad/xquad_es.yaml (+ xquad_common_yaml): "Contexto: {{context}}\n\nPregunta:
+    # {{question}}\n\nRespuesta:", target answers["text"][0], stop at "\n". The first context of
+    # xquad.es.json starts with a byte-order mark (U+FEFF), kept as the file (and the hub) has it.
+    _, inst = nth(specs, "xquad_es")
+    assert inst.context.startswith("Contexto: \ufeffLos Panthers, que además de liderar las ")
+    assert inst.context.endswith(
+        "consiguió 4 intercepciones, de las cuales dos se convirtieron en touchdowns.\n\n"
+        "Pregunta: ¿Cuántos puntos dejaron escapar en defensa los Panthers?\n\nRespuesta:"
+    )
+    assert len(inst.context) == 1546
+    assert inst.doc_id == "56beb4343aeaaa14008c925b"
+    assert inst.gold == "308"
+    assert inst.until == ("\n",)
+    assert inst.max_tokens == 256
+
+
+def test_xquad_en_is_parallel_to_xquad_es(specs):
+    _, inst = nth(specs, "xquad_en")
+    assert inst.context.startswith("Context: The Panthers defense gave up just 308 points, ")
+    assert inst.context.endswith("\n\nQuestion: How many points did the Panthers defense surrender?"
+                                 "\n\nAnswer:")
+    assert inst.doc_id == "56beb4343aeaaa14008c925b"
+    assert inst.gold == "308"
+
+
+def test_xquad_ca(specs):
+    # lm-eval catalan_bench/xquad_ca.yaml: "Context: ...\n\nPregunta: ...\n\nResposta:",
+    # target answers[0]["text"].
+    _, inst = nth(specs, "xquad_ca")
+    assert inst.context.startswith("Context: La defensa dels Panthers va cedir només 308 punts, ")
+    assert inst.context.endswith(
+        "dues de les quals es van convertir en touchdowns.\n\n"
+        "Pregunta: Quants punts va cedir la defensa dels Panthers?\n\nResposta:"
+    )
+    assert inst.doc_id == "56beb4343aeaaa14008c925b"
+    assert inst.gold == "308"
+    assert inst.until == ("\n",)
+
+
+def test_catalanqa(specs):
+    # lm-eval catalan_bench/catalanqa.yaml: the same prompt as xquad_ca.
+    _, inst = nth(specs, "catalanqa")
+    assert inst.context == (
+        "Context: Al pis superior s'hi trobaven tres grans finestrals d'arcs apuntats amb dues "
+        "fines columnes on descansa la decoració de traceria gòtica. D'aquestes tres finestres "
+        "només en queden dues. Totes les obertures tant de la porta com de les finestres tenen un "
+        "guardapols l'extradós de les dovelles amb decoració de fulles de roure i al centre de les "
+        "finestres amb un ram. A la part superior de la façana hi ha un fris d'arcs cecs, gàrgoles "
+        "i pinacles. Les gàrgoles són obra de l'escultor Pere Joan, fill de Jordi de Déu, "
+        "representant animals fantàstics. Als angles s'hi troben les imatges de sant Sever i santa "
+        "Eulàlia sota pinacles gòtics. La de sant Sever, que es pot veure actualment, no és la "
+        "imatge gòtica original sinó una que va fer l'any 1876 l'escultor Joan Flotats, ja que "
+        "havia desaparegut l'anterior.\n\nPregunta: Quants finestrals hi havia al pis superior?"
+        "\n\nResposta:"
+    )
+    assert inst.gold == "tres"
+    assert inst.until == ("\n",)
+
+
+def test_faquad_is_our_portuguese_prompt(specs):
+    _, inst = nth(specs, "faquad")
+    assert inst.context.startswith("Contexto: A Informática ou Tecnologia da Informação é um ")
+    assert inst.context.endswith("(LAUDON, 2004, p.7).\n\nPergunta: Como pode ser definido um "
+                                 "sistema de informação?\n\nResposta:")
+    assert inst.gold.startswith("um conjunto de componentes inter-relacionados que coleta")
+    assert inst.until == ("\n",)
+
+
+# ------------------------------------------------------------------ Catalan / Portuguese NLI
+
+def test_teca_catalan_bench(specs):
+    # lm-eval catalan_bench/teca.yaml + utils.process_doc_nli: premise (final punctuation
+    # dropped) + ", correcte? Sí, " / "A més, " / "No, " + hypothesis (first letter lowercased,
+    # "." added); target_delimiter ''; label 1 (neutral).
+    _, inst = nth(specs, "teca")
+    premise = "Un jove denuncia una agressió homòfoba durant la festa major de Castelló d’Empúries"
+    hypothesis = "és l'única denúncia d'aquestes característiques que s'ha produït aquests dies."
+    assert inst.context == ""
+    assert inst.choices == (
+        f"{premise}, correcte? Sí, {hypothesis}",
+        f"{premise}, correcte? A més, {hypothesis}",
+        f"{premise}, correcte? No, {hypothesis}",
+    )
+    assert inst.gold == 1
+    assert inst.target_delimiter == ""
+
+
+def test_assin_entailment_and_paraphrase(specs):
+    # lm-eval portuguese_bench/assin_{entailment,paraphrase}.yaml: no preprocessing, so the
+    # premise keeps its final "." before ", certo?"; target 0 if entailment_judgment == 0
+    # (NONE) else 1. The first pair of the pt-PT test file is an Entailment.
+    premise = "Mau tempo abate-se sobre o Algarve e inunda a baixa de Albufeira."
+    hypothesis = "A baixa de Albufeira foi afetada pelo mau tempo."
+    _, ent = nth(specs, "assin_entailment")
+    assert ent.choices == (f"{premise}, certo? Também, {hypothesis}", f"{premise}, certo? Sim, {hypothesis}")
+    _, par = nth(specs, "assin_paraphrase")
+    assert par.choices == (f"{premise}, certo? Não, {hypothesis}", f"{premise}, certo? Sim, {hypothesis}")
+    assert ent.gold == par.gold == 1
+    assert ent.context == par.context == ""
+    assert ent.target_delimiter == par.target_delimiter == ""
+    # pair 2001 is the first of the pt-BR file: the two variants are read in that order
+    _, first_br = nth(specs, "assin_entailment", 2000)
+    assert first_br.choices[1] == (
+        "No Brasil, 809 instituições participarão da Primavera dos Museus neste ano., certo? Sim, "
+        "Começa nesta segunda-feira, em todo o Brasil, a Primavera dos Museus."
+    )
+    assert first_br.gold == 0  # entailment="None"

@@ -175,11 +175,14 @@ def test_results_device_keeps_every_name_and_figure_whole(work):
         (m, t, "es") for m in MODELS for t in TASKS}
     shown = {"n": "d", "latency_p50_ms": ".0f", "latency_p95_ms": ".0f", "ttft_p50_ms": ".0f",
              "prefill_tokens_per_s": ".0f", "decode_tokens_per_s": ".0f", "peak_rss_mb": ".0f",
-             "energy_per_item_j": ".2f", "energy_per_1k_tokens_j": ".1f", "ceiling_share": ".0%"}
+             "energy_per_item_j": ".2f", "energy_per_1k_tokens_j": ".1f", "ceiling_share": ".0%",
+             "prefill_share": ".0%", "prompt_tokens_p50": ".0f", "gen_tokens_p50": ".0f"}
     headers = {"n": "n", "latency_p50_ms": "p50 ms", "latency_p95_ms": "p95 ms", "ttft_p50_ms": "TTFT p50 ms",
                "prefill_tokens_per_s": "prefill tok/s", "decode_tokens_per_s": "decode tok/s",
                "peak_rss_mb": "peak RSS MiB", "energy_per_item_j": "J/item",
-               "energy_per_1k_tokens_j": "J/1k tok", "ceiling_share": "of ceiling"}
+               "energy_per_1k_tokens_j": "J/1k tok", "ceiling_share": "of ceiling",
+               "prefill_share": "prefill share", "prompt_tokens_p50": "prompt tok p50",
+               "gen_tokens_p50": "gen tok p50"}
     for r in recs:
         row = table[(r["model"], r["task"], r["lang"])]
         for key, fmt in shown.items():

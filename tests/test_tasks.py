@@ -416,7 +416,8 @@ def test_select_by_name_group_and_family(specs):
         "xnli_en", "xnli_es", "xnli_eu", "xnli_eu_native"]
     # a family selects the real tasks only, never the smoke-test sample suite
     nli = names(select_tasks(specs, ["nli"], None))
-    assert set(nli) == {"qnlieu", "xnli_en", "xnli_es", "xnli_eu", "xnli_eu_native"}
+    assert set(nli) == {"qnlieu", "xnli_en", "xnli_es", "xnli_eu", "xnli_eu_native", "teca",
+                        "assin_entailment", "assin_paraphrase"}
     assert len(names(select_tasks(specs, ["translation"], None))) == 10
     # a task named twice (by name and by group) is selected once, in request order
     assert names(select_tasks(specs, ["xnli_es", "xnli"], None)) == [
@@ -464,6 +465,8 @@ BUILTIN = {
     "mgsm_direct_es": 250, "mgsm_direct_en": 250,
     "bec_eu": 1302, "bhtc_eu": 1854, "vaxx_eu": 312,
     "irosva_es": 600, "irosva_mx": 600, "irosva_cu": 600,
+    "xquad_es": 1190, "xquad_en": 1190, "xquad_ca": 1189, "catalanqa": 2135, "faquad": 900,
+    "teca": 2117, "assin_entailment": 4000, "assin_paraphrase": 4000,
 }
 
 
@@ -480,3 +483,82 @@ def test_builtin_tasks_without_data_count_as_missing(specs, tmp_path):
 @pytest.mark.parametrize("name,size", sorted(BUILTIN.items()))
 def test_builtin_task_has_the_published_size(specs, name, size, data_dir):
     assert count_docs(specs[name], data_dir) == size
+
+
+# ---------------------------------------------------------------- SQuAD JSON and ASSIN XML
+
+SQUAD = {"version": "1", "data": [{"title": "T", "paragraphs": [
+    {"context": "Ana vive en Vigo.", "qas": [
+        {"id": "q1", "question": "¿Dónde vive Ana?", "answers": [{"text": "en Vigo", "answer_start": 999}]},
+        {"id": "q2", "question": "¿Quién?", "answers": []},
+    ]},
+    {"context": "Otro párrafo.", "qas": [
+        {"id": "q3", "question": "¿Qué?", "answers": [{"text": "Otro", "answer_start": 0},
+                                                      {"text": "Otro párrafo", "answer_start": 0}]},
+    ]},
+]}]}
+
+
+def _squad_task(tmp_path):
+    (tmp_path / "qa.json").write_text(json.dumps(SQUAD, ensure_ascii=False), encoding="utf-8")
+    (tmp_path / "qa.yaml").write_text(
+        "name: qa_test\nlang: es\nfamily: reading\noutput: generate\n"
+        "source: {format: squad, files: [./qa.json], id: id}\n"
+        "doc_to_text: \"Contexto: {{ context }}\\nPregunta: {{ question }}\\nRespuesta:\"\n"
+        "doc_to_target: '{{ answers[0][\"text\"] }}'\n"
+        "metrics: [squad_em, squad_f1]\ngeneration: {until: [\"\\n\"]}\n", encoding="utf-8")
+    return load_task_specs([tmp_path])["qa_test"]
+
+
+def test_squad_source_gives_one_item_per_question_scored_on_the_first_answer_text(tmp_path):
+    from iberlite.tasks.items import load_items
+
+    items = load_items(_squad_task(tmp_path), tmp_path)
+    assert [i.doc_id for i in items.instances] == ["q1", "q3"]
+    first = items.instances[0]
+    assert first.context == "Contexto: Ana vive en Vigo.\nPregunta: ¿Dónde vive Ana?\nRespuesta:"
+    assert first.gold == "en Vigo"  # the wrong answer_start (999) is never read
+    assert items.instances[1].gold == "Otro"
+    # the question without an answer is skipped and counted, naming its place in the file
+    assert [(f.line, f.kind) for f in items.faults] == [(2, "missing_field")]
+
+
+ASSIN = """<?xml version='1.0' encoding='utf-8'?>
+<entailment-corpus>
+    <pair entailment="Entailment" id="1" similarity="4.0">
+        <t>O tempo abate-se sobre o Algarve.</t>
+        <h>O Algarve foi afetado.</h>
+    </pair>
+    <pair entailment="None" id="2" similarity="1.5">
+        <t>Uma frase.</t>
+        <h>Outra frase.</h>
+    </pair>
+    <pair entailment="Contradiction" id="3" similarity="1.0">
+        <t>A.</t>
+        <h>B.</h>
+    </pair>
+</entailment-corpus>
+"""
+
+
+def test_assin_xml_source_reads_pairs_and_maps_labels_as_the_hub_does(tmp_path, specs):
+    from dataclasses import replace
+
+    from iberlite.tasks.items import load_items
+
+    (tmp_path / "a.xml").write_text(ASSIN, encoding="utf-8")
+    spec = specs["assin_entailment"]
+    spec = replace(spec, source=replace(spec.source, files=("a.xml",)))
+    items = load_items(spec, tmp_path)
+    assert [i.gold for i in items.instances] == [1, 0]  # Entailment -> 1, None -> 0
+    assert items.instances[0].choices == (
+        "O tempo abate-se sobre o Algarve., certo? Também, O Algarve foi afetado.",
+        "O tempo abate-se sobre o Algarve., certo? Sim, O Algarve foi afetado.",
+    )
+    # a label ASSIN does not have is a row fault, not a silent class
+    assert [(f.line, f.kind) for f in items.faults] == [(3, "label_out_of_range")]
+
+
+def test_teca_json_with_a_data_list_is_read(specs, data_dir):
+    docs = load_docs(specs["teca"], data_dir, 2)
+    assert [d.id for d in docs] == ["vila_499", "te1_13169"]

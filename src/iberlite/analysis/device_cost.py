@@ -33,6 +33,9 @@ class CostRow:
     latency_p95_ms: float
     ttft_p50_ms: float | None
     ttft_p95_ms: float | None
+    prefill_share: float | None  # of the items' wall time, the share spent on the prompt (MC: all)
+    prompt_tokens_p50: float | None  # tokens of an item's prompt (MC: evaluated tokens)
+    gen_tokens_p50: float | None  # generated tokens of an item (generation only)
     prefill_tokens_per_s: float | None
     decode_tokens_per_s: float | None
     peak_rss_mb: float | None
@@ -103,6 +106,12 @@ def _row(key: tuple[str, str, str, str, str], rows: list[tuple[EvalRecord, ItemR
         pre_ms = sum(it.wall_ms or 0.0 for it in items)
         decode_tps = None
     prefill_tps = pre_tok / (pre_ms / 1000) if pre_ms else None
+    # how much of answering is reading the prompt: prefill time over item wall time (reading
+    # comprehension: long contexts, answers of a few tokens, so most of it)
+    item_ms = sum(it.wall_ms or 0.0 for it in items)
+    prefill_share = min(1.0, pre_ms / item_ms) if item_ms else None
+    prompt_toks = [float(it.prompt_tokens) for it in items if it.prompt_tokens is not None]
+    gen_toks = [float(it.gen_tokens) for it in items if it.gen_tokens is not None]
     energy = 0.0
     methods = set()
     peaks = []
@@ -124,6 +133,8 @@ def _row(key: tuple[str, str, str, str, str], rows: list[tuple[EvalRecord, ItemR
         latency_p50_ms=_pct(wall, 50) or 0.0, latency_p95_ms=_pct(wall, 95) or 0.0,
         ttft_p50_ms=_pct(ttft, 50) if is_gen else None,
         ttft_p95_ms=_pct(ttft, 95) if is_gen else None,
+        prefill_share=prefill_share, prompt_tokens_p50=_pct(prompt_toks, 50),
+        gen_tokens_p50=_pct(gen_toks, 50) if is_gen else None,
         prefill_tokens_per_s=prefill_tps, decode_tokens_per_s=decode_tps,
         peak_rss_mb=max(peaks) / 2**20 if peaks else None,
         energy_per_item_j=energy / len(items) if methods else None,

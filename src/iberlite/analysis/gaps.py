@@ -52,7 +52,9 @@ def gap_metric(ev: EvalRecord, items: Sequence[ItemRecord], metrics: set[str]) -
     if items and all(it.correct is not None for it in items):
         if ev.output == "multiple_choice":
             return "acc"
-        return "exact_match_flex" if "exact_match_flex" in metrics else "exact_match"
+        if "exact_match_flex" in metrics:
+            return "exact_match_flex"
+        return "squad_em" if "squad_em" in metrics else "exact_match"
     if items and all(it.generated is not None for it in items):
         return "bleu" if "bleu" in metrics and "chrf" not in metrics else "chrf"
     return None

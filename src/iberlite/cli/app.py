@@ -53,7 +53,7 @@ def _data_dir(value: Path | None) -> Path:
 
 ModelsDirOpt = Annotated[
     Optional[Path],
-    typer.Option("--models-dir", help="Folder of quantized variants \\[env: IBERLITE_MODELS_DIR; default: models/ in the cache folder]."),
+    typer.Option("--models-dir", help="Folder of quantized variants and adapters \\[env: IBERLITE_MODELS_DIR; default: models/ in the cache folder]."),
 ]
 
 
@@ -63,6 +63,23 @@ def models(models_dir: ModelsDirOpt = None, fmt: FormatOpt = "table", wide: Wide
     from iberlite.cli.views import models_table
 
     emit(models_table(models_dir), check_format(fmt), wide=wide)
+
+
+@app.command()
+def pull(
+    model: Annotated[str, typer.Argument(help="hf:ORG/REPO[:QUANT], hf:ORG/REPO/FILE.gguf, ollama:NAME[:TAG], a catalog name or a .gguf path.")],
+    fmt: FormatOpt = "table",
+    wide: WideOpt = False,
+) -> None:
+    """Resolve MODEL now (a Hub file is downloaded into the Hugging Face cache and its commit
+    pinned) and show where its file came from; later commands then need no network."""
+    from iberlite.cli.views import origin_table
+    from iberlite.models.names import resolve_model
+
+    mf = resolve_model(model)
+    if mf.remote:
+        raise UserError(f"{model} is served by an endpoint: there is no file to pull.", 2)
+    emit(origin_table(mf), check_format(fmt), wide=wide)
 
 
 @app.command()
@@ -79,6 +96,50 @@ def quantize(
     from iberlite.cli.quantize import quantize_command
 
     quantize_command(model, _csv(to), models_dir, threads, fmt, wide, err=err)
+
+
+@app.command()
+def adapt(
+    model: Annotated[str, typer.Argument(help="Catalog name or path to a .gguf file (the base).")],
+    task: Annotated[str, typer.Option("--task", help="Multiple-choice task whose train split to learn (e.g. bec_eu).")],
+    train_limit: Annotated[Optional[int], typer.Option("--train-limit", min=1, help="Train on the first N examples of a seeded shuffle \\[default: all].")] = None,
+    rank: Annotated[int, typer.Option("--rank", min=1, help="LoRA rank.")] = 8,
+    alpha: Annotated[Optional[float], typer.Option("--alpha", help="LoRA alpha \\[default: 2 x rank].")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the examples.")] = 1,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (linear decay to 0).")] = 2e-4,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Examples per step.")] = 8,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the example order and LoRA init.")] = 0,
+    name: Annotated[Optional[str], typer.Option("--name", help="Adapter name in MODEL+NAME \\[default: the task].")] = None,
+    drop_overlap: Annotated[bool, typer.Option("--drop-overlap", help="Drop train rows whose text is also in the evaluated split (else refused).")] = False,
+    data_dir: DataDirOpt = None,
+    tasks_dir: TasksDirOpt = None,
+    models_dir: ModelsDirOpt = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads \\[default: torch's].")] = None,
+    curve: Annotated[Optional[str], typer.Option("--curve", help="Comma-separated training sizes, e.g. 0,100,300,1000: one adapter per size (0 = the base), all evaluated on the same test items.")] = None,
+    eval_limit: Annotated[Optional[int], typer.Option("--eval-limit", min=1, help="--curve: test items to evaluate each point on \\[default: all].")] = None,
+    db: DbOpt = Path("iberlite.db"),
+    fmt: FormatOpt = "table",
+    wide: WideOpt = False,
+) -> None:
+    """Train a LoRA adapter for TASK on the CPU from its train split (cached by base, task,
+    data and hyper-parameters); every command then knows MODEL+TASK."""
+    from iberlite.adapt.train import TrainConfig
+    from iberlite.cli.adapt import adapt_command, curve_command
+
+    config = TrainConfig(rank=rank, alpha=alpha if alpha is not None else 2.0 * rank, epochs=epochs,
+                         lr=lr, batch_size=batch_size, seed=seed)
+    if curve is not None:
+        from iberlite.adapt.curve import parse_sizes
+
+        if train_limit is not None or name is not None:
+            raise UserError("--curve sets the training sizes and names itself; drop --train-limit and --name.", 2)
+        curve_command(model, task, parse_sizes(curve), config, data_dir=_data_dir(data_dir),
+                      tasks_dirs=tuple(tasks_dir or ()), models_dir=models_dir, threads=threads,
+                      drop_overlap=drop_overlap, eval_limit=eval_limit, db=db, fmt=fmt, wide=wide, err=err)
+        return
+    adapt_command(model, task, config, data_dir=_data_dir(data_dir), train_limit=train_limit,
+                  name=name, tasks_dirs=tuple(tasks_dir or ()), models_dir=models_dir,
+                  threads=threads, drop_overlap=drop_overlap, fmt=fmt, wide=wide, err=err)
 
 
 StrictOpt = Annotated[bool, typer.Option("--strict", help="A data row that cannot be evaluated (missing field, empty text, label out of range, bad bytes, wrong column count) is an error, not skipped.")]
@@ -119,11 +180,12 @@ def tasks(data_dir: DataDirOpt = None, tasks_dir: TasksDirOpt = None, fmt: Forma
 @app.command()
 def run(
     models: Annotated[Optional[str], typer.Option("--models", help="Comma-separated catalog names or .gguf paths \\[default: all catalog models].")] = None,
-    tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated task names, groups or families \\[default: the sample suite].")] = None,
+    tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated task names, groups or families \\[default: the sample suite]; lm_eval:NAME[,NAME...] names lm-eval tasks (needs the reference extra), after any built-in ones.")] = None,
     langs: Annotated[Optional[str], typer.Option("--langs", help="Comma-separated languages: es,ca,eu,gl,pt,en \\[default: all].")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate only the first N items of each task.")] = None,
     data_dir: DataDirOpt = None,
     tasks_dir: TasksDirOpt = None,
+    lm_eval_include: Annotated[Optional[list[Path]], typer.Option("--lm-eval-include", help="Folder of lm-eval task YAMLs for lm_eval:NAME tasks; they win over lm-eval's own (repeatable).")] = None,
     db: DbOpt = Path("iberlite.db"),
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads \\[default: all cores].")] = None,
     engine: Annotated[str, typer.Option("--engine", help="llamacpp (in-process llama.cpp) or transformers (fp32 reference; needs the reference extra).")] = "llamacpp",
@@ -164,7 +226,8 @@ def run(
         n_threads=threads, engine=engine, base_url=base_url, api_key_env=api_key_env, api=api, scoring=scoring, prefix_cache=prefix_cache, seed=seed, online=online,
         strict=strict, keep_going=keep_going, item_timeout_s=item_timeout,
         executor=executor, address=address, device_classes=_csv(device_class), shard_size=shard_size,
-        retries=retries, num_fewshot=num_fewshot, fewshot_mode=fewshot_mode,
+        retries=retries, lm_eval_include=tuple(lm_eval_include or ()), num_fewshot=num_fewshot,
+        fewshot_mode=fewshot_mode,
     )
     from iberlite.cli.progress import run_progress
 

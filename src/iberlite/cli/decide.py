@@ -89,8 +89,16 @@ def decide_command(*, device: str, cloud: str, profile_path: Path, min_accuracy:
     outcome = decide_and_store(device=device, cloud=cloud, profile_path=profile_path,
                                min_accuracy=min_accuracy, db=db, seed=seed, command=command,
                                device_class=device_class, policy_out=policy_out, json_out=json_out)
-    notes = ((f"The cost profile {profile_path} is marked illustrative: its prices are examples, "
+    notes: tuple[str, ...] = ((f"The cost profile {profile_path} is marked illustrative: its prices are examples, "
               "not facts."),) if outcome.profile.illustrative else ()
+    a = outcome.training
+    if a is not None:
+        p = outcome.profile
+        notes += (f"{a.model_name} was trained for {a.task} on {a.examples} examples in {a.seconds:.0f} s "
+                  f"({a.cpu_seconds:.0f} CPU-s): a one-off {outcome.training_cost:.3g} {p.currency} "
+                  f"(electricity at the assumed watts per core, and the device's time), spread over "
+                  f"{p.amortize_months:g} months, is in the monthly cost of every option that uses "
+                  "the device.",)
     emit(decisions_table(list(outcome.decisions), outcome.profile.currency, min_accuracy, notes), fmt,
          wide=wide)
     where = (f"policy written to {policy_out}" if policy_out is not None

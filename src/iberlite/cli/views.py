@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iberlite.cli.tables import Column, Est, TableData
+from iberlite.cli.tables import Cell, Column, Est, TableData
 from iberlite.models.gguf_facts import gguf_facts
+from iberlite.models.model_file import ModelFile
 from iberlite.scoring.metric import REGISTRY
 
 LANG_OK_NOTE = ("lang_ok: share of outputs that langid.py (restricted to es/ca/eu/gl/pt/en) puts in "
@@ -54,34 +55,89 @@ FALLBACK_NOTE = ("K fallback: tensors llama.cpp stored in a non-K type because t
                  "multiple of 256 (of all quantized tensors); the real types are in 'tensor types'.")
 
 
+ADAPTER_COLUMNS = (  # filled for MODEL+ADAPTER rows only
+    Column("adapter_task", "adapted to", priority=1, missing="-"),
+    Column("adapter_examples", "train ex.", "num", priority=1, missing="-"),
+    Column("adapter_seconds", "training", "num", priority=1, missing="-", fmt=lambda v: f"{v:.0f} s"),
+)
+
+
 def models_table(models_dir: Path | None = None) -> TableData:
-    """The catalog models and the variants made from them (`iberlite quantize`), with what
-    their GGUF headers say (a model that cannot be read shows why in `error`)."""
+    """The catalog models, the variants made from them (`iberlite quantize`), the GGUF models in
+    the local Hugging Face cache and in the Ollama store, with what their GGUF headers say (a
+    model that cannot be read shows why in `error`)."""
     from iberlite.errors import UserError
+    from iberlite.models.adapters import adapters
     from iberlite.models.catalog import CATALOG
+    from iberlite.models.hub import cached_hub_models
     from iberlite.models.names import resolve_model
+    from iberlite.models.ollama import ollama_dir, ollama_models
     from iberlite.models.quantize import models_dir as variants_dir, variants
 
     cols: tuple[Column, ...] = (
         *variant_columns(),
+        *ADAPTER_COLUMNS,
         Column("path", "path", human=False),
         Column("error", "error", "text"),
     )
+    no_adapter = (None,) * len(ADAPTER_COLUMNS)
     rows: list[tuple] = []
     for name in CATALOG:
         try:
             mf = resolve_model(name)
-            rows.append((*variant_row(name, "pip", mf.file), str(mf.file), None))
+            rows.append((*variant_row(name, "pip", mf.file), *no_adapter, str(mf.file), None))
         except UserError as exc:
-            rows.append((name, None, None, "pip", *([None] * 9), None, str(exc)))
+            rows.append((name, None, None, "pip", *([None] * 9), *no_adapter, None, str(exc)))
     for v in variants(models_dir):
-        rows.append((*variant_row(v.name, v.source_type, Path(v.path)), v.path, None))
+        rows.append((*variant_row(v.name, v.source_type, Path(v.path)), *no_adapter, v.path, None))
+    for a in adapters(models_dir):  # an adapter is its base file plus the LoRA weights
+        try:
+            base = variant_row(a.model_name, "adapter", Path(resolve_model(a.base).file))
+        except UserError:
+            continue  # its base is not installed here
+        rows.append((*base, a.task, a.examples, a.seconds, a.path, None))
+    found = [(m.name, "hf", m.path) for m in cached_hub_models()]
+    found += [(m.name, "ollama", m.path) for m in ollama_models()]
+    for name, source, path in found:
+        try:
+            row = variant_row(name, source, path)
+            if source == "hf":  # a snapshot folder is longer than a line; the name says where it is
+                row = (*row[:2], None, *row[3:])
+            rows.append((*row, *no_adapter, str(path), None))
+        except UserError as exc:
+            rows.append((name, None, None, source, *([None] * 9), *no_adapter, str(path), str(exc)))
     if all(r[-1] is None for r in rows):  # keep the key for scripts, no empty column for people
         cols = (*cols[:-1], Column("error", "error", "text", human=False))
-    notes = (f"Variants (MODEL@TYPE) live in {variants_dir(models_dir)}; 'made from' is the type "
-             "they were requantized from, or pip for a shipped file. Any path to a .gguf file "
-             "works too.", FALLBACK_NOTE)
+    notes: tuple[str, ...] = (
+        f"Variants (MODEL@TYPE) live in {variants_dir(models_dir)}; 'made from' is the type they "
+        "were requantized from, pip for a shipped file, hf for a file in the Hugging Face cache, "
+        f"ollama for one in the Ollama store ({ollama_dir()}). Any path to a .gguf file "
+        "works too.", FALLBACK_NOTE)
+    if any(r[3] == "adapter" for r in rows):
+        notes += ("Adapters (MODEL+ADAPTER, `iberlite adapt`) show their base file's facts, the task "
+                  "they were trained for, the training examples used and the training time.",)
     return TableData("Models", cols, tuple(rows), notes=notes)
+
+
+def origin_table(mf: ModelFile) -> TableData:
+    """Where one resolved model's file is and where it came from (`iberlite pull`)."""
+    facts = gguf_facts(mf.file)
+    row: dict[str, Cell] = {"name": mf.name, "path": str(mf.file), "size_bytes": facts.size_bytes,
+                            "quant": facts.file_type, "architecture": facts.architecture,
+                            "sha256": facts.sha256}
+    if mf.hub:
+        row |= {"source": "hf", "repo": mf.hub.repo, "file": mf.hub.file, "commit": mf.hub.commit,
+                "parts": len(mf.hub.parts)}
+    elif mf.ollama:
+        row |= {"source": "ollama", "ollama_name": f"{mf.ollama.name}:{mf.ollama.tag}",
+                "digest": mf.ollama.digest,
+                "template": "yes" if mf.ollama.template is not None else "no",
+                "params": mf.ollama.params}
+    cols = tuple(Column(k, k.replace("_", " ") if k != "size_bytes" else "size",
+                        "num" if k in ("size_bytes", "parts") else "text" if k == "params" else "id",
+                        fmt=mib if k == "size_bytes" else "")
+                 for k in row)
+    return TableData(f"Model {mf.name}", cols, (tuple(row.values()),))
 
 
 def tasks_table(data_dir: Path, tasks_dirs: tuple[Path, ...] = ()) -> TableData:
@@ -217,6 +273,9 @@ def costs_view(db: Path) -> TableData:
         Column("latency_p95_ms", "p95 ms", "num", priority=3, fmt=".0f"),
         Column("ttft_p50_ms", "TTFT p50 ms", "num", priority=2, fmt=".0f"),
         Column("ttft_p95_ms", "TTFT p95 ms", "num", priority=5, fmt=".0f"),
+        Column("prefill_share", "prefill share", "num", priority=2, fmt=".0%"),
+        Column("prompt_tokens_p50", "prompt tok p50", "num", priority=6, fmt=".0f"),
+        Column("gen_tokens_p50", "gen tok p50", "num", priority=6, fmt=".0f"),
         Column("prefill_tokens_per_s", "prefill tok/s", "num", priority=1, fmt=".0f"),
         Column("decode_tokens_per_s", "decode tok/s", "num", priority=1, fmt=".0f"),
         Column("peak_rss_mb", "peak RSS MiB", "num", priority=4, fmt=".0f"),

@@ -11,7 +11,10 @@ from pathlib import Path
 from iberlite.decide.prices import CostProfile, load_profile
 from iberlite.decide.router import Policy, Route
 from iberlite.decide.routing import Decision, decide, load_pairs
+from iberlite.device.energy import assumed_watts
 from iberlite.errors import UserError
+from iberlite.models.adapters import Adapter, read_record
+from iberlite.models.names import parse_model_name, resolve_model
 from iberlite.store import Store, cost_key, json_safe
 
 
@@ -22,6 +25,16 @@ class DecisionOutcome:
     decisions: tuple[Decision, ...]
     profile: CostProfile
     decision_id: int
+    training: Adapter | None = None  # the device model's adapter, whose training is a one-off cost
+    training_cost: float = 0.0
+
+
+def adapter_of(model: str) -> Adapter | None:
+    """The adapter record of an adapted model name (`MODEL+ADAPTER`), else None."""
+    if parse_model_name(model).adapter is None:
+        return None
+    adapter = resolve_model(model).adapter
+    return read_record(adapter) if adapter is not None else None
 
 
 def decide_and_store(*, device: str, cloud: str, profile_path: Path, min_accuracy: float, db: Path,
@@ -32,6 +45,11 @@ def decide_and_store(*, device: str, cloud: str, profile_path: Path, min_accurac
     if not 0.0 <= min_accuracy <= 1.0:
         raise UserError(f"--min-accuracy must be between 0 and 1, not {min_accuracy}.", 2)
     profile = load_profile(profile_path)
+    training = adapter_of(device)
+    training_cost = (profile.device_time_cost(training.seconds, training.cpu_seconds, assumed_watts())
+                     if training else 0.0)
+    if training:  # training the adapter is a one-off cost of answering on the device
+        profile = profile.with_one_off(training_cost)
     pairs = load_pairs(db, device, cloud, device_class)
     decisions = decide(pairs, profile, min_accuracy, seed=seed)
     if not decisions:
@@ -48,4 +66,4 @@ def decide_and_store(*, device: str, cloud: str, profile_path: Path, min_accurac
         ).save(policy_out)
     if json_out:
         json_out.write_text(json.dumps(json_safe([d.to_dict() for d in decisions]), indent=2) + "\n")
-    return DecisionOutcome(tuple(decisions), profile, decision_id)
+    return DecisionOutcome(tuple(decisions), profile, decision_id, training, training_cost)

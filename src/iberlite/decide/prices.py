@@ -6,7 +6,7 @@ says so. Money is in the profile's `currency`; tokens are priced per million.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -32,6 +32,8 @@ class CostProfile:
     volume: dict[str, int] = field(default_factory=dict)
     illustrative: bool = False
     source: str = ""
+    amortize_months: float = 12.0  # over how many months a one-off cost (training) is spread
+    one_off_monthly: float = 0.0  # one-off costs (an adapter's training) per month of that spread
 
     def monthly_volume(self, task: str, lang: str) -> int:
         """Requests per month for a task: by task name, then by language, then the default."""
@@ -50,7 +52,18 @@ class CostProfile:
         """Hardware amortised over its lifetime (a dedicated device, on all month) plus any
         fixed monthly cost of running on the device; 0 when the device is the user's own."""
         hw = self.device_hardware_cost / self.device_lifetime_hours * HOURS_PER_MONTH
-        return hw + self.device_fixed_monthly
+        return hw + self.device_fixed_monthly + self.one_off_monthly
+
+    def device_time_cost(self, wall_seconds: float, cpu_seconds: float, watts_per_core: float) -> float:
+        """What a one-off job on the device costs: its electricity (CPU seconds times the watts
+        assumed per busy core) plus its share of the hardware (wall time over the lifetime)."""
+        energy = self.device_energy_cost(cpu_seconds * watts_per_core)
+        return energy + self.device_hardware_cost * wall_seconds / 3600 / self.device_lifetime_hours
+
+    def with_one_off(self, cost: float) -> "CostProfile":
+        """The profile with a one-off cost spread evenly over `amortize_months`: a fixed monthly
+        cost of every option that uses the device (as an adapter's training is)."""
+        return replace(self, one_off_monthly=self.one_off_monthly + cost / self.amortize_months)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,6 +95,9 @@ def load_profile(path: Path) -> CostProfile:
     if lifetime <= 0:
         raise UserError(f"Cost profile {path}: device `lifetime_hours` must be positive.", 2)
     per_key = {str(k): int(_number(volume, k, "volume")) for k in volume if k != "default"}
+    months = _number(device, "amortize_months", "device", 12.0)
+    if months <= 0:
+        raise UserError(f"Cost profile {path}: device `amortize_months` must be positive.", 2)
     return CostProfile(
         currency=str(raw.get("currency", "")),
         cloud_input_per_mtok=_number(cloud, "input_per_mtok", "cloud"),
@@ -95,4 +111,5 @@ def load_profile(path: Path) -> CostProfile:
         volume=per_key,
         illustrative=bool(raw.get("illustrative", False)),
         source=str(path),
+        amortize_months=months,
     )

@@ -85,8 +85,9 @@ def _rapl_delta_j(domains: list[_RaplDomain], before: list[int], after: list[int
     return total / 1e6
 
 
-def _assumed_watts(explicit: float | None) -> float:
-    """Explicit argument, else IBERLITE_CPU_WATTS, else DEFAULT_CPU_WATTS."""
+def assumed_watts(explicit: float | None = None) -> float:
+    """Watts per busy core when nothing measures them: the explicit argument, else
+    IBERLITE_CPU_WATTS, else DEFAULT_CPU_WATTS (an estimate, labelled so wherever it is used)."""
     if explicit is not None:
         value = float(explicit)
     else:
@@ -121,7 +122,7 @@ class EnergyMeter:
     def __enter__(self) -> "EnergyMeter":
         self._reading = None
         self._domains = _rapl_package_domains(self._rapl_root) if self._use_rapl else []
-        self._watts = None if self._domains else _assumed_watts(self._watts_arg)
+        self._watts = None if self._domains else assumed_watts(self._watts_arg)
         self._uj0 = _read_uj(self._domains)
         self._cpu0 = time.process_time()
         self._wall0 = time.perf_counter()
@@ -134,7 +135,7 @@ class EnergyMeter:
             joules = _rapl_delta_j(self._domains, self._uj0, _read_uj(self._domains))
             self._reading = EnergyReading(joules, "rapl", cpu, wall, None)
         else:
-            watts = self._watts if self._watts is not None else _assumed_watts(self._watts_arg)
+            watts = self._watts if self._watts is not None else assumed_watts(self._watts_arg)
             self._reading = EnergyReading(cpu * watts, "estimate", cpu, wall, watts)
 
     @property

@@ -129,11 +129,37 @@ class LlamaCppEngine:
             raise UserError(f"llama.cpp could not create a context for {model.path} (n_ctx={n_ctx}).")
         self._mem = ll.llama_get_memory(self._ctx)
         self._batch = ll.llama_batch_init(n_batch, 0, n_seq_max)
+        if model.adapter is not None:
+            self._apply_adapter(model)
         self.load_ms = (time.perf_counter() - t0) * 1000
         bos = ll.llama_vocab_bos(self._vocab)
         self.bos = bos if bos >= 0 else ll.llama_vocab_eos(self._vocab)
         self.add_bos = bool(ll.llama_vocab_get_add_bos(self._vocab))
         self.pack_layout = Layout(kernels.align, n_batch, n_seq_max, self.bos)
+
+    def _apply_adapter(self, model: ModelFile) -> None:
+        """Load the model's LoRA adapter and set it on the context (llama.cpp scales it by
+        alpha / rank times `adapter_scale`); the model frees it with itself."""
+        ll = self._ll
+        adapter = ll.llama_adapter_lora_init(self._model, str(model.adapter).encode())
+        if not adapter:
+            self.close()
+            raise UserError(f"llama.cpp could not load the adapter {model.adapter} on {model.path}; "
+                            "was it made for this model?")
+        adapters = (ll.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (ctypes.c_float * 1)(model.adapter_scale)
+        if ll.llama_set_adapters_lora(self._ctx, adapters, 1, scales) != 0:
+            self.close()
+            raise UserError(f"llama.cpp could not apply the adapter {model.adapter}.")
+
+    def _adapter_facts(self) -> dict[str, str]:
+        """The adapter's identity for the evaluation key (empty without one, so keys of plain
+        models do not change)."""
+        m = self.model_file
+        if m.adapter is None:
+            return {}
+        return {"adapter_sha256": str(m.adapter_sha256), "adapter_scale": str(m.adapter_scale),
+                "adapter_task": str(m.adapter_task)}
 
     @property
     def vocab(self):
@@ -592,7 +618,10 @@ class LlamaCppEngine:
                    # a variant's lineage (only variants carry it, so older keys stay valid)
                    **({"quantized_from": self.model_file.quantized_from}
                       if self.model_file.quantized_from else {}),
-                   **({"item_timeout_s": str(self.item_timeout_s)} if self.item_timeout_s else {})},
+                   **({"item_timeout_s": str(self.item_timeout_s)} if self.item_timeout_s else {}),
+                   # a Hub or Ollama file's origin (repo, file, commit / name, digest, template)
+                   **self.model_file.origin,
+                   **self._adapter_facts()},
             bits_per_weight=f.bits_per_weight,
         )
 

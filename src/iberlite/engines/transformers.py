@@ -87,6 +87,8 @@ class TransformersEngine:
                 folder, gguf_file=name, torch_dtype=torch.float32, local_files_only=True)
         except (ValueError, OSError, KeyError, RuntimeError) as exc:
             raise UserError(f"transformers could not load {model.path} ({exc}).") from exc
+        if model.adapter is not None:
+            self.model = _with_adapter(self.model, model)
         self.model.eval()
         self.load_ms = (time.perf_counter() - t0) * 1000
         tok = self.tokenizer
@@ -249,7 +251,11 @@ class TransformersEngine:
             extra={"dtype": "float32 (dequantized GGUF)",
                    "tokenizer": type(self.tokenizer).__name__,
                    "bos_prefix_token": str(self.prefix_token),
-                   "omp_threads": os.environ.get("OMP_NUM_THREADS", "")},
+                   "omp_threads": os.environ.get("OMP_NUM_THREADS", ""),
+                   **({"adapter_sha256": str(self.model_file.adapter_sha256),
+                       "adapter_scale": str(self.model_file.adapter_scale),
+                       "adapter_task": str(self.model_file.adapter_task)}
+                      if self.model_file.adapter is not None else {})},
         )
 
     def close(self) -> None:
@@ -261,6 +267,21 @@ class TransformersEngine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _with_adapter(model, model_file: ModelFile):
+    """The model with the PEFT weights an adapter GGUF was exported from (kept beside it)."""
+    folder = model_file.adapter_peft
+    try:
+        import peft
+    except ImportError as exc:
+        raise UserError(_MISSING) from exc
+    if folder is None or not folder.is_dir():
+        raise UserError(f"The adapter {model_file.adapter} has no PEFT copy at {folder}; run "
+                        "`iberlite adapt` again to make it.", 2)
+    if model_file.adapter_scale != 1.0:
+        raise UserError("The transformers engine applies adapters at scale 1 only.", 2)
+    return peft.PeftModel.from_pretrained(model, str(folder))
 
 
 class _StopWatch:

@@ -35,3 +35,35 @@ def mgsm(dataset):
     answer_number (four TSV answers carry a thousands comma)."""
     return dataset.map(lambda d: {"answer": None,
                                   "answer_number": int(str(d["answer_number"]).replace(",", ""))})
+
+
+def _questions(dataset):
+    """SQuAD JSON articles (the `data` list, read by the json builder) -> one row per question."""
+    for article in dataset:
+        for para in article["paragraphs"]:
+            for qa in para["qas"]:
+                yield article, para, qa
+
+
+def squad_xquad(dataset):
+    """SQuAD JSON articles -> google/xquad's rows: id, context, question, and answers as
+    {text: [...], answer_start: [...]}."""
+    import datasets
+
+    return datasets.Dataset.from_list([
+        {"id": qa["id"], "context": para["context"], "question": qa["question"],
+         "answers": {"text": [a["text"] for a in qa["answers"]],
+                     "answer_start": [a["answer_start"] for a in qa["answers"]]}}
+        for _, para, qa in _questions(dataset)])
+
+
+def squad_list(dataset):
+    """SQuAD JSON articles -> projecte-aina's (xquad-ca, catalanqa) rows: id, title, context,
+    question, and answers as a list of {text, answer_start}."""
+    import datasets
+
+    return datasets.Dataset.from_list([
+        {"id": qa["id"], "title": article["title"], "context": para["context"],
+         "question": qa["question"],
+         "answers": [{"text": a["text"], "answer_start": a["answer_start"]} for a in qa["answers"]]}
+        for article, para, qa in _questions(dataset)])

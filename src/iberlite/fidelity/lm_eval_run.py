@@ -30,6 +30,8 @@ _METRICS = {
     "ter,none": "ter",
     "exact_match,remove_whitespace": "exact_match",
     "exact_match,flexible-extract": "exact_match_flex",
+    "exact_match,none": "squad_em",  # process_results_qa (XQuAD, CatalanQA): SQuAD's exact match
+    "f1,none": "squad_f1",
 }
 
 

@@ -11,6 +11,7 @@ from the hub copy's, a `process_docs` that renames or retypes them (`lm_eval_doc
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,8 @@ import yaml
 
 from iberlite.errors import UserError
 
-PREFIX = "iblref_"  # local task names, so they never collide with lm-eval's built-in ones
+PREFIX = "iblref_"
+_ASSIN_LABELS = ["NONE", "ENTAILMENT", "PARAPHRASE"]  # the hub's ClassLabel order  # local task names, so they never collide with lm-eval's built-in ones
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,8 @@ class Adapter:
     lm_task: str  # lm-eval's task name, for the record
     split: str  # the split name lm-eval evaluates for this task
     files: tuple[str, ...]  # under the data dir
-    reader: str  # "tsv" (literal), "tsv_csv_quoted", "tsv_noheader", "jsonl", "lines_pair"
+    reader: str  # "tsv" (literal), "tsv_csv_quoted", "tsv_noheader", "jsonl", "lines_pair",
+    # "squad_json" / "json_data" (the file as it is, its `data` list), "assin_xml"
     id_field: str | None = None  # document id in lm-eval's doc; None: row index in the file
     process_docs: str | None = None  # function in lm_eval_docs
     columns: tuple[str, ...] = ()  # for tsv_noheader, and lines_pair field names
@@ -57,6 +60,21 @@ def _flores(src: str, tgt: str, src_code: str, tgt_code: str) -> Adapter:
                          "the hub's flores loader does")
 
 
+def _xquad(lang: str) -> Adapter:
+    return Adapter(f"xquad/xquad_{lang}.yaml", f"xquad_{lang}", "validation",
+                   (f"xquad/xquad.{lang}.json",), "squad_json", id_field="id",
+                   process_docs="squad_xquad")
+
+
+def _assin(kind: str) -> Adapter:
+    return Adapter(f"portuguese_bench/assin_{kind}.yaml", f"assin_{kind}", "test",
+                   ("assin/assin-ptpt-test_gold.xml", "assin/assin-ptbr-test_gold.xml"), "assin_xml",
+                   notes="the two XML files are written to one jsonl the way the hub's ASSIN loader "
+                         "builds its default `full` config (pt-PT then pt-BR here): "
+                         "entailment_judgment is the label upper-cased as a class id "
+                         "(NONE 0, ENTAILMENT 1, PARAPHRASE 2)")
+
+
 ADAPTERS: dict[str, Adapter] = {
     "xstorycloze_es": _xstorycloze("es"),
     "xstorycloze_en": _xstorycloze("en"),
@@ -72,6 +90,19 @@ ADAPTERS: dict[str, Adapter] = {
                       shots=("validation_split", "validation", ("basqueglue/qnli/val.jsonl",))),
     "flores_en-es": _flores("en", "es", "eng_Latn", "spa_Latn"),
     "flores_es-en": _flores("es", "en", "spa_Latn", "eng_Latn"),
+    "xquad_es": _xquad("es"),
+    "xquad_en": _xquad("en"),
+    "xquad_ca": Adapter("catalan_bench/xquad_ca.yaml", "xquad_ca", "test",
+                        ("catalan_club_test/engine/test_data/xquad-ca/test.json",), "squad_json",
+                        id_field="id", process_docs="squad_list"),
+    "catalanqa": Adapter("catalan_bench/catalanqa.yaml", "catalanqa", "test",
+                         ("catalan_club_test/engine/test_data/catalanqa/test.json",), "squad_json",
+                         id_field="id", process_docs="squad_list"),
+    # TECA keeps lm-eval's own process_docs (catalan_bench/utils.process_doc_nli)
+    "teca": Adapter("catalan_bench/teca.yaml", "teca", "test",
+                    ("catalan_club_test/engine/test_data/teca/test.json",), "json_data", id_field="id"),
+    "assin_entailment": _assin("entailment"),
+    "assin_paraphrase": _assin("paraphrase"),
     "mgsm_direct_es": Adapter("spanish_bench/mgsm_direct_es_spanish_bench.yaml",
                               "mgsm_direct_es_spanish_bench", "test", ("mgsm/mgsm_es.tsv",),
                               "tsv_noheader", process_docs="mgsm",
@@ -111,6 +142,20 @@ def _dataset_fields(a: Adapter, data_dir: Path, out_dir: Path, task: str) -> dic
                 f.write(json.dumps(dict(zip(a.columns, (v.strip() for v in values))),
                                    ensure_ascii=False) + "\n")
         return {"dataset_path": "json", "dataset_kwargs": {"data_files": {a.split: str(target)}}}
+    if a.reader == "assin_xml":
+        target = out_dir / f"{task}.jsonl"
+        with target.open("w", encoding="utf-8") as f:
+            for path in paths:
+                for pair in ET.parse(path).getroot().iter("pair"):
+                    row = {"sentence_pair_id": int(pair.attrib["id"]), "premise": pair.findtext("t"),
+                           "hypothesis": pair.findtext("h"),
+                           "relatedness_score": float(pair.attrib["similarity"]),
+                           "entailment_judgment": _ASSIN_LABELS.index(pair.attrib["entailment"].upper())}
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return {"dataset_path": "json", "dataset_kwargs": {"data_files": {a.split: str(target)}}}
+    if a.reader in ("squad_json", "json_data"):  # the file as it is; its `data` list is the rows
+        return {"dataset_path": "json",
+                "dataset_kwargs": {"data_files": {a.split: str(paths[0])}, "field": "data"}}
     files = {a.split: str(paths[0])}
     if a.shots:
         files[a.shots[1]] = str(shot_paths[0])
@@ -132,7 +177,8 @@ def write_task_dir(tasks: list[str], data_dir: Path, out_dir: Path) -> dict[str,
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "utils.py").write_text(
         "# process_docs adapters for the local task copies\n"
-        "from iberlite.fidelity.lm_eval_docs import mgsm, qnli, xstorycloze  # noqa: F401\n")
+        "from iberlite.fidelity.lm_eval_docs import (  # noqa: F401\n"
+        "    mgsm, qnli, squad_list, squad_xquad, xstorycloze)\n")
     names = {}
     for task in tasks:
         a = adapter(task)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from iberlite.cache import cache_dir, read_json, write_json
 from iberlite.errors import UserError
-from iberlite.models.gguf_header import read_gguf_header
+from iberlite.models.gguf_header import read_gguf_header, split_part_paths
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,11 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _parts_sha256(files: list[Path]) -> str:
+    """A split model's identity: the sha256 of its parts' sha256s, in order."""
+    return hashlib.sha256("\n".join(file_sha256(p) for p in files).encode()).hexdigest()
 
 
 def file_sha256(path: Path) -> str:
@@ -92,13 +97,22 @@ _FLOAT_TYPES = ("F32", "F16", "BF16", "F64")
 def _read_facts(path: Path, size: int) -> GgufFacts:
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
+    files = [path]
     try:
         header = read_gguf_header(path)
+        files = split_part_paths(path, header)  # a split model: every part's tensors count
+        headers = [header, *(read_gguf_header(p) for p in files[1:])]
+    except FileNotFoundError as exc:
+        raise UserError(f"{exc.filename} is missing: the split model {path.name} needs all "
+                        f"{len(files)} parts beside each other.") from exc
     except (ValueError, OSError, IndexError, struct.error) as exc:
         raise UserError(f"{path} is not a valid GGUF model file ({exc}).") from exc
-    if header.data_end() > size:  # caught here, before llama.cpp loads it and logs its own error
-        raise UserError(f"{path} is not a valid GGUF model file (truncated: it has {size:,} bytes, "
-                        f"its tensors need {header.data_end():,}).")
+    sizes = [size, *(p.stat().st_size for p in files[1:])]
+    for part, part_header, part_size in zip(files, headers, sizes):
+        if part_header.data_end() > part_size:  # caught here, before llama.cpp logs its own error
+            raise UserError(f"{part} is not a valid GGUF model file (truncated: it has {part_size:,} "
+                            f"bytes, its tensors need {part_header.data_end():,}).")
+    tensors = [t for h in headers for t in h.tensors]
     kv = header.fields
     arch = str(kv.get("general.architecture") or "unknown")
     ftype = kv.get("general.file_type")
@@ -114,7 +128,7 @@ def _read_facts(path: Path, size: int) -> GgufFacts:
         except ValueError:
             return f"type{t}"
 
-    counts = Counter(type_name(t.ggml_type) for t in header.tensors)
+    counts = Counter(type_name(t.ggml_type) for t in tensors)
 
     def int_field(name: str) -> int | None:
         value = kv.get(f"{arch}.{name}")
@@ -124,18 +138,18 @@ def _read_facts(path: Path, size: int) -> GgufFacts:
     head_dim = n_embd // n_head if n_embd and n_head else None  # when the header has no key_length
     ctx = kv.get(f"{arch}.context_length")
     bits = 0
-    for t in header.tensors:
+    for t in tensors:
         block, nbytes = GGML_QUANT_SIZES.get(GGMLQuantizationType(t.ggml_type), (1, 4))
         bits += t.n_elements // block * nbytes * 8
-    n_el = sum(t.n_elements for t in header.tensors) or 1
-    quantized = [t for t in header.tensors if type_name(t.ggml_type) not in _FLOAT_TYPES]
+    n_el = sum(t.n_elements for t in tensors) or 1
+    quantized = [t for t in tensors if type_name(t.ggml_type) not in _FLOAT_TYPES]
     return GgufFacts(
         architecture=arch,
         file_type=ftype_name,
         tensor_types=tuple(counts.most_common()),
-        n_params=int(sum(t.n_elements for t in header.tensors)),
-        size_bytes=size,
-        sha256=file_sha256(path),
+        n_params=int(sum(t.n_elements for t in tensors)),
+        size_bytes=sum(sizes),
+        sha256=file_sha256(path) if len(files) == 1 else _parts_sha256(files),
         context_length=int(ctx) if isinstance(ctx, int) else None,
         bits_per_weight=round(bits / n_el, 3),
         kquant_fallback=(sum(1 for t in quantized if t.shape and t.shape[0] % 256

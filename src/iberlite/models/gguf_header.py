@@ -9,6 +9,7 @@ length fields only.
 from __future__ import annotations
 
 import mmap
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,19 @@ class GgufHeader:
                 continue
             end = max(end, self.data_start + t.offset + t.n_elements // block * size)
         return end
+
+
+_FIRST_SPLIT = re.compile(r"^(?P<prefix>.+)-00001-of-(?P<count>\d{5})\.gguf$")
+
+
+def split_part_paths(path: Path, header: GgufHeader) -> list[Path]:
+    """Every file of a split model (llama.cpp's ``PREFIX-0000i-of-0000N.gguf``, beside each
+    other) when `path` is its first part; ``[path]`` for a whole file."""
+    count = header.fields.get("split.count")
+    m = _FIRST_SPLIT.match(path.name)
+    if not isinstance(count, int) or count <= 1 or not m:
+        return [path]
+    return [path.with_name(f"{m['prefix']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
 
 
 class _Cursor:

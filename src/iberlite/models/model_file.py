@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iberlite.errors import UserError
+from iberlite.models.hub import HubFile
+from iberlite.models.ollama import OllamaModel
 
 
 def family_of(name: str) -> str:
@@ -30,6 +32,21 @@ class ModelFile:
     path: Path | None
     remote: str | None = None
     quantized_from: str | None = None  # a variant's source file type (MODEL@TYPE, see quantize)
+    hub: HubFile | None = None  # hf:ORG/REPO...: repository, file and pinned commit
+    ollama: OllamaModel | None = None  # ollama:NAME[:TAG]: manifest name, blob digest, template
+    # A LoRA adapter applied on top (MODEL+ADAPTER, see models/adapters.py); the scale is the
+    # user's multiplier, llama.cpp and PEFT both apply alpha / rank on top of it.
+    adapter: Path | None = None
+    adapter_sha256: str | None = None
+    adapter_scale: float = 1.0
+    adapter_task: str | None = None
+    adapter_peft: Path | None = None  # the PEFT copy of the adapter (the transformers engine's)
+
+    @property
+    def origin(self) -> dict[str, str]:
+        """Where a Hub or Ollama file came from, for the engine info (empty for other models,
+        so their evaluation keys stay as they were)."""
+        return {**(self.hub.extra() if self.hub else {}), **(self.ollama.extra() if self.ollama else {})}
 
     @property
     def family(self) -> str:

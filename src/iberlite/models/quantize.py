@@ -104,7 +104,13 @@ def variants(directory: Path | None = None) -> list[Variant]:
 
 def variant_path(src: ModelFile, qtype: str, directory: Path | None = None) -> Path:
     """Where the variant of `src` at `qtype` is (or will be) kept: keyed by the source's sha256."""
-    return models_dir(directory) / f"{src.name}.{qtype}.{gguf_facts(src.file).sha256[:12]}.gguf"
+    return models_dir(directory) / f"{_file_stem(src.name)}.{qtype}.{gguf_facts(src.file).sha256[:12]}.gguf"
+
+
+def _file_stem(name: str) -> str:
+    """A model name as a file name: `hf:ORG/REPO:Q4_K_M` -> `hf_ORG--REPO_Q4_K_M` (catalog
+    names and file stems are unchanged)."""
+    return name.replace("/", "--").replace(":", "_")
 
 
 def quantize(src: ModelFile, qtype: str, *, directory: Path | None = None, n_threads: int | None = None,

@@ -255,9 +255,19 @@ def build_report(store: Store, *, n_boot: int = lg.DEFAULT_N_BOOT, seed: int = l
         engine_setups=engine_setups(evals.values()), quantization=tuple(quant),
         advice=tuple(advice_from_json(a.advice) for a in store.latest_advice()),
         class_costs=class_costs(store, evals.values()),
+        item_time=item_time(store),
         worker_devices=tuple(store.devices().items()),
         shots=tuple(shots) if any(s.k for s in shots) else (),
     )
+
+
+def item_time(store: Store) -> tuple[CostRow, ...]:
+    """Per model and generation task, where an item's time goes: TTFT, the share spent reading
+    the prompt (prefill) and the token counts that explain it. Reading comprehension (a context
+    of a few hundred tokens, an answer of a few) is mostly prefill; translation mostly decode.
+    Items pinned to a device class are left to the class table."""
+    rows = [r for r in costs_from_store(store) if r.output == "generate" and not r.device_class]
+    return tuple(sorted(rows, key=lambda r: (r.model, lang_key(r.lang), r.task)))
 
 
 def class_costs(store: Store, evals) -> tuple[CostRow, ...]:

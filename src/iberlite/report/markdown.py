@@ -155,6 +155,15 @@ def render_markdown(report: Report) -> str:
                         f"{r.latency_p95_ms:,.0f}", _num(r.prefill_tokens_per_s, ",.0f"), _num(r.decode_tokens_per_s, ",.0f"),
                         f"`{r.devices}`"] for r in report.class_costs],
                       ["l", "l", "l", "l", "r", "r", "r", "r", "r", "l"])
+    if report.item_time:
+        out += ["", "Where an item's time goes (generation tasks; prefill share = prompt time over the "
+                "items' time; TTFT and token counts are medians per item):", ""]
+        out += _table(["model", "task", "lang", "n", "TTFT p50 ms", "prefill share", "prompt tok", "gen tok",
+                       "p50 ms", "decode tok/s"],
+                      [[r.model, r.task, r.lang, str(r.n), _num(r.ttft_p50_ms, ",.0f"), _num(r.prefill_share, ".0%"),
+                        _num(r.prompt_tokens_p50, ",.0f"), _num(r.gen_tokens_p50, ",.0f"),
+                        f"{r.latency_p50_ms:,.0f}", _num(r.decode_tokens_per_s, ",.0f")] for r in report.item_time],
+                      ["l", "l", "l", "r", "r", "r", "r", "r", "r", "r"])
     if report.engine_setups:
         out += ["", "How llama.cpp ran (weight buffers, scoring layout; approx = not exact here):", ""]
         out += _table(["model", "threads", "scoring", "buffers", "SIMD", "layout"],

@@ -189,6 +189,7 @@ class Report:
     quantization: tuple[FamilyStudy, ...] = ()  # per model with variants (MODEL@TYPE)
     advice: tuple[Advice, ...] = ()  # `iberlite advise`: newest per model and device
     class_costs: tuple[CostRow, ...] = ()  # device figures of items pinned to a device class
+    item_time: tuple[CostRow, ...] = ()  # generation tasks: where an item's time goes (prefill vs decode)
     worker_devices: tuple[tuple[str, dict[str, Any]], ...] = ()  # fingerprints of Ray workers that answered
     shots: tuple[ShotScore, ...] = ()  # few-shot: every k per model and task (empty: zero-shot only)
 

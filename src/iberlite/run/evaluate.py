@@ -6,7 +6,7 @@ item is scored the same way wherever it runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from iberlite.engines.base import Engine
@@ -48,16 +48,26 @@ def _score_mc(engine: Engine, batch: Sequence[tuple[int, Instance]]) -> list[Ite
     return out
 
 
+def _answer_check(names: Sequence[str]) -> Callable[[str, str], float] | None:
+    """The exact-match scorer whose verdict is an item's `correct` (flexible MGSM first, then
+    SQuAD's, then strict), or None when the task checks no answer (translation)."""
+    if "exact_match_flex" in names:
+        return metrics.exact_match_flex
+    if "squad_em" in names:
+        return metrics.squad_exact
+    if "exact_match" in names:
+        return metrics.exact_match
+    return None
+
+
 def _generate(engine: Engine, spec: TaskSpec, batch: Sequence[tuple[int, Instance]]) -> list[ItemRecord]:
     reqs = [generation_request(inst) for _, inst in batch]
     results = engine.generate(reqs)
-    checks_answer = any(m.startswith("exact_match") for m in spec.metrics)
+    # an lm-eval task is scored by lm-eval's functions; its metric names do not mean ours
+    scorer = None if spec.source.format == "lm_eval" else _answer_check(spec.metrics)
     out = []
     for (seq, inst), r in zip(batch, results):
-        correct = None
-        if checks_answer:
-            scorer = metrics.exact_match_flex if "exact_match_flex" in spec.metrics else metrics.exact_match
-            correct = scorer(r.text, str(inst.gold)) > 0
+        correct = None if scorer is None else scorer(r.text, str(inst.gold)) > 0
         out.append(ItemRecord(
             doc_id=inst.doc_id, seq=seq, prompt=inst.context, gold=str(inst.gold),
             prediction=r.text, generated=r.text, correct=correct, stop_reason=r.stop_reason,

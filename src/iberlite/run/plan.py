@@ -11,6 +11,7 @@ from iberlite.models.model_file import ModelFile
 from iberlite.models.names import resolve_model
 from iberlite.run.executors.base import EXECUTORS
 from iberlite.run.spec import PlannedTask, RunSpec
+from iberlite.tasks import lm_eval_source
 from iberlite.tasks.data import data_hash
 from iberlite.tasks.fewshot import FewshotSetup, apply_fewshot
 from iberlite.tasks.items import load_items
@@ -36,7 +37,8 @@ def plan(spec: RunSpec) -> tuple[list[ModelFile], list[PlannedTask]]:
             continue
         gguf_facts(m.file)  # a corrupt file fails now, not after the models before it ran
     specs = load_task_specs(spec.tasks_dirs)
-    tasks = select_tasks(specs, spec.tasks or None, spec.langs or None)
+    ours, lm_names = lm_eval_source.split_names(spec.tasks)
+    tasks = select_tasks(specs, ours or None, spec.langs or None) if ours or not lm_names else []
     planned = []
     for t in tasks:
         items = load_items(t, spec.data_dir, spec.limit, online=spec.online, strict=spec.strict)
@@ -44,4 +46,7 @@ def plan(spec: RunSpec) -> tuple[list[ModelFile], list[PlannedTask]]:
         setup = FewshotSetup(spec.num_fewshot, spec.fewshot_mode, spec.seed)
         instances, shots = apply_fewshot(t, items.instances, spec.data_dir, setup, online=spec.online)
         planned.append(PlannedTask(t, instances, dh, items.faults, shots))
+    if lm_names:  # built by lm-eval itself (tasks/lm_eval_source.py)
+        for lt in lm_eval_source.load_lm_eval_tasks(lm_names, spec.lm_eval_include, spec.limit):
+            planned.append(PlannedTask(lt.spec, lt.instances, lt.data_hash))
     return models, planned

@@ -77,5 +77,6 @@ def _spec_dict(spec: RunSpec) -> dict:
     d["data_dir"] = str(spec.data_dir)
     d["db"] = str(spec.db)
     d["tasks_dirs"] = [str(p) for p in spec.tasks_dirs]
+    d["lm_eval_include"] = [str(p) for p in spec.lm_eval_include]
     d["started"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     return d

@@ -62,6 +62,7 @@ class RunSpec:
     retries: int = 2  # ray: how often a failed shard is tried again
     num_fewshot: int = 0  # shots before each item (tasks/fewshot.py), drawn with `seed`
     fewshot_mode: str = "per-item"  # "per-item" (lm-eval's draws) or "fixed" (one shared prefix)
+    lm_eval_include: tuple[Path, ...] = ()  # folders of lm-eval task YAMLs for `lm_eval:NAME` tasks
 
 
 @dataclass(frozen=True)

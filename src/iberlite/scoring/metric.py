@@ -44,6 +44,8 @@ _ALL = (
     Metric("f1_macro", "multiple_choice", "f1", rank=3),
     Metric("exact_match", "generate", "mean", rank=2),
     Metric("exact_match_flex", "generate", "mean", rank=1),
+    Metric("squad_f1", "generate", "mean", rank=2),  # reading comprehension (SQuAD v1.1)
+    Metric("squad_em", "generate", "mean", rank=2),
     Metric("bleu", "generate", "corpus", scale=100, digits=1, rank=5),
     Metric("chrf", "generate", "corpus", scale=100, digits=1, rank=4),
     Metric("ter", "generate", "corpus", scale=100, digits=1, higher_is_better=False, rank=7),

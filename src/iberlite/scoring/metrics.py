@@ -10,6 +10,11 @@ number printed by iberlite means what the same number means in an lm-eval result
   `string.punctuation` only), as MGSM's `direct` configs use it.
 * `exact_match_flex`: MGSM's `flexible-extract` filter (last match of
   `(-?[$0-9.,]{2,})|(-?[0-9]+)`, fallback `"[invalid]"`) and then the same comparison.
+* `squad_em` / `squad_f1`: SQuAD v1.1 exact match and token F1 of the generation against the
+  first reference answer, after SQuAD's normalisation (lowercase, ASCII punctuation removed,
+  English articles removed, whitespace collapsed), as lm-eval's `process_results_qa` computes
+  them with transformers' `squad_metrics.compute_exact` / `compute_f1` (XQuAD, CatalanQA);
+  lm-eval calls them `exact_match` and `f1`.
 * `bleu` / `chrf` / `ter`: sacrebleu's corpus scores with default settings, as lm-eval's
   aggregations compute them (scale 0-100).
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
@@ -44,6 +50,9 @@ __all__ = [
     "exact_match",
     "exact_match_flex",
     "f1_macro",
+    "squad_exact",
+    "squad_f1",
+    "squad_normalise",
     "f1_macro_with_ci",
     "flexible_extract",
     "mc_prediction",
@@ -179,6 +188,44 @@ def exact_match_flex(output: str, target: str) -> float:
     "1000" and, because "-" is punctuation, "-5" equals "5".
     """
     return float(_normalise(flexible_extract(output)) == _normalise(target))
+
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_ASCII_PUNCT_SET = frozenset(string.punctuation)
+
+
+def squad_normalise(text: str) -> str:
+    """SQuAD v1.1's answer normalisation: lowercase, drop ASCII punctuation, drop the English
+    articles a/an/the as whole words, collapse whitespace (in that order).
+
+    The articles removed are English ones in every language (so Spanish "el" stays, while
+    Portuguese and Catalan "a" goes, being spelt like the English article): that is the
+    official script's behaviour, lm-eval keeps it for XQuAD and CatalanQA, and so does
+    iberlite.
+    """
+    text = "".join(ch for ch in text.lower() if ch not in _ASCII_PUNCT_SET)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def squad_exact(output: str, answer: str) -> float:
+    """1.0 if the generation equals the answer after `squad_normalise` (lm-eval's
+    `process_results_qa` `exact_match`: transformers' `compute_exact(answer, output)`)."""
+    return float(squad_normalise(answer) == squad_normalise(output))
+
+
+def squad_f1(output: str, answer: str) -> float:
+    """Token-overlap F1 between the generation and the answer after `squad_normalise`
+    (transformers' `compute_f1(answer, output)`, lm-eval's `f1`): 2PR/(P+R) over the multiset
+    of shared tokens; when either side has no token, 1.0 if both have none, else 0.0."""
+    gold = squad_normalise(answer).split() if answer else []
+    pred = squad_normalise(output).split() if output else []
+    if not gold or not pred:
+        return float(gold == pred)
+    same = sum((Counter(gold) & Counter(pred)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred), same / len(gold)
+    return 2 * precision * recall / (precision + recall)
 
 
 # --- bootstrap ----------------------------------------------------------------------------
@@ -415,6 +462,8 @@ _PER_ITEM: dict[str, Callable[[ItemOutcome, int], float]] = {
     "acc_norm": _item_acc_norm,
     "exact_match": _item_em,
     "exact_match_flex": _item_em_flex,
+    "squad_em": lambda item, i: squad_exact(*_gen_pair(item, i)),
+    "squad_f1": lambda item, i: squad_f1(*_gen_pair(item, i)),
 }
 
 
@@ -431,7 +480,7 @@ def aggregate(
 
     The single entry point the runner and reports use, so every metric gets the same
     seeding and interval method. Per-item metrics (acc, acc_norm, exact_match,
-    exact_match_flex) are means; f1_macro compares `mc_prediction` with the gold index;
+    exact_match_flex, squad_em, squad_f1) are means; f1_macro compares `mc_prediction` with the gold index;
     bleu/chrf/ter score `output` against the reference in `gold` at corpus level.
     """
     _check_metric(metric)

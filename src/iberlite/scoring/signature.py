@@ -55,10 +55,14 @@ def shots_tag(signature: str) -> str:
 def signature(info: EngineInfo, spec: TaskSpec, data_hash: str, n_items: int,
               device_id: str, fewshot: FewshotPlan | None = None) -> str:
     """Human-readable signature of one aggregate (`class:NAME` last when the items were pinned
-    to a device class; `device` names every fingerprint that answered them)."""
+    to a device class; `device` names every fingerprint that answered them; `source` after the
+    model for a Hub or Ollama file)."""
     device_class = info.extra.get("device_class")
     return "|".join([
         f"model:{info.model_name}@{info.model_sha256[:12]}",
+        *([f"source:{source}"] if (source := _source(info.extra)) else []),
+        *([f"adapter:{info.extra['adapter_task']}@{info.extra['adapter_sha256'][:12]}"
+           f",scale={info.extra.get('adapter_scale', '1.0')}"] if "adapter_sha256" in info.extra else []),
         f"quant:{info.file_type}[{info.tensor_types}]",
         f"engine:{info.engine_version.replace(' ', '-')}",
         f"scoring:{info.scoring}",
@@ -71,3 +75,13 @@ def signature(info: EngineInfo, spec: TaskSpec, data_hash: str, n_items: int,
         f"device:{device_id}",
         *([f"class:{device_class}"] if device_class else []),
     ])
+
+
+def _source(extra: dict[str, str]) -> str | None:
+    """Where a downloaded or Ollama file came from (`hf:REPO/FILE@COMMIT`, `ollama:NAME:TAG`);
+    None for catalog models and paths, whose signatures stay as they were."""
+    if "hf_repo" in extra:
+        return f"hf:{extra['hf_repo']}/{extra.get('hf_file', '?')}@{extra.get('hf_commit', '?')}"
+    if "ollama" in extra:
+        return f"ollama:{extra['ollama']}"
+    return None

@@ -15,6 +15,10 @@ from iberlite.tasks.spec import TaskSpec
 
 def score_items(spec: TaskSpec, items: Sequence[ItemRecord], seed: int) -> list[metrics.MetricScore]:
     """Every metric of the task over the stored items, each with a bootstrap 95% CI."""
+    from iberlite.tasks import lm_eval_source
+
+    if lm_eval_source.lm_eval_spec(spec):  # lm-eval's own process_results and aggregations
+        return lm_eval_source.score(spec, items, seed)
     outcomes = [
         metrics.ItemOutcome(
             logprobs=it.logprobs, choices=it.choices,

@@ -1,4 +1,5 @@
-"""Read a task's documents from the data dir (tsv, csv, jsonl, json, lines) or the hub.
+"""Read a task's documents from the data dir (tsv, csv, jsonl, json, lines, SQuAD JSON, ASSIN
+XML) or the hub.
 
 The data dir is never copied: files are read where they are, hashed for the signature, and
 turned into `Doc` records. Local files win; the Hugging Face Hub is used only when the user
@@ -149,9 +150,12 @@ def _read_table(fmt: str, path: Path, columns: tuple[str, ...] | None) -> Iterat
                 payload = json.loads(f.read())
             except json.JSONDecodeError as exc:
                 raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}).") from exc
-            rows = payload.get("records") if isinstance(payload, dict) else payload
+            if isinstance(payload, dict):  # {"records": [...]}, or {"version", "data": [...]} (TECA)
+                rows = payload.get("records", payload.get("data"))
+            else:
+                rows = payload
             if not isinstance(rows, list):
-                raise UserError(f"{path} holds neither a list of records nor a `records` list.")
+                raise UserError(f"{path} holds neither a list of records nor a `records` or `data` list.")
             for n, row in enumerate(rows, 1):  # a record's number stands in for its line
                 if not isinstance(row, dict):
                     yield n, RowFault(name, n, "invalid_json", "(a record) is not a JSON object")
@@ -159,6 +163,12 @@ def _read_table(fmt: str, path: Path, columns: tuple[str, ...] | None) -> Iterat
                     yield n, RowFault(name, n, "undecodable_bytes", _BAD_BYTES)
                 else:
                     yield n, row
+            return
+        if fmt == "squad":
+            yield from read_squad(path, f.read())
+            return
+        if fmt == "assin_xml":
+            yield from read_assin_xml(path, f.read())
             return
         text = f.read()
         bad_bytes = bool(_UNDECODABLE.search(text))  # rows are searched only when the file has some
@@ -181,6 +191,65 @@ def _read_table(fmt: str, path: Path, columns: tuple[str, ...] | None) -> Iterat
                                   f"has {len(row)} fields, expected {len(header)} ({', '.join(header)})")
             else:
                 yield n, dict(zip(header, row))
+
+
+def read_squad(path: Path, text: str) -> Iterator[_Read]:
+    """(number, row) per question of a SQuAD v1.1 JSON file, read as it is.
+
+    Each row is one question with its paragraph's `context` and article's `title`, and the
+    `answers` list as the file has it (`text`, `answer_start`). Scoring reads the answer text
+    only: a few files have wrong `answer_start` offsets (CatalanQA 2, FaQuAD 33). The number is
+    the question's position in the file (1-based), which stands in for a line.
+    """
+    name = str(path)
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}).") from exc
+    articles = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(articles, list):
+        raise UserError(f"{path} is not SQuAD JSON: it has no `data` list of articles.")
+    n = 0
+    for article in articles:
+        paragraphs = article.get("paragraphs", []) if isinstance(article, dict) else []
+        for para in paragraphs:
+            qas = para.get("qas", []) if isinstance(para, dict) else []
+            for qa in qas:
+                n += 1
+                if not isinstance(qa, dict):
+                    yield n, RowFault(name, n, "invalid_json", "(a question) is not a JSON object")
+                    continue
+                row = {"id": qa.get("id"), "title": article.get("title"), "context": para.get("context"),
+                       "question": qa.get("question"), "answers": qa.get("answers")}
+                if _undecodable(row):
+                    yield n, RowFault(name, n, "undecodable_bytes", _BAD_BYTES)
+                elif not row["answers"]:  # an unanswerable (SQuAD 2) question has no target
+                    yield n, RowFault(name, n, "missing_field", f"(question {qa.get('id')}) has no answer")
+                else:
+                    yield n, row
+
+
+def read_assin_xml(path: Path, text: str) -> Iterator[_Read]:
+    """(number, row) per `<pair>` of an ASSIN XML file, read as it is.
+
+    Fields keep the file's names: the attributes `id`, `entailment` (None, Entailment,
+    Paraphrase) and `similarity`, and the texts `t` and `h` (ElementTree's `.text`, unstripped,
+    as the Hugging Face loader reads them). The number is the pair's position in the file.
+    """
+    import xml.etree.ElementTree as ET
+
+    name = str(path)
+    try:
+        root = ET.fromstring(text.encode("utf-8", errors="surrogateescape"))
+    except ET.ParseError as exc:
+        raise UserError(f"{path} is not valid XML ({exc}).") from exc
+    for n, pair in enumerate(root.iter("pair"), 1):
+        t, h = pair.find("t"), pair.find("h")
+        row = {**pair.attrib, "t": None if t is None else t.text, "h": None if h is None else h.text}
+        if _undecodable(row):
+            yield n, RowFault(name, n, "undecodable_bytes", _BAD_BYTES)
+        else:
+            yield n, row
 
 
 def _read_lines(spec: TaskSpec, data_dir: Path) -> Iterator[tuple[str, int, dict[str, Any] | RowFault]]:

@@ -26,7 +26,7 @@ FAMILIES = (
     "stance",
 )
 OUTPUTS = ("multiple_choice", "generate")
-FORMATS = ("tsv", "csv", "jsonl", "json", "lines")
+FORMATS = ("tsv", "csv", "jsonl", "json", "lines", "squad", "assin_xml")
 PREPROCESS = ("xnli_es", "strip")
 TEMPLATE_KEYS = ("doc_to_text", "doc_to_choice", "doc_to_target")
 
@@ -35,13 +35,13 @@ KEYS: dict[str, tuple[str, ...]] = {
     "": ("name", "group", "lang", "target_lang", "family", "output", "description", "reference",
          "source", "preprocess", "doc_to_text", "doc_to_choice", "doc_to_target",
          "target_delimiter", "metrics", "generation", "fewshot"),
-    "source": ("format", "files", "columns", "id", "where", "join", "hf"),
+    "source": ("format", "files", "columns", "id", "where", "join", "hf", "train_files"),
     "source.join": ("format", "files", "on"),
     "source.hf": ("path", "split", "name", "rename"),
     "generation": ("until", "max_tokens"),
     "fewshot": ("split", "source", "sampler", "exclude_doc", "target_delimiter",
                 "fewshot_delimiter", "description"),
-    "fewshot.source": ("format", "files", "columns", "id", "where", "join", "hf"),
+    "fewshot.source": ("format", "files", "columns", "id", "where", "join", "hf", "train_files"),
     "fewshot.source.join": ("format", "files", "on"),
     "fewshot.source.hf": ("path", "split", "name", "rename"),
 }
@@ -83,6 +83,9 @@ class SourceSpec:
     where: tuple[tuple[str, str], ...] = ()
     join: JoinSpec | None = None
     hf: HubSpec | None = None
+    # The task's train split (same format, labels inline): only `iberlite adapt` reads it, never
+    # an evaluation, so it is in neither the data hash nor the evaluation key.
+    train_files: tuple[str, ...] = ()
 
     def paths(self) -> tuple[str, ...]:
         """Every file this source reads, in reading order."""
@@ -318,6 +321,8 @@ def _source(raw: Any, where: _Where, key: str = "source") -> SourceSpec:
         where=_pairs(raw.get("where"), f"{key}.where", where),
         join=join,
         hf=_hub(raw.get("hf"), where, f"{key}.hf"),
+        train_files=tuple(_data_path(p, f"{key}.train_files", where)
+                          for p in _strs(raw.get("train_files") or [], f"{key}.train_files", where)),
     )
 
 

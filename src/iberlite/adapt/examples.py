@@ -1,0 +1,98 @@
+"""Training examples from a task's own train split, rendered exactly as the task evaluates.
+
+An example is the (context, continuation) pair the task scores for its gold choice: the context
+from `doc_to_text`, the continuation `target_delimiter + gold choice`. Training on that pair with
+the loss on the continuation only teaches the model the very thing an evaluation asks of it.
+
+The train split is the task's `source.train_files` (same format as its evaluated files, labels
+inline). Training and evaluated items must never meet: every example's content hash (its
+whitespace-normalized context) is checked against the evaluated split, and an overlap is refused
+unless the user asks to drop the overlapping rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from iberlite.errors import UserError
+from iberlite.tasks.items import load_items
+from iberlite.tasks.render import Instance
+from iberlite.tasks.spec import TaskSpec
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    """One training pair: what the model reads and the answer it should give."""
+
+    doc_id: str
+    context: str
+    continuation: str  # target_delimiter + gold choice, as the task scores it
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The examples one adapter is trained on, and where they came from."""
+
+    task: str
+    examples: tuple[TrainExample, ...]
+    pool: int  # examples the train split holds (after dropping overlaps)
+    dropped_overlap: int  # train rows dropped because the evaluated split holds them too
+    train_files: tuple[str, ...]
+
+    @property
+    def data_hash(self) -> str:
+        """sha256 (16 hex) of the chosen examples in training order: the adapter's data key."""
+        h = hashlib.sha256()
+        for e in self.examples:
+            h.update(json.dumps([e.context, e.continuation], ensure_ascii=False).encode())
+        return h.hexdigest()[:16]
+
+
+def content_hash(text: str) -> str:
+    """Hash of what the model reads, blind to whitespace differences between copies."""
+    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
+
+
+def train_spec(spec: TaskSpec) -> TaskSpec:
+    """The task reading its train split instead of its evaluated one."""
+    if spec.output != "multiple_choice":
+        raise UserError(f"Task {spec.name} is a generation task; adapting supports multiple-choice "
+                        "tasks only.", 2)
+    if not spec.source.train_files:
+        raise UserError(f"Task {spec.name} declares no train split (source.train_files), so it "
+                        "cannot be adapted to.", 2)
+    source = replace(spec.source, files=spec.source.train_files, join=None, hf=None, line_fields=())
+    return replace(spec, source=source)
+
+
+def _example(inst: Instance) -> TrainExample:
+    assert isinstance(inst.gold, int)
+    return TrainExample(inst.doc_id, inst.context, inst.target_delimiter + inst.choices[inst.gold],
+                        content_hash(inst.context))
+
+
+def load_training_set(spec: TaskSpec, data_dir: Path, limit: int | None, seed: int,
+                      drop_overlap: bool = False) -> TrainingSet:
+    """The first `limit` examples of the train split in a seeded shuffle (so a smaller set is
+    a prefix of a larger one with the same seed: a learning curve adds data, it does not swap
+    it); an example whose content is in the evaluated split is refused, or dropped on request."""
+    train = load_items(train_spec(spec), data_dir)
+    evaluated = {content_hash(i.context) for i in load_items(spec, data_dir).instances}
+    examples = [_example(i) for i in train.instances]
+    overlap = [e for e in examples if e.content_hash in evaluated]
+    if overlap and not drop_overlap:
+        raise UserError(
+            f"{len(overlap)} of the {len(examples)} training rows of {spec.name} also appear in its "
+            f"evaluated split (same text by content hash, e.g. train row {overlap[0].doc_id}); "
+            "pass --drop-overlap to train without them.", 2)
+    pool = [e for e in examples if e.content_hash not in evaluated]
+    random.Random(seed).shuffle(pool)
+    chosen = pool if limit is None else pool[:limit]
+    if not chosen:
+        raise UserError(f"Task {spec.name} has no training examples left to train on.", 2)
+    return TrainingSet(spec.name, tuple(chosen), len(pool), len(overlap), spec.source.train_files)

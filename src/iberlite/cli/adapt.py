@@ -1,0 +1,161 @@
+"""`iberlite adapt`: train (or find cached) a LoRA adapter with a progress bar, then print it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+
+from iberlite.adapt.make import adapt, plan
+from iberlite.adapt.train import StepInfo, TrainConfig, TrainingInterrupted
+from iberlite.cli.tables import Column, TableData, check_format, emit
+from iberlite.models.adapters import Adapter, read_record
+
+
+def _eta(seconds: float) -> str:
+    m, s = divmod(int(seconds + 0.5), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}"
+
+
+def adapter_columns() -> tuple[Column, ...]:
+    """What an adapter's row shows, in `adapt` and in `models`."""
+    return (
+        Column("model", "model"),
+        Column("base", "base", priority=2),
+        Column("task", "task"),
+        Column("examples", "examples", "num"),
+        Column("rank", "rank", "num", priority=2),
+        Column("epochs", "epochs", "num", priority=3),
+        Column("steps", "steps", "num", priority=3),
+        Column("final_loss", "loss", "num", fmt=".3f", priority=1),
+        Column("seconds", "training", "num", fmt=lambda v: f"{v:.0f} s"),
+        Column("cpu_seconds", "CPU s", "num", fmt=".0f", priority=3),
+        Column("peak_rss_bytes", "peak RSS", "num", fmt=lambda v: f"{v / 2**30:.1f} GiB", priority=3),
+        Column("examples_per_s", "ex/s", "num", fmt=".2f", priority=1),
+        Column("created", "made", priority=4),
+        Column("sha256", "sha256", human=False),
+        Column("path", "path", human=False),
+    )
+
+
+def adapter_row(a: Adapter) -> tuple:
+    """One row of :func:`adapter_columns`."""
+    return (a.model_name, a.base, a.task, a.examples, a.rank, a.epochs, a.steps, a.final_loss,
+            a.seconds, a.cpu_seconds, a.peak_rss_bytes, a.examples_per_s, a.created, a.sha256, a.path)
+
+
+def adapt_command(model: str, task: str, config: TrainConfig, *, data_dir: Path,
+                  train_limit: int | None, name: str | None, tasks_dirs: tuple[Path, ...],
+                  models_dir: Path | None, threads: int | None, drop_overlap: bool,
+                  fmt: str = "table", wide: bool = False, err: Console | None = None) -> None:
+    """Plan, train with a progress bar (or hit the cache), print the adapter."""
+    err = err or Console(stderr=True)
+    check_format(fmt)
+    p = plan(model, task, config, data_dir=data_dir, train_limit=train_limit, name=name,
+             tasks_dirs=tasks_dirs, models_dir=models_dir, drop_overlap=drop_overlap)
+    cached = read_record(p.path)
+    if cached is not None:
+        _print(cached, True, fmt, wide)
+        return
+    n = len(p.training.examples)
+    err.print(f"Adapting {p.base.name} to {task} on {n} training examples "
+              f"({p.training.pool} in the train split): rank {config.rank}, {config.epochs} "
+              f"epoch(s), batch {config.batch_size}, seed {config.seed}.", highlight=False)
+    columns = (TextColumn("{task.description}"), BarColumn(),
+               TextColumn("step {task.fields[step]}"),
+               TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} ex/s"),
+               TextColumn("ETA {task.fields[eta]}"))
+    with Progress(*columns, console=err, transient=False) as prog:
+        bar = prog.add_task("train", total=None, step="-", loss="-", rate="-", eta="-")
+
+        def on_step(s: StepInfo) -> None:
+            prog.update(bar, completed=s.step, total=s.total, step=f"{s.step}/{s.total}", loss=f"{s.loss:.3f}",
+                        rate=f"{s.examples_per_s:.2f}", eta=_eta(s.eta_s))
+
+        def on_status(message: str) -> None:
+            prog.console.print(message, highlight=False)
+
+        try:
+            adapter, hit = adapt(p, n_threads=threads, on_step=on_step, on_status=on_status)
+        except TrainingInterrupted as stop:
+            prog.stop()
+            err.print(f"Interrupted at step {stop.step}/{stop.total}; the checkpoint is kept in "
+                      f"{stop.checkpoint}: rerun the same command to continue from it.",
+                      highlight=False, soft_wrap=True)
+            sys.exit(130)
+        prog.update(bar, description="cached" if hit else "trained")
+    _print(adapter, hit, fmt, wide)
+
+
+def _print(adapter: Adapter, hit: bool, fmt: str, wide: bool) -> None:
+    cols = (*adapter_columns(), Column("status", "status"))
+    notes = (adapter.token_check,
+             f"Use it as {adapter.model_name} in run, bench, serve, doctor and decide; scale "
+             f"alpha/rank = {adapter.scale:g}.")
+    emit(TableData(f"Adapter {adapter.model_name}", cols,
+                   ((*adapter_row(adapter), "cached" if hit else "made"),), notes=notes), fmt, wide=wide)
+
+
+def curve_command(model: str, task: str, sizes: tuple[int, ...], config: TrainConfig, *,
+                  data_dir: Path, tasks_dirs: tuple[Path, ...], models_dir: Path | None,
+                  threads: int | None, drop_overlap: bool, eval_limit: int | None, db: Path,
+                  fmt: str = "table", wide: bool = False, err: Console | None = None) -> None:
+    """Train one adapter per size, evaluate them all (and the base at size 0) on the same test
+    items as one stored run, print the scores side by side."""
+    import os
+    import shlex
+
+    from iberlite.adapt.curve import train_curve
+    from iberlite.cli.views import results_view
+    from iberlite.models.quantize import MODELS_DIR_ENV
+    from iberlite.run.runner import run as run_grid
+    from iberlite.run.spec import RunSpec
+
+    err = err or Console(stderr=True)
+    check_format(fmt)
+    columns = (TextColumn("{task.description}"), BarColumn(),
+               TextColumn("step {task.fields[step]}"), TextColumn("loss {task.fields[loss]}"),
+               TextColumn("{task.fields[rate]} ex/s"), TextColumn("ETA {task.fields[eta]}"))
+    with Progress(*columns, console=err, transient=False) as prog:
+        bars: dict[int, object] = {}
+
+        def on_point(size: int, _n: int) -> None:
+            bars[0] = prog.add_task(f"{task} n={size}", total=None, step="-", loss="-", rate="-", eta="-")
+
+        def on_step(s: StepInfo) -> None:
+            prog.update(bars[0], completed=s.step, total=s.total, step=f"{s.step}/{s.total}",  # type: ignore[arg-type]
+                        loss=f"{s.loss:.3f}", rate=f"{s.examples_per_s:.2f}", eta=_eta(s.eta_s))
+
+        try:
+            points = train_curve(model, task, sizes, config, data_dir=data_dir, tasks_dirs=tasks_dirs,
+                                 models_dir=models_dir, n_threads=threads, drop_overlap=drop_overlap,
+                                 on_point=on_point, on_step=on_step,
+                                 on_status=lambda m: prog.console.print(m, highlight=False))
+        except TrainingInterrupted as stop:
+            prog.stop()
+            err.print(f"Interrupted at step {stop.step}/{stop.total}; the checkpoint is kept in "
+                      f"{stop.checkpoint}: rerun the same command to continue from it.",
+                      highlight=False, soft_wrap=True)
+            sys.exit(130)
+    spec = RunSpec(models=tuple(p.model for p in points), tasks=(task,), limit=eval_limit,
+                   data_dir=data_dir, tasks_dirs=tasks_dirs, db=db, n_threads=threads)
+    previous = os.environ.get(MODELS_DIR_ENV)
+    if models_dir is not None:  # the run resolves MODEL+ADAPTER names in the folder they are in
+        os.environ[MODELS_DIR_ENV] = str(models_dir)
+    try:
+        with err.status(f"evaluating {len(points)} models on {task}"):
+            result = run_grid(spec, command=shlex.join(["iberlite", *sys.argv[1:]]))
+    finally:
+        if models_dir is not None and previous is None:
+            del os.environ[MODELS_DIR_ENV]
+        elif models_dir is not None and previous is not None:
+            os.environ[MODELS_DIR_ENV] = previous
+    table = results_view(db, result.run_id)
+    trained = ", ".join(f"n={p.examples}: {p.adapter.seconds:.0f} s" for p in points if p.adapter)
+    notes = (*table.notes, f"Curve of {model} on {task}: size 0 is the base model; each adapter trains "
+             f"on a prefix of one seeded shuffle of the train split (training time {trained}). Run "
+             f"{result.run_id} in {db}.")
+    emit(TableData(table.title, table.columns, table.rows, notes=notes, records=table.records), fmt,
+         wide=wide)

@@ -1,0 +1,148 @@
+"""Adapters in the models folder: where they live, their records, and `MODEL+ADAPTER` names.
+
+An adapter is ``adapters/BASE+NAME.KEY.gguf`` in the models folder (``--models-dir``, else
+``IBERLITE_MODELS_DIR``, else ``models/`` in the cache folder), with the PEFT weights it was
+exported from in ``BASE+NAME.KEY.peft/`` (the transformers engine applies those) and a JSON
+record beside it. KEY hashes the base file's sha256, the task and its prompt, the training
+examples and the hyper-parameters, so asking again for the same adapter is a cache hit and any
+change makes a new one. NAME is the task's name unless the user gives another.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from iberlite.errors import UserError
+from iberlite.models.gguf_facts import file_sha256, gguf_facts
+from iberlite.models.model_file import ModelFile
+from iberlite.models.quantize import models_dir
+
+ADAPTER_SEP = "+"  # MODEL+NAME (parsed in models/names.py)
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A trained LoRA adapter and everything about how it was made."""
+
+    name: str  # the NAME in MODEL+NAME
+    base: str  # the base model's name
+    base_sha256: str
+    architecture: str
+    task: str
+    key: str
+    path: str  # the GGUF adapter
+    sha256: str  # of the GGUF adapter
+    rank: int
+    alpha: float
+    scale: float  # alpha / rank, applied by both engines
+    epochs: int
+    lr: float
+    batch_size: int
+    seed: int
+    max_tokens: int
+    targets: tuple[str, ...]
+    examples: int  # training examples used
+    pool: int  # examples the train split offered
+    dropped_overlap: int
+    data_hash: str
+    train_files: tuple[str, ...]
+    steps: int
+    first_loss: float
+    final_loss: float
+    seconds: float  # training wall time (a one-off cost)
+    cpu_seconds: float
+    peak_rss_bytes: int
+    examples_per_s: float
+    n_threads: int
+    n_trainable: int
+    token_check: str
+    token_mismatches: int
+    versions: str
+    created: str
+
+    @property
+    def model_name(self) -> str:
+        """``BASE+NAME``, the name every command knows it by."""
+        return f"{self.base}{ADAPTER_SEP}{self.name}"
+
+    @property
+    def peft_dir(self) -> Path:
+        """The PEFT copy of the weights (for the transformers engine)."""
+        return peft_dir(Path(self.path))
+
+
+def adapters_dir(directory: Path | None = None) -> Path:
+    """The folder adapters are written to."""
+    return models_dir(directory) / "adapters"
+
+
+def adapter_path(directory: Path | None, base: str, name: str, key: str) -> Path:
+    """Where the adapter with this key lives."""
+    return adapters_dir(directory) / f"{base}{ADAPTER_SEP}{name}.{key}.gguf"
+
+
+def peft_dir(gguf: Path) -> Path:
+    """The PEFT folder beside an adapter GGUF."""
+    return gguf.with_suffix(".peft")
+
+
+def record_path(gguf: Path) -> Path:
+    """The JSON record beside an adapter GGUF."""
+    return gguf.with_suffix(".json")
+
+
+def write_record(adapter: Adapter) -> None:
+    """Write the adapter's record (last: a record means the adapter is complete)."""
+    path = record_path(Path(adapter.path))
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(asdict(adapter), indent=1, ensure_ascii=False))
+    tmp.replace(path)
+
+
+def read_record(gguf: Path) -> Adapter | None:
+    """The record of a complete adapter, or None (missing, partial or from another version)."""
+    try:
+        raw = json.loads(record_path(gguf).read_text())
+        known = {f.name for f in fields(Adapter)}
+        if set(raw) != known:
+            return None
+        raw["targets"], raw["train_files"] = tuple(raw["targets"]), tuple(raw["train_files"])
+        adapter = Adapter(**raw)
+    except (OSError, ValueError, TypeError):
+        return None
+    return adapter if gguf.is_file() else None
+
+
+def adapters(directory: Path | None = None) -> list[Adapter]:
+    """Every complete adapter in the models folder, by model name then age."""
+    d = adapters_dir(directory)
+    found = [read_record(p) for p in sorted(d.glob("*.gguf"))] if d.is_dir() else []
+    return sorted((a for a in found if a), key=lambda a: (a.model_name, a.created))
+
+
+def resolve_adapted(base_file: ModelFile, adapter_name: str, directory: Path | None = None) -> ModelFile:
+    """The base model with its newest adapter called `adapter_name` applied.
+
+    The adapter must have been trained on this very base file (same sha256); an adapter is
+    never applied to another quantization of its model.
+    """
+    if base_file.remote:
+        raise UserError(f"{base_file.name} is remote: an adapter applies to a local GGUF file.", 2)
+    sha = gguf_facts(base_file.file).sha256
+    mine = [a for a in adapters(directory) if a.name == adapter_name and a.base == base_file.name]
+    fitting = [a for a in mine if a.base_sha256 == sha]
+    if not fitting:
+        why = (f" (those there were trained on another file than {base_file.file})" if mine else "")
+        raise UserError(
+            f"No adapter {adapter_name!r} for {base_file.name} in {adapters_dir(directory)}{why}; "
+            f"make one with `iberlite adapt {base_file.name} --task TASK --name {adapter_name}`.", 2)
+    chosen = max(fitting, key=lambda a: a.created)
+    path = Path(chosen.path)
+    if file_sha256(path) != chosen.sha256:
+        raise UserError(f"Adapter file {path} does not match its record; run `iberlite adapt` again.", 2)
+    # the base's origin (a Hub or Ollama file, a variant's lineage) stays with it
+    return replace(base_file, name=f"{base_file.name}{ADAPTER_SEP}{adapter_name}", adapter=path,
+                   adapter_sha256=chosen.sha256, adapter_scale=1.0, adapter_task=chosen.task,
+                   adapter_peft=peft_dir(path))
