@@ -50,3 +50,14 @@ def fake_engine_factory():
     from fakes import fake_engine_factory
 
     return fake_engine_factory
+
+
+@pytest.fixture(scope="module")
+def offline_hub():
+    """The reference stack (lm-eval, transformers, datasets) never reaches a hub: offline for
+    the module that asks, restored after it. huggingface_hub also reads TRANSFORMERS_OFFLINE,
+    so a value left behind would make the Hub tests of a later module offline."""
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            mp.setenv(var, "1")
+        yield

@@ -1,6 +1,7 @@
 """Behaviour of iberlite.device.fingerprint a user would notice."""
 
 import json
+import mmap
 import sys
 import time
 from pathlib import Path
@@ -71,10 +72,20 @@ def test_fingerprint_is_frozen():
 
 # ---------------------------------------------------------------- memory
 
+
+def _fresh_pages(n_bytes: int) -> mmap.mmap:
+    """Memory this process did not hold before, every page written (resident). An allocator
+    would reuse pages an earlier test freed (a torch training run leaves a large heap), which
+    raises no RSS; an anonymous mapping always does, and is given back when deleted."""
+    buf = mmap.mmap(-1, n_bytes)
+    np.frombuffer(buf, dtype=np.uint8)[:] = 1
+    return buf
+
+
 def test_sampler_sees_a_200mb_allocation_without_marks():
     with RssSampler(interval_s=0.005) as mem:
         before = mem.mark("before_alloc")
-        arr = np.ones(200 * MB // 8)  # np.ones writes every page, so it is resident
+        arr = _fresh_pages(200 * MB)  # every page written, so it is resident
         time.sleep(0.1)               # several sampler ticks, no mark taken
         peak_seen_by_thread = mem.peak_bytes
         del arr
@@ -89,7 +100,7 @@ def test_sampler_sees_a_200mb_allocation_without_marks():
 
 def test_os_high_water_mark_cross_checks_the_sampled_peak():
     with RssSampler() as mem:
-        arr = np.ones(100 * MB // 8)
+        arr = _fresh_pages(100 * MB)
         mem.mark("allocated")
         del arr
     r = mem.reading
@@ -102,7 +113,7 @@ def test_os_high_water_mark_cross_checks_the_sampled_peak():
 
 
 def test_os_peak_is_block_scoped_after_an_earlier_spike():
-    arr = np.ones(300 * MB // 8)
+    arr = _fresh_pages(300 * MB)
     del arr  # process high-water mark is now >= 300 MB above baseline
     with RssSampler() as mem:
         pass
@@ -114,7 +125,7 @@ def test_os_peak_is_block_scoped_after_an_earlier_spike():
 
 def test_nested_sampler_does_not_reset_outer_high_water_mark():
     with RssSampler() as outer:
-        arr = np.ones(200 * MB // 8)
+        arr = _fresh_pages(200 * MB)
         del arr
         with RssSampler() as inner:
             pass

@@ -12,8 +12,6 @@ Needs the reference extra and the evaluation data; skipped with the reason other
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 pytest.importorskip("lm_eval", reason="the fidelity test needs the reference extra: pip install -e .[reference]")
@@ -31,12 +29,10 @@ K, N = 5, 50
 
 
 @pytest.fixture(scope="module")
-def task_dir(tmp_path_factory, data_dir):
+def task_dir(tmp_path_factory, data_dir, offline_hub):
     for sub in ("xnlivar", "xstorycloze", "basqueglue"):
         if not (data_dir / sub).is_dir():
             pytest.skip(f"{sub} not found in {data_dir}")
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        os.environ[var] = "1"
     out = tmp_path_factory.mktemp("lm_eval_tasks")
     write_task_dir(list(TASKS), data_dir, out)
     return out

@@ -11,7 +11,6 @@ otherwise. Takes a few minutes on 2 cores (two lm-eval model loads, two iberlite
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -36,11 +35,9 @@ CASES = {  # task -> (documents, kind, target delimiter)
 
 
 @pytest.fixture(scope="module")
-def agreements(tmp_path_factory, data_dir):
+def agreements(tmp_path_factory, data_dir, offline_hub):
     if not (data_dir / "xstorycloze").is_dir() or not (data_dir / "flores200").is_dir():
         pytest.skip(f"XStoryCloze or FLORES-200 not found in {data_dir}")
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        os.environ[var] = "1"
     work = tmp_path_factory.mktemp("fidelity")
     model = resolve_model(MODEL)
     local = write_task_dir(list(CASES), data_dir, work / "tasks")

@@ -10,8 +10,6 @@ measurement is in docs/fidelity.md. Needs the reference extra and the data dir.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 pytest.importorskip("lm_eval", reason="the fidelity test needs the reference extra: pip install -e .[reference]")
@@ -30,9 +28,7 @@ CASES = {"teca": (10, "multiple_choice", ""), "xquad_ca": (3, "generate", " ")}
 
 
 @pytest.fixture(scope="module")
-def agreements(tmp_path_factory, data_dir):
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        os.environ[var] = "1"
+def agreements(tmp_path_factory, data_dir, offline_hub):
     work = tmp_path_factory.mktemp("fidelity_reading")
     local = write_task_dir(list(CASES), data_dir, work / "tasks")
     model = resolve_model(MODEL)

@@ -79,7 +79,7 @@ def env(tmp_path, hub) -> dict[str, str]:
     """A user's environment: the fake Hub, an empty HF cache, an empty Ollama store."""
     hub.requests.clear()
     e = {k: v for k, v in os.environ.items()
-         if not k.startswith(("HF_", "HUGGINGFACE_", "OLLAMA_")) and k not in ("COLUMNS", "IBERLITE_DATA_DIR")}
+         if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "OLLAMA_")) and k not in ("COLUMNS", "IBERLITE_DATA_DIR")}
     e.update(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), e.get("PYTHONPATH")])),
              HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1",
              HF_HUB_DISABLE_IMPLICIT_TOKEN="1", NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",

@@ -16,7 +16,6 @@ Needs the reference extra and the data dir; skipped with the reason otherwise.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -36,9 +35,7 @@ NEW = ("xquad_es", "xquad_en", "xquad_ca", "catalanqa", "teca", "assin_entailmen
 
 
 @pytest.fixture(scope="module")
-def include(tmp_path_factory, data_dir):
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        os.environ[var] = "1"
+def include(tmp_path_factory, data_dir, offline_hub):
     out = tmp_path_factory.mktemp("lm_eval_tasks")
     return write_task_dir([*NEW, "xnli_es"], data_dir, out), out
 
