@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from iberlite.adapt.make import adapt, plan
 from iberlite.adapt.train import StepInfo, TrainConfig, TrainingInterrupted
@@ -17,6 +17,24 @@ from iberlite.models.adapters import Adapter, read_record
 def _eta(seconds: float) -> str:
     m, s = divmod(int(seconds + 0.5), 60)
     return f"{m // 60}:{m % 60:02d}:{s:02d}"
+
+
+_COLUMNS = (TextColumn("{task.description}"), BarColumn(),
+            TextColumn("step {task.fields[step]}"), TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[rate]} ex/s"), TextColumn("ETA {task.fields[eta]}"))
+"""The training bar of `adapt` and `adapt --curve`: step, loss, examples/s, ETA."""
+
+
+def _show_step(prog: Progress, bar: TaskID, s: StepInfo) -> None:
+    prog.update(bar, completed=s.step, total=s.total, step=f"{s.step}/{s.total}", loss=f"{s.loss:.3f}",
+                rate=f"{s.examples_per_s:.2f}", eta=_eta(s.eta_s))
+
+
+def _interrupted(err: Console, stop: TrainingInterrupted) -> None:
+    err.print(f"Interrupted at step {stop.step}/{stop.total}; the checkpoint is kept in "
+              f"{stop.checkpoint}: rerun the same command to continue from it.",
+              highlight=False, soft_wrap=True)
+    sys.exit(130)
 
 
 def adapter_columns() -> tuple[Column, ...]:
@@ -63,16 +81,11 @@ def adapt_command(model: str, task: str, config: TrainConfig, *, data_dir: Path,
     err.print(f"Adapting {p.base.name} to {task} on {n} training examples "
               f"({p.training.pool} in the train split): rank {config.rank}, {config.epochs} "
               f"epoch(s), batch {config.batch_size}, seed {config.seed}.", highlight=False)
-    columns = (TextColumn("{task.description}"), BarColumn(),
-               TextColumn("step {task.fields[step]}"),
-               TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} ex/s"),
-               TextColumn("ETA {task.fields[eta]}"))
-    with Progress(*columns, console=err, transient=False) as prog:
+    with Progress(*_COLUMNS, console=err, transient=False) as prog:
         bar = prog.add_task("train", total=None, step="-", loss="-", rate="-", eta="-")
 
         def on_step(s: StepInfo) -> None:
-            prog.update(bar, completed=s.step, total=s.total, step=f"{s.step}/{s.total}", loss=f"{s.loss:.3f}",
-                        rate=f"{s.examples_per_s:.2f}", eta=_eta(s.eta_s))
+            _show_step(prog, bar, s)
 
         def on_status(message: str) -> None:
             prog.console.print(message, highlight=False)
@@ -81,10 +94,7 @@ def adapt_command(model: str, task: str, config: TrainConfig, *, data_dir: Path,
             adapter, hit = adapt(p, n_threads=threads, on_step=on_step, on_status=on_status)
         except TrainingInterrupted as stop:
             prog.stop()
-            err.print(f"Interrupted at step {stop.step}/{stop.total}; the checkpoint is kept in "
-                      f"{stop.checkpoint}: rerun the same command to continue from it.",
-                      highlight=False, soft_wrap=True)
-            sys.exit(130)
+            _interrupted(err, stop)
         prog.update(bar, description="cached" if hit else "trained")
     _print(adapter, hit, fmt, wide)
 
@@ -115,18 +125,14 @@ def curve_command(model: str, task: str, sizes: tuple[int, ...], config: TrainCo
 
     err = err or Console(stderr=True)
     check_format(fmt)
-    columns = (TextColumn("{task.description}"), BarColumn(),
-               TextColumn("step {task.fields[step]}"), TextColumn("loss {task.fields[loss]}"),
-               TextColumn("{task.fields[rate]} ex/s"), TextColumn("ETA {task.fields[eta]}"))
-    with Progress(*columns, console=err, transient=False) as prog:
-        bars: dict[int, object] = {}
+    with Progress(*_COLUMNS, console=err, transient=False) as prog:
+        bars: dict[int, TaskID] = {}
 
         def on_point(size: int, _n: int) -> None:
             bars[0] = prog.add_task(f"{task} n={size}", total=None, step="-", loss="-", rate="-", eta="-")
 
         def on_step(s: StepInfo) -> None:
-            prog.update(bars[0], completed=s.step, total=s.total, step=f"{s.step}/{s.total}",  # type: ignore[arg-type]
-                        loss=f"{s.loss:.3f}", rate=f"{s.examples_per_s:.2f}", eta=_eta(s.eta_s))
+            _show_step(prog, bars[0], s)
 
         try:
             points = train_curve(model, task, sizes, config, data_dir=data_dir, tasks_dirs=tasks_dirs,
@@ -135,10 +141,7 @@ def curve_command(model: str, task: str, sizes: tuple[int, ...], config: TrainCo
                                  on_status=lambda m: prog.console.print(m, highlight=False))
         except TrainingInterrupted as stop:
             prog.stop()
-            err.print(f"Interrupted at step {stop.step}/{stop.total}; the checkpoint is kept in "
-                      f"{stop.checkpoint}: rerun the same command to continue from it.",
-                      highlight=False, soft_wrap=True)
-            sys.exit(130)
+            _interrupted(err, stop)
     spec = RunSpec(models=tuple(p.model for p in points), tasks=(task,), limit=eval_limit,
                    data_dir=data_dir, tasks_dirs=tasks_dirs, db=db, n_threads=threads)
     previous = os.environ.get(MODELS_DIR_ENV)
