@@ -17,7 +17,7 @@ import numpy as np
 
 from iberlite.analysis import language_gap as lg
 from iberlite.langs import REFERENCE_LANG, lang_key
-from iberlite.scoring.metric import percent_scale
+from iberlite.scoring.metric import gap_metric_of, percent_scale
 from iberlite.store import EvalRecord, ItemRecord
 
 
@@ -50,13 +50,9 @@ def gap_metric(ev: EvalRecord, items: Sequence[ItemRecord], metrics: set[str]) -
     """The metric a gap of this evaluation is measured in, given the metrics it has scores for
     (None when its items carry neither correctness nor outputs)."""
     if items and all(it.correct is not None for it in items):
-        if ev.output == "multiple_choice":
-            return "acc"
-        if "exact_match_flex" in metrics:
-            return "exact_match_flex"
-        return "squad_em" if "squad_em" in metrics else "exact_match"
+        return gap_metric_of(ev.output, metrics, per_item=True)
     if items and all(it.generated is not None for it in items):
-        return "bleu" if "bleu" in metrics and "chrf" not in metrics else "chrf"
+        return gap_metric_of(ev.output, metrics, per_item=False)
     return None
 
 

@@ -11,7 +11,9 @@ What each field decides:
 * `higher_is_better`: TER is the one where lower wins;
 * `chance`: a uniform guess over the choices scores 1/n (the chance line of the report);
 * `digits`: decimals shown in tables;
-* `rank`: which of a task's metrics is its primary one (lowest rank first).
+* `rank`: which of a task's metrics is its primary one (lowest rank first);
+* `per_item`: the item's stored right/wrong flag is this metric's per-item value (accuracy,
+  exact match), so paired tests such as the language gap can work item by item.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Metric:
     chance: bool = False
     digits: int = 2
     rank: int = 99
+    per_item: bool = False
 
     @property
     def percent_scale(self) -> bool:
@@ -39,13 +42,13 @@ class Metric:
 
 
 _ALL = (
-    Metric("acc", "multiple_choice", "mean", chance=True, rank=0),
+    Metric("acc", "multiple_choice", "mean", chance=True, rank=0, per_item=True),
     Metric("acc_norm", "multiple_choice", "mean", chance=True, rank=6),
     Metric("f1_macro", "multiple_choice", "f1", rank=3),
-    Metric("exact_match", "generate", "mean", rank=2),
-    Metric("exact_match_flex", "generate", "mean", rank=1),
+    Metric("exact_match", "generate", "mean", rank=2, per_item=True),
+    Metric("exact_match_flex", "generate", "mean", rank=1, per_item=True),
     Metric("squad_f1", "generate", "mean", rank=2),  # reading comprehension (SQuAD v1.1)
-    Metric("squad_em", "generate", "mean", rank=2),
+    Metric("squad_em", "generate", "mean", rank=2, per_item=True),
     Metric("bleu", "generate", "corpus", scale=100, digits=1, rank=5),
     Metric("chrf", "generate", "corpus", scale=100, digits=1, rank=4),
     Metric("ter", "generate", "corpus", scale=100, digits=1, higher_is_better=False, rank=7),
@@ -83,6 +86,20 @@ def primary_metric(names: list[str] | tuple[str, ...]) -> str | None:
     """The primary one of a task's metrics: the lowest rank (the first name if none is known)."""
     known = [n for n in PRIMARY_ORDER if n in names]
     return known[0] if known else (names[0] if names else None)
+
+
+def gap_metric_of(output: str, names: set[str] | frozenset[str], per_item: bool) -> str:
+    """The metric a paired comparison of one evaluation is measured in: with per-item right/wrong
+    flags, the best-ranked `per_item` metric of the task's kind that it has scores for; else the
+    best-ranked higher-is-better corpus metric (chrF before BLEU). Without scores to choose
+    from, the best-ranked candidate."""
+    if per_item:
+        candidates = [n for n in PRIMARY_ORDER if REGISTRY[n].per_item and REGISTRY[n].output == output]
+    else:
+        candidates = [n for n in PRIMARY_ORDER if REGISTRY[n].aggregation == "corpus"
+                      and REGISTRY[n].higher_is_better]
+    present = [n for n in candidates if n in names]
+    return (present or candidates)[0]
 
 
 def metric_rank(name: str) -> int:
