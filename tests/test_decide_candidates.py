@@ -138,8 +138,7 @@ def test_a_candidate_name_is_a_model_and_its_shots():
     assert parse_candidate(FIXED) == parse_candidate(FIXED).__class__(FIXED, BASE, 5, "fixed")
     assert (parse_candidate(f"{ADAPTED}:3shot").k, parse_candidate(f"{ADAPTED}:3shot").mode) == (3, "per-item")
     assert parse_candidate("ollama:qwen:0.5b").model == "ollama:qwen:0.5b"  # a tag, not shots
-    with pytest.raises(UserError, match="Unknown model 'nope'"):
-        parse_candidate("nope:5shot-fixed")
+    assert parse_candidate(f"{BASE}:0shot") == parse_candidate(f"{BASE}:0shot").__class__(f"{BASE}:0shot", BASE)
 
 
 def test_a_device_model_is_decided_on_its_zero_shot_items_only(store):

@@ -29,8 +29,8 @@ from iberlite.decide.routing import (
     evals_by_task,
     pairs_from_store,
 )
-from iberlite.models.adapters import ADAPTER_SEP, Adapter
-from iberlite.models.names import Candidate, parse_model_name
+from iberlite.models.adapters import Adapter
+from iberlite.models.names import Candidate, adapter_base
 from iberlite.store import Store
 
 Key = tuple[str, str, str]
@@ -72,9 +72,7 @@ def load_setup(store: Store, candidate: Candidate, cloud: str, profile: CostProf
 
 def base_model(candidate: Candidate) -> str:
     """The model a candidate improves on: its model without the adapter."""
-    if parse_model_name(candidate.model).adapter is not None:
-        return candidate.model.rpartition(ADAPTER_SEP)[0]
-    return candidate.model
+    return adapter_base(candidate.model) or candidate.model
 
 
 def is_base(candidate: Candidate) -> bool:

@@ -16,7 +16,7 @@ from iberlite.decide.routing import Decision
 from iberlite.device.energy import assumed_watts
 from iberlite.errors import UserError
 from iberlite.models.adapters import Adapter, read_record
-from iberlite.models.names import parse_candidate, parse_model_name, resolve_model
+from iberlite.models.names import adapter_base, parse_candidate, resolve_model
 from iberlite.store import Store, cost_key, json_safe
 
 
@@ -35,7 +35,7 @@ class DecisionOutcome:
 
 def adapter_of(model: str) -> Adapter | None:
     """The adapter record of an adapted model name (`MODEL+ADAPTER`), else None."""
-    if parse_model_name(model).adapter is None:
+    if adapter_base(model) is None:
         return None
     adapter = resolve_model(model).adapter
     return read_record(adapter) if adapter is not None else None
@@ -52,13 +52,13 @@ def decide_and_store(*, device: str | Sequence[str], cloud: str, profile_path: P
     candidate (`decide.candidates`)."""
     if not 0.0 <= min_accuracy <= 1.0:
         raise UserError(f"--min-accuracy must be between 0 and 1, not {min_accuracy}.", 2)
+    base_profile = load_profile(profile_path)
     names = [device] if isinstance(device, str) else list(device)
     if not names:
         raise UserError("Name at least one --device model.", 2)
     candidates = [parse_candidate(n) for n in names]
     if len({c.raw for c in candidates}) < len(candidates):
         raise UserError(f"A device candidate is named twice: {', '.join(names)}.", 2)
-    base_profile = load_profile(profile_path)
     if not Path(db).is_file():
         raise UserError(f"No results database at {db}; run `iberlite run` first.", 2)
     try:

@@ -112,17 +112,25 @@ class Candidate:
 
 def parse_candidate(name: str) -> Candidate:
     """Take a device candidate apart: ``MODEL`` (zero-shot) or ``MODEL:Kshot[-fixed|-per-item]``
-    (per-item, lm-eval's draws, when the mode is left out); the model part is checked by
-    :func:`parse_model_name`. A ``:TAG`` that is not a shot count stays part of the model name
-    (``ollama:NAME:TAG``, ``hf:ORG/REPO:QUANT``)."""
+    (per-item, lm-eval's draws, when the mode is left out). MODEL is a name as `iberlite run`
+    stored it (a file's stem too), so it is not resolved here. A ``:TAG`` that is not a shot
+    count stays part of the model name (``ollama:NAME:TAG``, ``hf:ORG/REPO:QUANT``)."""
     base, sep, shots = name.rpartition(SHOTS_SEP)
     m = _SHOTS.fullmatch(shots) if sep and base else None
     if m is None:
-        parse_model_name(name)
         return Candidate(name, name)
-    parse_model_name(base)
     k = int(m[1])
     return Candidate(name, base, k, (m[2] or "per-item") if k else "-")
+
+
+def adapter_base(name: str) -> str | None:
+    """The base of an adapted model name (``smollm2-135m`` of ``smollm2-135m+bec_eu``); None for
+    a name without an adapter, or a stored name that is not a model name (a file's stem)."""
+    try:
+        parsed = parse_model_name(name)
+    except UserError:
+        return None
+    return name.rpartition(ADAPTER_SEP)[0] if parsed.adapter is not None else None
 
 
 def _say(message: str) -> None:
