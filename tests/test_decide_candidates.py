@@ -245,6 +245,16 @@ def test_a_policy_prompts_the_winning_fixed_shots_as_the_evaluation_did(store, d
         assert {r.context for r in device.seen} == {it.prompt}  # the very prompt the evaluation scored
 
 
+def test_a_per_item_candidate_alone_is_decided_but_refused_as_a_policy(store, tmp_path):
+    assert {r["task"] for r in decide_json(store, PER_ITEM)["rows"]} == {"bec_eu"}
+    policy = tmp_path / "p.json"
+    proc = cli("decide", "--device", PER_ITEM, "--cloud", CLOUD, "--profile", str(store["profile"]), "--db",
+               str(store["db"]), "--policy-out", str(policy), env=store["env"])
+    assert proc.returncode == 2 and not policy.exists()
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{PER_ITEM} cannot go into a policy" in lines[0]
+
+
 def test_a_policy_cannot_rebuild_per_item_shots(store, data_dir):
     from iberlite.decide.router import Route
 
@@ -253,3 +263,43 @@ def test_a_policy_cannot_rebuild_per_item_shots(store, data_dir):
                   fewshot={"k": 5, "mode": "per-item", "sampler": "default", "seed": 1234, "pool_hash": "x"})
     with pytest.raises(UserError, match="only fixed shots can be given to a new request"):
         shot_prefix(route, spec, data_dir)
+
+
+@pytest.mark.slow
+def test_route_prompts_the_device_with_the_fixed_shots_of_its_route(data_dir, tmp_path):
+    """`iberlite route` on SmolLM2 (one request, one thread): the device's confidence is the
+    margin the engine gives the 5-shot prompt the evaluation would build, not the zero-shot one."""
+    from dataclasses import replace
+
+    from iberlite.decide.router import Route
+    from iberlite.engines.factory import EngineOptions, open_llamacpp
+    from iberlite.engines.requests import choice_requests
+    from iberlite.scoring.metrics import choice_margin
+    from iberlite.tasks.data import doc_from_fields
+    from iberlite.tasks.fewshot import FewshotSetup, fixed_prefix, load_pool, pool_hash
+    from iberlite.tasks.render import render
+
+    spec = load_task_specs()["bec_eu"]
+    pool = load_pool(spec, data_dir)
+    fewshot = {"k": 5, "mode": "fixed", "sampler": spec.fewshot.sampler, "seed": 7, "pool_hash": pool_hash(pool)}
+    policy = tmp_path / "policy.json"
+    Policy(BASE, CLOUD, 0.6, (Route("bec_eu", "eu", "multiple_choice", "device", device_model=BASE,
+                                    fewshot=fewshot),)).save(policy)
+    fields = docs_from_rows(spec, read_rows(spec, data_dir))[0].fields
+    proc = cli("route", "--policy", str(policy), "--task", "bec_eu", "--data-dir", str(data_dir), "--threads", "1",
+               json.dumps(fields, ensure_ascii=False), env={})
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    assert answer["source"] == "device" and answer["cloud_ms"] == 0
+    inst = render(spec, doc_from_fields(spec, fields), with_target=False)
+    prefix = fixed_prefix(spec, pool, FewshotSetup(5, "fixed", 7))
+    assert prefix.count("Erantzuna:") == 5
+    engine = open_llamacpp(resolve_model(BASE), EngineOptions(n_threads=1))
+    try:
+        shot = [r.logprob for r in engine.loglikelihood(choice_requests(
+            replace(inst, context=prefix + inst.context, shared_prefix=prefix), "t"))]
+        zero = [r.logprob for r in engine.loglikelihood(choice_requests(inst, "z"))]
+    finally:
+        engine.close()
+    assert answer["device_confidence"] == pytest.approx(choice_margin(shot), abs=1e-4)
+    assert abs(choice_margin(shot) - choice_margin(zero)) > 1e-3

@@ -112,8 +112,8 @@ def decide_command(*, device: str | Sequence[str], cloud: str, profile_path: Pat
         notes += (f"{a.model_name} was trained for {a.task} on {a.examples} examples in {a.seconds:.0f} s "
                   f"({a.cpu_seconds:.0f} CPU-s): a one-off {setup.training_cost:.3g} {p.currency} "
                   f"(electricity at the assumed watts per core, and the device's time), spread over "
-                  f"{p.amortize_months:g} months, is in the monthly cost of every option that uses "
-                  "the device.",)
+                  f"{p.amortize_months:g} months, is in the monthly cost of every option "
+                  + (f"of {setup.candidate.raw} " if len(outcome.setups) > 1 else "") + "that uses the device.",)
     notes += outcome.notes
     emit(decisions_table(list(outcome.decisions), outcome.profile.currency, min_accuracy, notes), fmt,
          wide=wide)

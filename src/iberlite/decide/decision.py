@@ -79,6 +79,11 @@ def decide_and_store(*, device: str | Sequence[str], cloud: str, profile_path: P
     if not decisions:
         raise UserError(f"{' and '.join(names)} and {cloud} share too few items per task to split them in "
                         "half.", 2)
+    per_item = [d for d in decisions if d.fewshot and d.fewshot.get("mode") != "fixed"]
+    if policy_out is not None and per_item:
+        raise UserError(f"{per_item[0].candidate} cannot go into a policy: per-item shots are drawn in the "
+                        "evaluated order, so a new request cannot be given them; evaluate with "
+                        "--fewshot-mode fixed.", 2)
     first = setups[0]
     with Store(db) as store:
         decision_id = store.add_decision(command, cost_key(first.candidate.model, device_class), cloud,
