@@ -201,6 +201,10 @@ def test_the_moves_sentence_states_the_monthly_saving_net_of_training(store):
     proc = cli("report", "--db", str(store["db"]), "--format", "md", "--out", "-", env=store["env"])
     assert proc.returncode == 0, proc.stderr
     assert f"- {sentence}" in proc.stdout and f"device ({ADAPTED})" in proc.stdout
+    page = store["dir"] / "r.html"
+    proc = cli("report", "--db", str(store["db"]), "-o", str(page), env=store["env"])
+    assert proc.returncode == 0, proc.stderr
+    assert f"<li>{sentence}</li>" in page.read_text()
     # the adapter's one-off is in its own device costs, as when it is the only candidate
     plain = decide_json(store, ADAPTED)["rows"][0]
     assert plain["monthly_cost"] == pytest.approx(adapted["monthly_cost"])
