@@ -86,7 +86,8 @@ def decide_and_store(*, device: str | Sequence[str], cloud: str, profile_path: P
                         "--fewshot-mode fixed.", 2)
     first = setups[0]
     with Store(db) as store:
-        decision_id = store.add_decision(command, cost_key(first.candidate.model, device_class), cloud,
+        device_label = ", ".join(s.candidate.raw for s in setups)  # one candidate: its name, as before
+        decision_id = store.add_decision(command, cost_key(device_label, device_class), cloud,
                                          min_accuracy, first.profile.to_dict(), [d.to_dict() for d in decisions])
     if policy_out is not None:
         several = len(setups) > 1
