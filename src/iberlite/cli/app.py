@@ -350,7 +350,7 @@ def _print_results(db: Path, fmt: str, wide: bool, run_id: int | None = None, sh
 
 @app.command()
 def decide(
-    device: Annotated[list[str], typer.Option("--device", help="Device candidate: a model as stored by `iberlite run`, optionally with its shots (MODEL:5shot-fixed); repeat to compare several.")],
+    device: Annotated[list[str], typer.Option("--device", metavar="MODEL[:Kshot-fixed]", help="Device candidate: a model as stored by `iberlite run`, optionally with its shots (MODEL:5shot-fixed); repeat to compare several.")],
     cloud: Annotated[str, typer.Option("--cloud", help="Cloud model, e.g. openai:gemma3-270m.")],
     profile: Annotated[Path, typer.Option("--profile", help="Cost profile YAML (see examples/cost_profile.yaml).")],
     min_accuracy: Annotated[float, typer.Option("--min-accuracy", help="Accuracy each (task, language) must reach.")] = 0.6,
