@@ -51,7 +51,8 @@ class ShotScore:
             (self.gain_low > 0 or self.gain_high < 0)
 
 
-def _shots(task_info: dict) -> tuple[int, str]:
+def shots_of(task_info: dict) -> tuple[int, str]:
+    """(k, mode) of a stored evaluation's task info; (0, "-") for zero-shot."""
     fs = task_info.get("fewshot") or {}
     return (int(fs["k"]), str(fs["mode"])) if fs.get("k") else (0, "-")
 
@@ -65,7 +66,7 @@ def shot_scores(store: Store, seed: int = 1234) -> list[ShotScore]:
         items = [it for it in store.items(ev.eval_key) if it.correct is not None]
         if not items:
             continue
-        k, mode = _shots(ev.task_info)
+        k, mode = shots_of(ev.task_info)
         key = (ev.model, ev.task, k, mode)
         if key not in by_setup or len(items) > len(by_setup[key][1]):  # the one with most items
             by_setup[key] = (ev.eval_key, items)

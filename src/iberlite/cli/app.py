@@ -350,7 +350,7 @@ def _print_results(db: Path, fmt: str, wide: bool, run_id: int | None = None, sh
 
 @app.command()
 def decide(
-    device: Annotated[str, typer.Option("--device", help="Device model (as stored by `iberlite run`).")],
+    device: Annotated[list[str], typer.Option("--device", metavar="MODEL[:Kshot-fixed]", help="Device candidate: a model as stored by `iberlite run`, optionally with its shots (MODEL:5shot-fixed); repeat to compare several.")],
     cloud: Annotated[str, typer.Option("--cloud", help="Cloud model, e.g. openai:gemma3-270m.")],
     profile: Annotated[Path, typer.Option("--profile", help="Cost profile YAML (see examples/cost_profile.yaml).")],
     min_accuracy: Annotated[float, typer.Option("--min-accuracy", help="Accuracy each (task, language) must reach.")] = 0.6,
@@ -381,12 +381,14 @@ def route(
     api_key_env: Annotated[str, typer.Option("--api-key-env", help="Environment variable holding the cloud API key.")] = "OPENAI_API_KEY",
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for the device model.")] = None,
     tasks_dir: TasksDirOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Answer one request as the policy says: on the device, or escalated to the cloud."""
     from iberlite.cli.decide import route_command
 
     route_command(console, policy_path=policy, task=task, lang=lang, text=text, base_url=base_url,
-                  api_key_env=api_key_env, threads=threads, tasks_dirs=tuple(tasks_dir or ()))
+                  api_key_env=api_key_env, threads=threads, tasks_dirs=tuple(tasks_dir or ()),
+                  data_dir=data_dir)
 
 
 @app.command()

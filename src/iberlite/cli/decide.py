@@ -7,6 +7,7 @@ The analysis lives in :mod:`iberlite.decide.routing`, the run-time router in
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -36,12 +37,23 @@ def _recommend(d: Decision) -> str:
     return c.action + (f" t={c.threshold:.3f}" if c.action == "cascade" else "")
 
 
+def _candidates_json(d: Decision) -> list[dict]:
+    return [{"candidate": c.candidate, "recommend": c.chosen.action, "threshold": c.chosen.threshold,
+             "meets_target": c.meets_target, "deployable": c.deployable, "device_accuracy": c.device_accuracy,
+             "accuracy": c.chosen.accuracy, "calib_accuracy": c.chosen.calib_accuracy,
+             "cloud_share": c.chosen.cloud_share, "monthly_cost": c.chosen.monthly_cost} for c in d.candidates]
+
+
 def decisions_table(decisions: list[Decision], currency: str, min_accuracy: float,
                     notes: tuple[str, ...] = ()) -> TableData:
     """The decisions as a table: the recommendation, its test-half accuracy with CI, cloud
-    share and monthly cost first; what it was chosen against after (hidden first when narrow)."""
+    share and monthly cost first; what it was chosen against after (hidden first when narrow).
+    When several device candidates were compared, which one won, and (json, csv) every one's
+    choice."""
+    several = any(d.candidates for d in decisions)
     cols: tuple[Column, ...] = (
         Column("task", "task"), Column("lang", "lang"),
+        *((Column("candidate", "device candidate"),) if several else ()),
         Column("n_calib", "n cal", "num", priority=6), Column("n_test", "n test", "num", priority=5),
         Column("device_accuracy", "device", "num", priority=3, fmt=".3f"),
         Column("cloud_accuracy", "cloud", "num", priority=3, fmt=".3f"),
@@ -61,24 +73,26 @@ def decisions_table(decisions: list[Decision], currency: str, min_accuracy: floa
         Column("cascade_threshold", "cascade threshold", "num", human=False),
         Column("cascade_cloud_share", "cascade cloud share", "num", human=False),
         Column("rule_action", "rule action", human=False), Column("rule_accuracy", "rule accuracy", "num", human=False),
+        *((Column("candidates", "candidates", human=False),) if several else ()),
     )
     rows = []
     for d in decisions:
         c, cas = d.chosen, d.cascade
         rows.append((
-            d.task, d.lang, d.n_calib, d.n_test, d.device.accuracy, d.cloud.accuracy, _opt(cas),
+            d.task, d.lang, *((d.candidate,) if several else ()), d.n_calib, d.n_test, d.device.accuracy, d.cloud.accuracy, _opt(cas),
             _opt(d.rule), _recommend(d), d.meets_target, Est(c.accuracy, c.ci_low, c.ci_high, digits=3, ci_digits=2),
             c.cloud_share, c.monthly_cost, d.volume, d.break_even_volume,
             d.output, c.action, c.threshold, currency,
             cas.accuracy if cas else None, cas.threshold if cas else None, cas.cloud_share if cas else None,
             d.rule.action.removeprefix("rule:"), d.rule.accuracy,
+            *((_candidates_json(d),) if several else ()),
         ))
     title = (f"Routing decision: target accuracy {min_accuracy:.2f} "
              "(chosen on the calibration half, reported on the test half)")
     return TableData(title, cols, tuple(rows), notes)
 
 
-def decide_command(*, device: str, cloud: str, profile_path: Path, min_accuracy: float, db: Path,
+def decide_command(*, device: str | Sequence[str], cloud: str, profile_path: Path, min_accuracy: float, db: Path,
                    policy_out: Path | None, seed: int, json_out: Path | None, command: str,
                    fmt: str = "table", wide: bool = False, err: Console | None = None,
                    device_class: str | None = None) -> None:
@@ -91,14 +105,16 @@ def decide_command(*, device: str, cloud: str, profile_path: Path, min_accuracy:
                                device_class=device_class, policy_out=policy_out, json_out=json_out)
     notes: tuple[str, ...] = ((f"The cost profile {profile_path} is marked illustrative: its prices are examples, "
               "not facts."),) if outcome.profile.illustrative else ()
-    a = outcome.training
-    if a is not None:
-        p = outcome.profile
+    for setup in outcome.setups:
+        a, p = setup.training, setup.profile
+        if a is None:
+            continue
         notes += (f"{a.model_name} was trained for {a.task} on {a.examples} examples in {a.seconds:.0f} s "
-                  f"({a.cpu_seconds:.0f} CPU-s): a one-off {outcome.training_cost:.3g} {p.currency} "
+                  f"({a.cpu_seconds:.0f} CPU-s): a one-off {setup.training_cost:.3g} {p.currency} "
                   f"(electricity at the assumed watts per core, and the device's time), spread over "
-                  f"{p.amortize_months:g} months, is in the monthly cost of every option that uses "
-                  "the device.",)
+                  f"{p.amortize_months:g} months, is in the monthly cost of every option "
+                  + (f"of {setup.candidate.raw} " if len(outcome.setups) > 1 else "") + "that uses the device.",)
+    notes += outcome.notes
     emit(decisions_table(list(outcome.decisions), outcome.profile.currency, min_accuracy, notes), fmt,
          wide=wide)
     where = (f"policy written to {policy_out}" if policy_out is not None
@@ -109,12 +125,13 @@ def decide_command(*, device: str, cloud: str, profile_path: Path, min_accuracy:
 
 
 def route_command(console: Console, *, policy_path: Path, task: str, lang: str | None, text: str,
-                  base_url: str | None, api_key_env: str, threads: int | None, tasks_dirs: tuple[Path, ...]) -> None:
-    from iberlite.decide.router import HybridRouter
+                  base_url: str | None, api_key_env: str, threads: int | None, tasks_dirs: tuple[Path, ...],
+                  data_dir: Path | None = None) -> None:
+    from iberlite.decide.router import HybridRouter, shot_prefix
     from iberlite.engines.factory import EngineOptions, open_llamacpp
     from iberlite.engines.openai_http import EndpointConfig, OpenAIEngine
     from iberlite.models.names import resolve_model
-    from iberlite.tasks.data import doc_from_fields
+    from iberlite.tasks.data import default_data_dir, doc_from_fields
     from iberlite.tasks.registry import load_task_specs
     from iberlite.tasks.render import render
 
@@ -144,13 +161,15 @@ def route_command(console: Console, *, policy_path: Path, task: str, lang: str |
             raise UserError(f"Task {task} is multiple choice: pass the document as a JSON object "
                             "with the fields its prompt uses.", 2)
         render(spec, doc_from_fields(spec, doc), with_target=False)
-    device = open_llamacpp(resolve_model(policy.device_model), EngineOptions(n_threads=threads))
+    route = policy.route(spec.name, spec.lang, spec.output)
+    shots = shot_prefix(route, spec, data_dir or default_data_dir()) if route.action != "cloud" else ""
+    device = open_llamacpp(resolve_model(policy.device_for(route)), EngineOptions(n_threads=threads))
     router = HybridRouter(policy, device, open_cloud)
     try:
         if doc is not None:
-            ans = router.classify(spec, doc)
+            ans = router.classify(spec, doc, shots=shots)
         else:
-            ans = router.generate(text, spec.lang, task=spec.name)
+            ans = router.generate(text, spec.lang, task=spec.name, shots=shots)
     finally:
         device.close()
     console.print_json(json.dumps({

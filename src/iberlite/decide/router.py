@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from iberlite.engines.base import Engine, GenerationRequest
@@ -21,6 +21,7 @@ from iberlite.engines.requests import choice_requests
 from iberlite.errors import UserError
 from iberlite.scoring.metrics import choice_margin, mc_prediction
 from iberlite.tasks.data import Doc, doc_from_fields
+from iberlite.tasks.fewshot import FewshotSetup, fixed_prefix, load_pool, pool_hash
 from iberlite.tasks.render import render
 from iberlite.tasks.spec import TaskSpec
 
@@ -36,6 +37,8 @@ class Route:
     output: str
     action: str  # device | cloud | cascade
     threshold: float | None = None
+    device_model: str | None = None  # the device candidate's model (None: the policy's device model)
+    fewshot: dict | None = None  # fixed shots it was evaluated with (k, mode, sampler, seed, pool_hash)
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,10 @@ class Policy:
         action = "cloud" if any(r.action != "device" for r in same) else "device"
         return Route(task, lang, output or same[0].output, action)
 
+    def device_for(self, route: Route) -> str:
+        """The device model that answers on a route (each route may have its own candidate)."""
+        return route.device_model or self.device_model
+
     def save(self, path: Path) -> None:
         data = {"version": POLICY_VERSION, **asdict(self)}
         Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -81,6 +88,24 @@ class Policy:
                           routes, data.get("created", ""), data.get("decision_id"))
         except (KeyError, TypeError) as exc:
             raise UserError(f"Policy file {path} is incomplete ({exc}).", 2) from None
+
+
+def shot_prefix(route: Route, spec: TaskSpec, data_dir: Path) -> str:
+    """The fixed shots a route's device candidate was evaluated with ('' for none), rebuilt by
+    `tasks.fewshot` from the task's pool with the evaluation's seed. Per-item shots cannot be
+    rebuilt for a new request, and a pool or sampler that changed since the decision would not
+    give the shots that were measured: both are refused in one sentence."""
+    fs = route.fewshot
+    if not fs:
+        return ""
+    if fs.get("mode") != "fixed":
+        raise UserError(f"The policy routes {spec.name} to {fs.get('k')} {fs.get('mode')} shots; only fixed "
+                        "shots can be given to a new request as they were evaluated.", 2)
+    pool = load_pool(spec, data_dir)
+    if pool_hash(pool) != fs.get("pool_hash") or spec.fewshot.sampler != fs.get("sampler"):
+        raise UserError(f"The few-shot pool or sampler of {spec.name} changed since the decision; run the "
+                        "few-shot evaluation and `iberlite decide` again.", 2)
+    return fixed_prefix(spec, pool, FewshotSetup(int(fs["k"]), "fixed", int(fs["seed"])))
 
 
 @dataclass(frozen=True)
@@ -112,8 +137,10 @@ class HybridRouter:
             self._cloud = self._cloud()
         return self._cloud  # type: ignore[return-value]
 
-    def classify(self, task: TaskSpec, doc: Doc | dict) -> Answer:
-        """Answer one multiple-choice document of `task` (a Doc, or its raw fields)."""
+    def classify(self, task: TaskSpec, doc: Doc | dict, shots: str = "") -> Answer:
+        """Answer one multiple-choice document of `task` (a Doc, or its raw fields). `shots` is
+        the route's fixed prefix (`shot_prefix`): the device is prompted with it, as its
+        candidate was evaluated; the cloud, evaluated zero-shot, without."""
         if task.output != "multiple_choice":
             raise UserError(f"Task {task.name} is not multiple choice; use generate().", 2)
         inst = render(task, doc if isinstance(doc, Doc) else doc_from_fields(task, doc), with_target=False)
@@ -121,8 +148,9 @@ class HybridRouter:
         reqs = choice_requests(inst, "route")
         dev_ms = conf = 0.0
         if route.action != "cloud":
+            dev_inst = replace(inst, context=shots + inst.context, shared_prefix=shots) if shots else inst
             t0 = time.perf_counter()
-            lps = [r.logprob for r in self.device.loglikelihood(reqs)]
+            lps = [r.logprob for r in self.device.loglikelihood(choice_requests(dev_inst, "route"))]
             dev_ms = (time.perf_counter() - t0) * 1000
             conf = choice_margin(lps)
             if route.action == "device" or conf >= (route.threshold or 0.0):
@@ -136,13 +164,14 @@ class HybridRouter:
                       (time.perf_counter() - t0) * 1000)
 
     def generate(self, prompt: str, lang: str, task: str = "", until: tuple[str, ...] = ("\n",),
-                 max_tokens: int = 256) -> Answer:
-        """Generate for a prompt in `lang` (with `task`'s route if the policy has one)."""
+                 max_tokens: int = 256, shots: str = "") -> Answer:
+        """Generate for a prompt in `lang` (with `task`'s route if the policy has one); `shots`
+        as in `classify`."""
         route = self.policy.route(task, lang, "generate")
         req = GenerationRequest(prompt, until, max_tokens)
         dev_ms, conf = 0.0, None
         if route.action != "cloud":
-            res = self.device.generate([req])[0]
+            res = self.device.generate([replace(req, prompt=shots + prompt)])[0]
             dev_ms, conf = res.wall_ms, res.mean_logprob
             if route.action == "device" or (conf is not None and conf >= (route.threshold or 0.0)):
                 return Answer("device", res.text, None, conf, dev_ms, 0.0)

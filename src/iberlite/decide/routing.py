@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from iberlite.analysis.device_cost import item_energy_j
+from iberlite.analysis.fewshot import shots_of
 from iberlite.decide.prices import CostProfile
 from iberlite.errors import UserError
 from iberlite.scoring import metrics
@@ -75,6 +76,18 @@ class Option:
 
 
 @dataclass(frozen=True)
+class CandidateChoice:
+    """What one device candidate (a model and its prompting) would do for a (task, language):
+    its own best option against the cloud, on the items every candidate answered."""
+
+    candidate: str
+    chosen: Option
+    meets_target: bool
+    device_accuracy: float
+    deployable: bool  # a policy can prompt new requests as it was evaluated (not per-item shots)
+
+
+@dataclass(frozen=True)
 class Decision:
     """The recommendation for one (task, language) and everything it was chosen against."""
 
@@ -92,6 +105,10 @@ class Decision:
     rule: Option
     break_even_volume: float | None  # requests/month above which the device is cheaper
     curve: tuple[CurvePoint, ...]  # test half
+    candidate: str = ""  # the device candidate these options are of (the winner among several)
+    fewshot: dict | None = None  # its shots as evaluated (k, mode, sampler, seed, pool_hash)
+    candidates: tuple[CandidateChoice, ...] = ()  # every candidate compared, when several were
+    moves: tuple[str, ...] = ()  # "X moves T (L) from cloud to device: saves ..." sentences
 
     def to_dict(self) -> dict:
         """JSON-ready form (as `iberlite decide` stores it)."""
@@ -110,6 +127,10 @@ def decision_from_json(d: dict) -> Decision:
         volume=d["volume"], chosen=Option(**d["chosen"]), meets_target=d["meets_target"],
         device=Option(**d["device"]), cloud=Option(**d["cloud"]), cascade=option(d.get("cascade")),
         rule=Option(**d["rule"]), break_even_volume=d.get("break_even_volume"), curve=curve,
+        candidate=d.get("candidate", ""), fewshot=d.get("fewshot"),
+        candidates=tuple(CandidateChoice(**{**c, "chosen": Option(**c["chosen"])})
+                         for c in d.get("candidates", ())),
+        moves=tuple(d.get("moves", ())),
     )
 
 
@@ -139,8 +160,27 @@ def _score(output: str, correct: bool | None, generated: str | None, gold: str) 
     return 0.0
 
 
-def _by_task(store: Store, model: str, device_class: str | None = None) -> dict[tuple[str, str, str], EvalRecord]:
-    return {(ev.task, ev.lang, ev.output): ev for ev in store.evals_with_most_items(model, device_class).values()}
+ZERO_SHOT = (0, "-")
+
+
+def evals_by_task(store: Store, model: str, device_class: str | None = None,
+                  shots: tuple[int, str] = ZERO_SHOT) -> dict[tuple[str, str, str], EvalRecord]:
+    """Per (task, lang, output), the model's evaluation prompted with exactly `shots` (k, mode)
+    that has the most stored items (the newest on a tie). A zero-shot and a k-shot evaluation
+    never stand for each other: a task evaluated only with shots has no zero-shot entry."""
+    counts = store.item_counts()
+    chosen: dict[tuple[str, str, str], EvalRecord] = {}
+    for ev in store.evals():
+        n = counts.get(ev.eval_key, 0)
+        if not n or ev.model != model or shots_of(ev.task_info) != shots:
+            continue
+        if device_class is not None and ev.device_class != device_class:
+            continue
+        key = (ev.task, ev.lang, ev.output)
+        cur = chosen.get(key)
+        if cur is None or (n, ev.created_at) > (counts[cur.eval_key], cur.created_at):
+            chosen[key] = ev
+    return chosen
 
 
 def device_class_of(store: Store, model: str, device_class: str | None) -> str | None:
@@ -162,8 +202,8 @@ def device_class_of(store: Store, model: str, device_class: str | None) -> str |
     return next(iter(stored), None)
 
 
-def load_pairs(db_path: Path, device: str, cloud: str,
-               device_class: str | None = None) -> dict[tuple[str, str, str], list[PairedItem]]:
+def load_pairs(db_path: Path, device: str, cloud: str, device_class: str | None = None,
+               shots: tuple[int, str] = ZERO_SHOT) -> dict[tuple[str, str, str], list[PairedItem]]:
     """Items both models answered, per (task, lang, output), paired by doc id."""
     if not Path(db_path).is_file():
         raise UserError(f"No results database at {db_path}; run `iberlite run` first.", 2)
@@ -172,21 +212,23 @@ def load_pairs(db_path: Path, device: str, cloud: str,
     except UserError as exc:
         raise UserError(str(exc), 2) from None
     with store:
-        out = pairs_from_store(store, device, cloud, device_class)
+        out = pairs_from_store(store, device, cloud, device_class, shots)
     if not out:
         raise UserError(f"{device} and {cloud} have no items in common in {db_path}.", 2)
     return out
 
 
-def pairs_from_store(store: Store, device: str, cloud: str,
-                     device_class: str | None = None) -> dict[tuple[str, str, str], list[PairedItem]]:
+def pairs_from_store(store: Store, device: str, cloud: str, device_class: str | None = None,
+                     shots: tuple[int, str] = ZERO_SHOT) -> dict[tuple[str, str, str], list[PairedItem]]:
     """Items both models answered, per (task, lang, output), paired by doc id, from an open store;
-    the device model's items are those of one device class (see `device_class_of`)."""
+    the device model's items are those of one device class (see `device_class_of`) prompted
+    with `shots` (k, mode); the cloud model's are always zero-shot."""
     device_class = device_class_of(store, device, device_class)
-    dev_evals = _by_task(store, device, device_class)
-    cloud_evals = _by_task(store, cloud)
+    dev_evals = evals_by_task(store, device, device_class, shots)
+    cloud_evals = evals_by_task(store, cloud)
     if not dev_evals:
-        raise UserError(f"No stored items for device model {device!r} in {store.path}.", 2)
+        how = "" if shots == ZERO_SHOT else f" at {shots[0]} {shots[1]} shots"
+        raise UserError(f"No stored items for device model {device!r}{how} in {store.path}.", 2)
     if not cloud_evals:
         raise UserError(f"No stored items for cloud model {cloud!r} in {store.path}.", 2)
     energy = _item_energy(store, device, device_class)

@@ -13,12 +13,17 @@ Every command that takes a model takes the same names:
 * ``MODEL+ADAPTER``: a local model with a LoRA adapter made by ``iberlite adapt``
   (:mod:`iberlite.models.adapters`).
 
+A *device candidate* of ``iberlite decide`` is a model and how it is prompted: any of the names
+above, optionally followed by ``:Kshot-fixed`` or ``:Kshot-per-item`` (the few-shot evaluation
+``iberlite run --num-fewshot K --fewshot-mode MODE`` stored); :func:`parse_candidate` reads it.
+
 A new kind of name (an adapter, a model from a hub) is one more case of
 :func:`parse_model_name` and :func:`resolve_model`, nowhere else.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -84,6 +89,48 @@ def parse_model_name(name: str) -> ModelName:
         "(see `iberlite adapt`) or openai:NAME with --base-url.",
         exit_code=2,
     )
+
+
+SHOTS_SEP = ":"
+_SHOTS = re.compile(r"(\d+)shot(?:-(fixed|per-item))?")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A device candidate: a model name and how it is prompted (k shots in a mode; k = 0 and
+    mode "-" for zero-shot), as `iberlite decide --device` takes it."""
+
+    raw: str
+    model: str
+    k: int = 0
+    mode: str = "-"
+
+    @property
+    def fewshot(self) -> bool:
+        return self.k > 0
+
+
+def parse_candidate(name: str) -> Candidate:
+    """Take a device candidate apart: ``MODEL`` (zero-shot) or ``MODEL:Kshot[-fixed|-per-item]``
+    (per-item, lm-eval's draws, when the mode is left out). MODEL is a name as `iberlite run`
+    stored it (a file's stem too), so it is not resolved here. A ``:TAG`` that is not a shot
+    count stays part of the model name (``ollama:NAME:TAG``, ``hf:ORG/REPO:QUANT``)."""
+    base, sep, shots = name.rpartition(SHOTS_SEP)
+    m = _SHOTS.fullmatch(shots) if sep and base else None
+    if m is None:
+        return Candidate(name, name)
+    k = int(m[1])
+    return Candidate(name, base, k, (m[2] or "per-item") if k else "-")
+
+
+def adapter_base(name: str) -> str | None:
+    """The base of an adapted model name (``smollm2-135m`` of ``smollm2-135m+bec_eu``); None for
+    a name without an adapter, or a stored name that is not a model name (a file's stem)."""
+    try:
+        parsed = parse_model_name(name)
+    except UserError:
+        return None
+    return name.rpartition(ADAPTER_SEP)[0] if parsed.adapter is not None else None
 
 
 def _say(message: str) -> None:

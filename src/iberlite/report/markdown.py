@@ -93,6 +93,7 @@ def render_markdown(report: Report) -> str:
         for dec in rt.decisions:
             ch = dec.chosen
             act = ch.action + (f" t={ch.threshold:.3f}" if ch.action == "cascade" and ch.threshold is not None else "")
+            act += f" ({dec.candidate})" if dec.candidates else ""
             rows.append([dec.task, dec.lang, f"{dec.n_calib}/{dec.n_test}", f"{dec.device.accuracy:.3f}",
                          f"{dec.cloud.accuracy:.3f}", act + ("" if dec.meets_target else " (below target)"),
                          _score(ch.accuracy, ch.ci_low, ch.ci_high, False), f"{ch.cloud_share:.0%}",
@@ -100,6 +101,7 @@ def render_markdown(report: Report) -> str:
                          "never" if dec.break_even_volume is None else f"{dec.break_even_volume:,.0f}"])
         out += _table(["task", "lang", "n cal/test", "device", "cloud", "recommendation", "accuracy",
                        "cloud share", "monthly", "break-even/mo"], rows, ["l", "l", "r", "r", "r", "l", "r", "r", "r", "r"])
+        out += ["", *[f"- {m}" for m in rt.moves]] if rt.moves else []
         out.append("")
 
     out += ["## Cost (same forward passes)", ""]

@@ -14,6 +14,7 @@ from iberlite.analysis.fewshot import ShotScore
 from iberlite.analysis.gaps import Gap
 from iberlite.analysis.model_summary import CostAxis, ModelCost
 from iberlite.analysis.quantization import FamilyStudy
+from iberlite.decide.candidates import routing_moves
 from iberlite.decide.routing import Decision
 from iberlite.models.advise import Advice
 from iberlite.scoring.metric import percent_scale
@@ -142,6 +143,12 @@ class Routing:
     illustrative: bool
     profile_source: str
     decisions: tuple[Decision, ...]
+
+    @property
+    def moves(self) -> tuple[str, ...]:
+        """Which adapted or few-shot device candidates move a task and language toward the
+        device and what that saves (or that none does); empty when one candidate was decided."""
+        return routing_moves(self.decisions)
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,23 @@ class _Shots:
         return self._cache[key]
 
 
+def _fixed(spec: TaskSpec, pool: Sequence[Doc], setup: FewshotSetup, shots: _Shots) -> tuple[str, list[Doc]]:
+    fs = spec.fewshot
+    if fs.description and template_fields(fs.description):
+        raise UserError(f"Task {spec.name}: its few-shot description reads document fields, so "
+                        "it cannot be part of a fixed prefix; use --fewshot-mode per-item.", 2)
+    chosen = sample_shots(random.Random(setup.seed), pool, setup.k, fs.sampler)
+    description = render_text(spec, "fewshot.description", fs.description, Doc("-", {}))
+    return build_context(description, [shots.text(d) for d in chosen], ""), chosen
+
+
+def fixed_prefix(spec: TaskSpec, pool: Sequence[Doc], setup: FewshotSetup) -> str:
+    """The text a fixed-mode evaluation put before every item: the same description and k shots
+    for the same task, pool and seed, so a router can prompt a new request exactly as the
+    evaluation did (per-item shots depend on the document's place in the evaluated order)."""
+    return _fixed(spec, pool, setup, _Shots(spec))[0]
+
+
 def fewshot_instances(spec: TaskSpec, instances: Sequence[Instance], eval_docs: dict[str, Doc],
                       pool: Sequence[Doc], setup: FewshotSetup) -> tuple[tuple[Instance, ...], int]:
     """The instances with their k-shot contexts, in order, and how many were dropped (fixed mode
@@ -160,14 +177,8 @@ def fewshot_instances(spec: TaskSpec, instances: Sequence[Instance], eval_docs: 
     """
     fs = spec.fewshot
     shots = _Shots(spec)
-    desc_fields = template_fields(fs.description) if fs.description else frozenset()
     if setup.mode == "fixed":
-        if desc_fields:
-            raise UserError(f"Task {spec.name}: its few-shot description reads document fields, so "
-                            "it cannot be part of a fixed prefix; use --fewshot-mode per-item.", 2)
-        chosen = sample_shots(random.Random(setup.seed), pool, setup.k, fs.sampler)
-        description = render_text(spec, "fewshot.description", fs.description, Doc("-", {}))
-        prefix = build_context(description, [shots.text(d) for d in chosen], "")
+        prefix, chosen = _fixed(spec, pool, setup, shots)
         taken = [d.fields for d in chosen] if fs.excludes_doc else []
         kept = [i for i in instances if eval_docs[i.doc_id].fields not in taken]
         return (tuple(replace(i, context=prefix + i.context, shared_prefix=prefix) for i in kept),
