@@ -207,3 +207,34 @@ def test_no_adapted_evaluation_no_curve(tmp_path, fake_engine_factory, data_dir)
         engine_factory=fake_engine_factory)
     with Store.open_readonly(db) as store:
         assert adaptation_curves(store) == []
+
+
+def test_the_report_has_the_section_with_the_figure_table_and_sentences(curve_db):
+    from iberlite.report.render import render
+
+    db, _ = curve_db
+    (curve,) = adaptation_curves_in(db)
+    md = render(db, "md")
+    assert "## How much local data is enough" in md
+    assert f"- {curve_sentence(curve)}" in md
+    zero = curve.zero
+    # the base's row is the zero-shot point; an adapter's row has its Δ with the paired CI
+    assert f"| {BASE} | {TASK} | 0 | acc | {zero.score:.2f} [{zero.ci_low:.2f}, {zero.ci_high:.2f}] | base |" in md
+    small = curve.adapted[0]
+    assert (f"| {small.diff_points:+.1f} [{small.diff_low * 100:+.1f}, {small.diff_high * 100:+.1f}]" in md)
+    assert f"| {small.training.seconds:,.0f} s (" in md
+    html = render(db, "html")
+    assert 'id="adaptation"' in html and curve_sentence(curve).split(":")[0] in html
+    assert "bec_eu (Basque) \\u00b7 acc vs training examples (95% CI)" in html  # the panel, language in its title
+
+
+def test_a_report_without_adapters_has_no_such_section(tmp_path, fake_engine_factory, data_dir):
+    from iberlite.report.render import render
+    from iberlite.run.runner import run
+    from iberlite.run.spec import RunSpec
+
+    db = tmp_path / "plain.db"
+    run(RunSpec(models=(BASE,), tasks=(TASK,), limit=10, data_dir=data_dir, db=db),
+        engine_factory=fake_engine_factory)
+    assert "How much local data" not in render(db, "md")
+    assert 'id="adaptation"' not in render(db, "html")

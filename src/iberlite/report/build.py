@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from iberlite.analysis import language_gap as lg
+from iberlite.analysis.adaptation import adaptation_curves
 from iberlite.analysis.device_cost import CostRow, costs_from_store
 from iberlite.analysis.fewshot import shot_scores
 from iberlite.analysis.gaps import language_gaps, task_template
@@ -258,6 +259,7 @@ def build_report(store: Store, *, n_boot: int = lg.DEFAULT_N_BOOT, seed: int = l
         item_time=item_time(store),
         worker_devices=tuple(store.devices().items()),
         shots=tuple(shots) if any(s.k for s in shots) else (),
+        adaptation=tuple(adaptation_curves(store, seed=seed, n_boot=n_boot)),
     )
 
 
