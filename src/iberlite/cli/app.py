@@ -117,6 +117,7 @@ def adapt(
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads \\[default: torch's].")] = None,
     curve: Annotated[Optional[str], typer.Option("--curve", help="Comma-separated training sizes, e.g. 0,100,300,1000: one adapter per size (0 = the base), all evaluated on the same test items.")] = None,
     eval_limit: Annotated[Optional[int], typer.Option("--eval-limit", min=1, help="--curve: test items to evaluate each point on \\[default: all].")] = None,
+    target_score: Annotated[float, typer.Option("--target-score", min=0.0, max=1.0, help="--curve: the score to reach, 0-1 (x100 for a 0-100 metric); the notes say how many examples reach it.")] = 0.6,
     db: DbOpt = Path("iberlite.db"),
     fmt: FormatOpt = "table",
     wide: WideOpt = False,
@@ -135,7 +136,8 @@ def adapt(
             raise UserError("--curve sets the training sizes and names itself; drop --train-limit and --name.", 2)
         curve_command(model, task, parse_sizes(curve), config, data_dir=_data_dir(data_dir),
                       tasks_dirs=tuple(tasks_dir or ()), models_dir=models_dir, threads=threads,
-                      drop_overlap=drop_overlap, eval_limit=eval_limit, db=db, fmt=fmt, wide=wide, err=err)
+                      drop_overlap=drop_overlap, eval_limit=eval_limit, db=db, fmt=fmt, wide=wide, err=err,
+                      target_score=target_score)
         return
     adapt_command(model, task, config, data_dir=_data_dir(data_dir), train_limit=train_limit,
                   name=name, tasks_dirs=tuple(tasks_dir or ()), models_dir=models_dir,
