@@ -78,6 +78,8 @@ def main() -> None:
                     help="where adapters are cached [default: IBERLITE_MODELS_DIR, else the cache]")
     ap.add_argument("--data-dir", type=Path, default=Path(os.environ.get("IBERLITE_DATA_DIR", "../shared/data")))
     ap.add_argument("--target-score", type=float, default=DEFAULT_TARGET)
+    ap.add_argument("--metric", default=None,
+                    help="another of a task's metrics than its primary one, e.g. f1_macro (where the task has it)")
     args = ap.parse_args()
     sizes = parse_sizes(args.curve)
     # the `iberlite adapt` defaults, so the cache keys are the command line's
@@ -90,8 +92,8 @@ def main() -> None:
     print(f"grid: {total:.0f} s, {sum(w['adapters_trained'] for w in work)} adapters trained, "
           f"{sum(w['items_new'] for w in work)} items evaluated\n")
     # a table that fits 80 columns, secondary columns dropped (the JSON has them all)
-    emit(adaptation_view(args.db, args.target_score, args.models_dir), "table", width=80, tty=True)
-    curves = adaptation_curves_in(args.db, models_dir=args.models_dir)
+    emit(adaptation_view(args.db, args.target_score, args.models_dir, args.metric), "table", width=80, tty=True)
+    curves = adaptation_curves_in(args.db, models_dir=args.models_dir, metric=args.metric)
     OUT.mkdir(exist_ok=True)
     out = OUT / "adapt_curve.json"
     out.write_text(json.dumps({
@@ -99,7 +101,7 @@ def main() -> None:
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "work": work, "seconds": round(total, 1),
         "curves": [asdict(c) for c in curves],
-        "sentences": list(adaptation_view(args.db, args.target_score, args.models_dir).notes),
+        "sentences": list(adaptation_view(args.db, args.target_score, args.models_dir, args.metric).notes),
     }, indent=1, default=str))
     print(f"wrote {out}")
 

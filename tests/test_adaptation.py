@@ -238,3 +238,20 @@ def test_a_report_without_adapters_has_no_such_section(tmp_path, fake_engine_fac
         engine_factory=fake_engine_factory)
     assert "How much local data" not in render(db, "md")
     assert 'id="adaptation"' not in render(db, "html")
+
+
+def test_another_metric_of_the_task_on_request_matches_the_stored_aggregate(curve_db):
+    from iberlite.store import Store
+
+    db, _ = curve_db
+    (curve,) = adaptation_curves_in(db, metric="f1_macro")
+    assert curve.metric == "f1_macro"
+    with Store.open_readonly(db) as store:
+        stored = {(a.model, a.metric): a for a in store.latest_aggregates()}
+    for p in curve.points:
+        agg = stored[(p.model, "f1_macro")]
+        assert (p.score, p.ci_low, p.ci_high) == pytest.approx((agg.value, agg.ci_low, agg.ci_high))
+    for p in curve.adapted:  # the paired difference of macro-F1 is the difference of the two scores
+        assert p.diff == pytest.approx(p.score - curve.zero.score)
+    (asked_unknown,) = adaptation_curves_in(db, metric="chrf")  # not a metric of bec_eu: the primary
+    assert asked_unknown.metric == "acc"

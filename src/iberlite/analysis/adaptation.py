@@ -271,20 +271,21 @@ def _adapter_facts(ev: EvalRecord, adapter: str, folder: dict[str, dict]) -> tup
     return (int(m.group(1)), "adapter name", {}) if m else (None, "", {})
 
 
-def _primary(store: Store) -> dict[str, str]:
+def _metrics(store: Store) -> dict[str, list[str]]:
     metrics: dict[str, list[str]] = {}
     for a in store.latest_aggregates():
         metrics.setdefault(a.eval_key, []).append(a.metric)
-    return {k: p for k, v in metrics.items() if (p := primary_metric(v))}
+    return metrics
 
 
 def adaptation_curves(store: Store, *, models_dir: Path | None = None, seed: int = 1234,
-                      n_boot: int = 1000) -> list[AdaptCurve]:
+                      n_boot: int = 1000, metric: str | None = None) -> list[AdaptCurve]:
     """Every (base model, task) with at least one evaluated adapter trained for the task, with
     its points by examples (empty when the store holds no adapted evaluation).
 
     `models_dir`: where to look up the training record of adapters whose evaluations were
-    stored before runs kept it (None: only what the store holds)."""
+    stored before runs kept it (None: only what the store holds). `metric`: another of the
+    task's metrics than its primary one (e.g. f1_macro on bec_eu), where the task has it."""
     chosen = {k: ev for k, ev in store.evals_with_most_items().items() if not ev.task_info.get("fewshot")}
     adapted: dict[tuple[str, str], list[tuple[EvalRecord, str]]] = {}
     for (model, task), ev in chosen.items():
@@ -295,13 +296,15 @@ def adaptation_curves(store: Store, *, models_dir: Path | None = None, seed: int
             adapted.setdefault((base, task), []).append((ev, adapter))
     if not adapted:
         return []
+    metric_asked = metric
     folder = {sha: training_facts(a) for sha, a in adapter_by_sha256(models_dir).items()} \
         if models_dir is not None else {}
-    primary = _primary(store)
+    stored = _metrics(store)
     out = []
     for (base, task), evs in adapted.items():
         zero_ev = chosen.get((base, task))
-        metric = primary.get(zero_ev.eval_key if zero_ev else evs[0][0].eval_key) or "acc"
+        names = stored.get(zero_ev.eval_key if zero_ev else evs[0][0].eval_key, [])
+        metric = metric_asked if metric_asked in names else primary_metric(names) or "acc"
         zero_items = store.items(zero_ev.eval_key) if zero_ev else []
         zero_out = _outcomes(zero_ev, zero_items) if zero_ev else []
         points = []
@@ -347,7 +350,8 @@ def adaptation_curves(store: Store, *, models_dir: Path | None = None, seed: int
     return out
 
 
-def adaptation_curves_in(db: Path, *, models_dir: Path | None = None, seed: int = 1234) -> list[AdaptCurve]:
+def adaptation_curves_in(db: Path, *, models_dir: Path | None = None, seed: int = 1234,
+                         metric: str | None = None) -> list[AdaptCurve]:
     """`adaptation_curves` of the database at `db`, opened read-only."""
     with Store.open_readonly(Path(db)) as store:
-        return adaptation_curves(store, models_dir=models_dir, seed=seed)
+        return adaptation_curves(store, models_dir=models_dir, seed=seed, metric=metric)

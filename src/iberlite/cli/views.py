@@ -340,13 +340,14 @@ def shots_view(db: Path) -> TableData:
                      cols, rows, notes)
 
 
-def adaptation_view(db: Path, target: float, models_dir: Path | None = None) -> TableData:
+def adaptation_view(db: Path, target: float, models_dir: Path | None = None,
+                    metric: str | None = None) -> TableData:
     """Score against adapter training examples per base model and task: the primary metric with
     its CI, the paired difference to the base, the training time and the run-time overhead;
     one sentence per curve says how many examples reach `target` (benchmarks/adapt_curve.py)."""
     from iberlite.analysis.adaptation import adaptation_curves_in, curve_sentence
 
-    curves = adaptation_curves_in(db, models_dir=models_dir)
+    curves = adaptation_curves_in(db, models_dir=models_dir, metric=metric)
     cols = (
         Column("base", "base"), Column("task", "task"), Column("lang", "lang", priority=3),
         Column("examples", "ex.", "num"), Column("metric", "metric", priority=2),
