@@ -255,3 +255,24 @@ def test_another_metric_of_the_task_on_request_matches_the_stored_aggregate(curv
         assert p.diff == pytest.approx(p.score - curve.zero.score)
     (asked_unknown,) = adaptation_curves_in(db, metric="chrf")  # not a metric of bec_eu: the primary
     assert asked_unknown.metric == "acc"
+
+
+def test_adapters_without_a_base_evaluation_say_there_is_nothing_to_compare(curve_db, tmp_path):
+    import shutil
+    import sqlite3
+
+    from iberlite.report.render import render
+
+    db, _ = curve_db
+    alone = tmp_path / "alone.db"
+    shutil.copy(db, alone)
+    con = sqlite3.connect(alone)
+    with con:
+        for table in ("items", "aggregates", "evals"):
+            con.execute(f"DELETE FROM {table} WHERE eval_key IN (SELECT eval_key FROM evals WHERE model = ?)",
+                        (BASE,))
+    con.close()
+    (curve,) = adaptation_curves_in(alone)
+    assert curve.zero is None and all(p.diff is None for p in curve.points)
+    assert "no zero-shot evaluation to compare" in curve_sentence(curve)
+    assert "## How much local data is enough" in render(alone, "md") and 'id="adaptation"' in render(alone, "html")
