@@ -181,6 +181,10 @@ def test_counts_of_evaluations_stored_before_runs_kept_them_come_from_the_models
     (found,) = adaptation_curves_in(old, models_dir=models)
     assert [p.examples_from for p in found.adapted] == ["models folder"] * 2
     assert [p.training.seconds for p in found.adapted if p.training] == [s / 2 for s in SIZES]
+    from iberlite.report.render import render
+
+    assert f"| {SIZES[0] / 2:,.0f} s (" not in render(old, "md")  # the database alone: unknown
+    assert f"| {SIZES[0] / 2:,.0f} s (" in render(old, "md", models_dir=models)
 
 
 def test_macro_f1_pairs_label_counts_whose_sums_give_each_sides_f1():

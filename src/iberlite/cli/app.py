@@ -290,14 +290,15 @@ def report(
     db: DbOpt = Path("iberlite.db"),
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Output file; '-' writes to stdout \\[default: report.html, or report.md with --format md].")] = None,
     fmt: Annotated[str, typer.Option("--format", help="html (one self-contained page, opens offline) or md (Markdown for terminals and CI logs).")] = "html",
+    models_dir: Annotated[Optional[Path], typer.Option("--models-dir", help="Adapters' folder, read for the training cost of adapted evaluations stored before runs kept it \\[default: the database alone].")] = None,
 ) -> None:
     """Write the report: leaderboard with CIs, language gaps, accuracy vs cost, items, device, methodology."""
     from iberlite.report.render import render, write_report
 
     if out is not None and str(out) == "-":
-        sys.stdout.write(render(db, fmt))
+        sys.stdout.write(render(db, fmt, models_dir))
         return
-    path = write_report(db, out or Path("report.md" if fmt == "md" else "report.html"), fmt)
+    path = write_report(db, out or Path("report.md" if fmt == "md" else "report.html"), fmt, models_dir)
     err.print(f"Report written to {path.resolve()}.", highlight=False, markup=False, soft_wrap=True)
 
 
