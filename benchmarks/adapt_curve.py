@@ -86,6 +86,9 @@ def main() -> None:
     config = TrainConfig(rank=8, alpha=16.0, epochs=args.epochs, lr=args.lr, batch_size=8, seed=0)
     if args.models_dir is not None:  # the run resolves MODEL+ADAPTER names in this folder
         os.environ[MODELS_DIR_ENV] = str(args.models_dir)
+    device = fingerprint(args.threads)
+    print(f"device {device.fingerprint_id}: {device.cpu_model}, {', '.join(device.cpu_flags)}; "
+          f"{device.physical_cores} cores", flush=True)
     t0 = time.perf_counter()
     work = [one(m, t, sizes, config, args) for m in args.models.split(",") for t in args.tasks.split(",")]
     total = time.perf_counter() - t0
@@ -97,7 +100,7 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     out = OUT / "adapt_curve.json"
     out.write_text(json.dumps({
-        "device": asdict(fingerprint(args.threads)),
+        "device": {**asdict(device), "fingerprint_id": device.fingerprint_id},
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "work": work, "seconds": round(total, 1),
         "curves": [asdict(c) for c in curves],
