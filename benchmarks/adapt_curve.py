@@ -64,6 +64,48 @@ def one(model: str, task: str, sizes: tuple[int, ...], config: TrainConfig, args
     return row
 
 
+def overhead(model: str, task: str, adapters: list[str], n_items: int, args) -> list[dict]:
+    """The adapters' run-time overhead measured apart from the grid's runs: the base and each
+    adapter score the same first `n_items` test items in alternating chunks of 10, so machine
+    load (the grid's passes ran minutes apart on a shared machine) hits both alike."""
+    import statistics
+
+    from iberlite.engines.factory import EngineOptions, open_engine
+    from iberlite.models.names import resolve_model
+    from iberlite.run.evaluate import evaluate_batch
+    from iberlite.tasks.items import load_items
+    from iberlite.tasks.registry import load_task_specs
+
+    spec = load_task_specs(())[task]
+    batch = list(enumerate(load_items(spec, args.data_dir, n_items).instances))
+    names = [model, *adapters]
+    engines = {n: open_engine(resolve_model(n), EngineOptions(n_threads=args.threads)) for n in names}
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    spent: dict[str, float] = dict.fromkeys(names, 0.0)
+    try:
+        evaluate_batch(engines[model], spec, batch[:2])  # warm-up
+        for a in adapters:
+            evaluate_batch(engines[a], spec, batch[:2])
+        for s in range(0, len(batch), 10):
+            for n in names:
+                t = time.perf_counter()
+                wall[n] += [r.wall_ms or 0.0 for r in evaluate_batch(engines[n], spec, batch[s:s + 10])]
+                spent[n] += time.perf_counter() - t
+    finally:
+        for e in engines.values():
+            e.close()
+    base_p50, base_ips = statistics.median(wall[model]), len(batch) / spent[model]
+    rows = []
+    for n in adapters:
+        p50, ips = statistics.median(wall[n]), len(batch) / spent[n]
+        rows.append({"model": n, "task": task, "items": len(batch), "p50_ms": round(p50, 1),
+                     "base_p50_ms": round(base_p50, 1), "p50_overhead": round(p50 / base_p50 - 1, 4),
+                     "items_per_s": round(ips, 3), "base_items_per_s": round(base_ips, 3)})
+        print(f"overhead {n:<28} {task:<10} p50 {p50:7.1f} ms vs {base_p50:7.1f} ms "
+              f"({p50 / base_p50 - 1:+.1%}); {ips:.2f} vs {base_ips:.2f} items/s", flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="smollm2-135m,gemma3-270m")
@@ -78,6 +120,8 @@ def main() -> None:
                     help="where adapters are cached [default: IBERLITE_MODELS_DIR, else the cache]")
     ap.add_argument("--data-dir", type=Path, default=Path(os.environ.get("IBERLITE_DATA_DIR", "../shared/data")))
     ap.add_argument("--target-score", type=float, default=DEFAULT_TARGET)
+    ap.add_argument("--overhead-items", type=int, default=0,
+                    help="also time base and adapters on these many items, interleaved (0: skip)")
     ap.add_argument("--metric", default=None,
                     help="another of a task's metrics than its primary one, e.g. f1_macro (where the task has it)")
     args = ap.parse_args()
@@ -92,6 +136,12 @@ def main() -> None:
     t0 = time.perf_counter()
     work = [one(m, t, sizes, config, args) for m in args.models.split(",") for t in args.tasks.split(",")]
     total = time.perf_counter() - t0
+    over = []
+    if args.overhead_items:
+        for m in args.models.split(","):
+            for t in args.tasks.split(","):
+                names = [f"{m}+{t}-n{n}" for n in sizes if n > 0]
+                over += overhead(m, t, names, args.overhead_items, args)
     print(f"grid: {total:.0f} s, {sum(w['adapters_trained'] for w in work)} adapters trained, "
           f"{sum(w['items_new'] for w in work)} items evaluated\n")
     # a table that fits 80 columns, secondary columns dropped (the JSON has them all)
@@ -102,7 +152,7 @@ def main() -> None:
     out.write_text(json.dumps({
         "device": {**asdict(device), "fingerprint_id": device.fingerprint_id},
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "work": work, "seconds": round(total, 1),
+        "work": work, "seconds": round(total, 1), "overhead_interleaved": over,
         "curves": [asdict(c) for c in curves],
         "sentences": list(adaptation_view(args.db, args.target_score, args.models_dir, args.metric).notes),
     }, indent=1, default=str))

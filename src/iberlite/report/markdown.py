@@ -277,7 +277,9 @@ def _adaptation(report: Report) -> list[str]:
            "(`iberlite adapt --curve`), on the task's primary metric with its 95% bootstrap CI. "
            "Δ vs base: paired bootstrap over the items both answered, in points (`*` = the interval "
            "excludes 0). Training: the adapter's one-off wall time, CPU time and peak RSS. Overhead: "
-           f"p50 latency per item with the adapter against without, on the same items. Target: "
+           "p50 latency per item with the adapter against without, on the same items, from passes run "
+           "at different times (on a busy machine it shows load too; `benchmarks/adapt_curve.py "
+           f"--overhead-items` times them interleaved). Target: "
            f"{report.adapt_target:.2f} (decide's default --min-accuracy; `iberlite adapt --curve "
            "--target-score` asks for another).", ""]
     out += [f"- {curve_sentence(c, report.adapt_target)}" for c in report.adaptation]
