@@ -297,3 +297,24 @@ def test_decide_with_an_adapted_device_counts_its_training(trained, data_dir, tm
     out = json.loads(proc.stdout)
     note = next(n for n in out["notes"] if "one-off" in n)
     assert f"{SMOL}+bec_eu was trained for bec_eu on 32 examples" in note
+
+
+@pytest.mark.slow
+def test_a_run_keeps_the_adapters_training_facts_and_the_report_draws_its_curve(trained, data_dir, tmp_path):
+    from iberlite.analysis.adaptation import adaptation_curves_in
+    from iberlite.report.render import render
+
+    models, row, _ = trained
+    db = tmp_path / "curve.db"
+    proc = cli("run", "--models", f"{SMOL},{SMOL}+bec_eu", "--tasks", "bec_eu", "--limit", "6",
+               "--threads", "1", "--data-dir", str(data_dir), "--db", str(db),
+               env_extra={"IBERLITE_MODELS_DIR": str(models)})
+    assert proc.returncode == 0, proc.stderr
+    # read back without the models folder: the store alone has the examples and the cost
+    (curve,) = adaptation_curves_in(db)
+    zero, adapted = curve.points
+    assert zero.model == SMOL and zero.examples == 0
+    assert adapted.model == f"{SMOL}+bec_eu" and adapted.examples == 32 and adapted.examples_from == "engine info"
+    assert adapted.training is not None and adapted.training.seconds == row["seconds"]
+    assert adapted.n_pairs == 6 and adapted.latency_overhead is not None
+    assert "## How much local data is enough" in render(db, "md")

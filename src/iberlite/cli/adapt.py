@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from iberlite.adapt.make import adapt, plan
 from iberlite.adapt.train import StepInfo, TrainConfig, TrainingInterrupted
 from iberlite.cli.tables import Column, TableData, check_format, emit
-from iberlite.models.adapters import Adapter, read_record
+from iberlite.models.adapters import ADAPTER_SEP, Adapter, read_record
 
 
 def _eta(seconds: float) -> str:
@@ -111,9 +111,11 @@ def _print(adapter: Adapter, hit: bool, fmt: str, wide: bool) -> None:
 def curve_command(model: str, task: str, sizes: tuple[int, ...], config: TrainConfig, *,
                   data_dir: Path, tasks_dirs: tuple[Path, ...], models_dir: Path | None,
                   threads: int | None, drop_overlap: bool, eval_limit: int | None, db: Path,
-                  fmt: str = "table", wide: bool = False, err: Console | None = None) -> None:
+                  fmt: str = "table", wide: bool = False, err: Console | None = None,
+                  target_score: float = 0.6) -> None:
     """Train one adapter per size, evaluate them all (and the base at size 0) on the same test
-    items as one stored run, print the scores side by side."""
+    items as one stored run, print the scores side by side, and say in one sentence how many
+    examples reach `target_score` (from the stored evaluations, paired with the base)."""
     import os
     import shlex
 
@@ -160,5 +162,16 @@ def curve_command(model: str, task: str, sizes: tuple[int, ...], config: TrainCo
     notes = (*table.notes, f"Curve of {model} on {task}: size 0 is the base model; each adapter trains "
              f"on a prefix of one seeded shuffle of the train split (training time {trained}). Run "
              f"{result.run_id} in {db}.")
+    notes += _curve_sentences(db, task, {p.model.rsplit(ADAPTER_SEP, 1)[0] for p in points}, models_dir,
+                              target_score)
     emit(TableData(table.title, table.columns, table.rows, notes=notes, records=table.records), fmt,
          wide=wide)
+
+
+def _curve_sentences(db: Path, task: str, bases: set[str], models_dir: Path | None,
+                     target: float) -> tuple[str, ...]:
+    """The curve's sentence: how many examples reach the target on this task."""
+    from iberlite.analysis.adaptation import adaptation_curves_in, curve_sentence
+
+    return tuple(curve_sentence(c, target) for c in adaptation_curves_in(db, models_dir=models_dir)
+                 if c.task == task and c.base in bases)

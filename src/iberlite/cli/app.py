@@ -117,6 +117,7 @@ def adapt(
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads \\[default: torch's].")] = None,
     curve: Annotated[Optional[str], typer.Option("--curve", help="Comma-separated training sizes, e.g. 0,100,300,1000: one adapter per size (0 = the base), all evaluated on the same test items.")] = None,
     eval_limit: Annotated[Optional[int], typer.Option("--eval-limit", min=1, help="--curve: test items to evaluate each point on \\[default: all].")] = None,
+    target_score: Annotated[float, typer.Option("--target-score", min=0.0, max=1.0, help="--curve: the score to reach, 0-1 (x100 for a 0-100 metric); the notes say how many examples reach it.")] = 0.6,
     db: DbOpt = Path("iberlite.db"),
     fmt: FormatOpt = "table",
     wide: WideOpt = False,
@@ -135,7 +136,8 @@ def adapt(
             raise UserError("--curve sets the training sizes and names itself; drop --train-limit and --name.", 2)
         curve_command(model, task, parse_sizes(curve), config, data_dir=_data_dir(data_dir),
                       tasks_dirs=tuple(tasks_dir or ()), models_dir=models_dir, threads=threads,
-                      drop_overlap=drop_overlap, eval_limit=eval_limit, db=db, fmt=fmt, wide=wide, err=err)
+                      drop_overlap=drop_overlap, eval_limit=eval_limit, db=db, fmt=fmt, wide=wide, err=err,
+                      target_score=target_score)
         return
     adapt_command(model, task, config, data_dir=_data_dir(data_dir), train_limit=train_limit,
                   name=name, tasks_dirs=tuple(tasks_dir or ()), models_dir=models_dir,
@@ -288,14 +290,15 @@ def report(
     db: DbOpt = Path("iberlite.db"),
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Output file; '-' writes to stdout \\[default: report.html, or report.md with --format md].")] = None,
     fmt: Annotated[str, typer.Option("--format", help="html (one self-contained page, opens offline) or md (Markdown for terminals and CI logs).")] = "html",
+    models_dir: Annotated[Optional[Path], typer.Option("--models-dir", help="Adapters' folder, read for the training cost of adapted evaluations stored before runs kept it \\[default: the database alone].")] = None,
 ) -> None:
     """Write the report: leaderboard with CIs, language gaps, accuracy vs cost, items, device, methodology."""
     from iberlite.report.render import render, write_report
 
     if out is not None and str(out) == "-":
-        sys.stdout.write(render(db, fmt))
+        sys.stdout.write(render(db, fmt, models_dir))
         return
-    path = write_report(db, out or Path("report.md" if fmt == "md" else "report.html"), fmt)
+    path = write_report(db, out or Path("report.md" if fmt == "md" else "report.html"), fmt, models_dir)
     err.print(f"Report written to {path.resolve()}.", highlight=False, markup=False, soft_wrap=True)
 
 

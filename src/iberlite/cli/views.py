@@ -338,3 +338,45 @@ def shots_view(db: Path) -> TableData:
     notes = tuple(sentence(s, zeros.get((s.model, s.task))) for s in scores if s.k)
     return TableData(f"Few-shot ({db}): accuracy with 95% CI, paired gain over zero-shot, cost per item",
                      cols, rows, notes)
+
+
+def adaptation_view(db: Path, target: float, models_dir: Path | None = None,
+                    metric: str | None = None) -> TableData:
+    """Score against adapter training examples per base model and task: the primary metric with
+    its CI, the paired difference to the base, the training time and the run-time overhead;
+    one sentence per curve says how many examples reach `target` (benchmarks/adapt_curve.py)."""
+    from iberlite.analysis.adaptation import adaptation_curves_in, curve_sentence
+
+    curves = adaptation_curves_in(db, models_dir=models_dir, metric=metric)
+    cols = (
+        Column("base", "base"), Column("task", "task"), Column("lang", "lang", priority=3),
+        Column("examples", "ex.", "num"), Column("metric", "metric", priority=2),
+        Column("n", "n", "num", priority=2),
+        Column("score", "score", "num", ci=True),
+        Column("diff_points", "Δ base pts", "num", ci=True, missing="-"),
+        Column("significant", "sig.", priority=2, fmt=lambda v: "yes" if v else "no", missing=""),
+        Column("train_s", "training", "num", missing="-", fmt=lambda v: f"{v:.0f} s"),
+        Column("train_cpu_s", "CPU s", "num", priority=3, missing="-", fmt=".0f"),
+        Column("train_rss", "train RSS", "num", priority=3, missing="-", fmt=mib),
+        Column("overhead", "+p50", "num", missing="", fmt=lambda v: f"{v * 100:+.0f}%"),
+        Column("items_per_s", "it/s", "num", priority=2, missing="", fmt=".1f"),
+        Column("base_items_per_s", "it/s base", "num", priority=3, missing="", fmt=".1f"),
+        Column("model", "model", human=False), Column("examples_from", "examples from", human=False),
+        Column("p_value", "p", human=False),
+    )
+    rows = []
+    for c in curves:
+        for p in c.points:
+            k = 1 if p.percent_scale else 100
+            d = (Est(p.diff * k, (p.diff_low or 0) * k, (p.diff_high or 0) * k, digits=1)
+                 if p.diff is not None else None)
+            t = p.training
+            rows.append((p.base, p.task, p.lang, p.examples, p.metric, p.n,
+                         Est(p.score, p.ci_low, p.ci_high, digits=1 if p.percent_scale else 2), d,
+                         p.significant if p.adapter else None,
+                         t.seconds if t else None, t.cpu_seconds if t else None, t.peak_rss_bytes if t else None,
+                         p.latency_overhead, p.items_per_s, p.base_items_per_s, p.model, p.examples_from,
+                         p.p_value))
+    notes = tuple(curve_sentence(c, target) for c in curves)
+    return TableData(f"How much local data is enough ({db}): score with 95% CI, paired Δ to the base "
+                     "in points, training time, p50 latency overhead", cols, tuple(rows), notes)

@@ -146,3 +146,24 @@ def resolve_adapted(base_file: ModelFile, adapter_name: str, directory: Path | N
     return replace(base_file, name=f"{base_file.name}{ADAPTER_SEP}{adapter_name}", adapter=path,
                    adapter_sha256=chosen.sha256, adapter_scale=1.0, adapter_task=chosen.task,
                    adapter_peft=peft_dir(path))
+
+
+TRAINING_FACTS = ("name", "task", "examples", "pool", "rank", "alpha", "epochs", "lr", "batch_size",
+                  "seed", "steps", "final_loss", "seconds", "cpu_seconds", "peak_rss_bytes",
+                  "examples_per_s", "n_threads", "created")
+"""What an evaluation keeps of its adapter's record (examples used and the one-off training
+cost), so a report built on another machine, without the models folder, still has them."""
+
+
+def training_facts(adapter: Adapter | None) -> dict[str, object]:
+    """The record fields of :data:`TRAINING_FACTS` (empty without an adapter)."""
+    if adapter is None:
+        return {}
+    raw = asdict(adapter)
+    return {k: raw[k] for k in TRAINING_FACTS}
+
+
+def adapter_by_sha256(directory: Path | None = None) -> dict[str, Adapter]:
+    """Every complete adapter in the models folder by the sha256 of its GGUF file: how an
+    evaluation stored before it kept its adapter's training facts finds them again."""
+    return {a.sha256: a for a in adapters(directory)}

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from iberlite.analysis import language_gap as lg
+from iberlite.analysis.adaptation import adaptation_curves
 from iberlite.analysis.device_cost import CostRow, costs_from_store
 from iberlite.analysis.fewshot import shot_scores
 from iberlite.analysis.gaps import language_gaps, task_template
@@ -203,15 +204,18 @@ def _routing(store: Store) -> Routing | None:
 
 
 def load_report(db: Path, *, n_boot: int = lg.DEFAULT_N_BOOT, seed: int = lg.DEFAULT_SEED,
-                max_browser_items: int = MAX_BROWSER_ITEMS) -> Report:
+                max_browser_items: int = MAX_BROWSER_ITEMS, models_dir: Path | None = None) -> Report:
     """Read a database and compute everything the report shows."""
     with Store.open_readonly(Path(db)) as store:
-        return build_report(store, n_boot=n_boot, seed=seed, max_browser_items=max_browser_items)
+        return build_report(store, n_boot=n_boot, seed=seed, max_browser_items=max_browser_items,
+                            models_dir=models_dir)
 
 
 def build_report(store: Store, *, n_boot: int = lg.DEFAULT_N_BOOT, seed: int = lg.DEFAULT_SEED,
-                 max_browser_items: int = MAX_BROWSER_ITEMS) -> Report:
-    """The report of an open store (see the module docstring for what each part means)."""
+                 max_browser_items: int = MAX_BROWSER_ITEMS, models_dir: Path | None = None) -> Report:
+    """The report of an open store (see the module docstring for what each part means).
+    `models_dir` (default none: the database alone) only lends adapters' training records to
+    evaluations stored before runs kept them."""
     runs = store.runs()
     evals = {ev.eval_key: ev for ev in store.evals()}
     scores = leaderboard(store.latest_aggregates(), evals)
@@ -258,6 +262,7 @@ def build_report(store: Store, *, n_boot: int = lg.DEFAULT_N_BOOT, seed: int = l
         item_time=item_time(store),
         worker_devices=tuple(store.devices().items()),
         shots=tuple(shots) if any(s.k for s in shots) else (),
+        adaptation=tuple(adaptation_curves(store, seed=seed, n_boot=n_boot, models_dir=models_dir)),
     )
 
 

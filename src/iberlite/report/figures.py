@@ -15,11 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from iberlite.analysis.adaptation import AdaptCurve
 from iberlite.analysis.model_summary import CostAxis
 from iberlite.analysis.pareto import front_steps
 from iberlite.analysis.quantization import FamilyStudy
 from iberlite.decide.routing import Decision, Option
-from iberlite.langs import lang_key
+from iberlite.langs import LANG_NAMES, lang_key
 from iberlite.report.sections import Gap, LeaderboardEntry
 from iberlite.scoring.metric import REGISTRY
 
@@ -314,5 +315,47 @@ def quant_front_figure(figs: Figures, study: FamilyStudy) -> Figure:
                "font": {"size": 13}},
         xaxis={"title": {"text": "seconds per item — lower is better"}},
         yaxis={"title": {"text": "mean score over the shared tasks"}},
+    )
+    return figs.add(fig, 320)
+
+
+def adaptation_figure(figs: Figures, curves: Sequence[AdaptCurve], colors: dict[str, str],
+                      target: float) -> Figure:
+    """One task: score against training examples, one line per base model from its zero-shot
+    point at 0, with 95% CI whiskers; filled markers differ significantly from the base."""
+    go = _go()
+    fig = go.Figure()
+    first = curves[0]
+    pct = first.points[0].percent_scale
+    for c in curves:
+        color = colors.get(c.base, "#333")
+        pts = c.points
+        fig.add_trace(go.Scatter(
+            name=e(c.base), x=[p.examples for p in pts], y=[p.score for p in pts], mode="lines+markers",
+            line={"color": color, "width": 2},
+            marker={"size": 10, "color": [color if p.adapter is None or p.significant else "white" for p in pts],
+                    "line": {"color": color, "width": 2}},
+            error_y={"type": "data", "symmetric": False, "color": color, "thickness": 1.2,
+                     "array": [p.ci_high - p.score for p in pts],
+                     "arrayminus": [p.score - p.ci_low for p in pts]},
+            customdata=[[e(p.model), fmt_ci(p.ci_low, p.ci_high, pct),
+                         "zero-shot (the base)" if p.adapter is None else
+                         f"{p.diff_points:+.1f} points vs base, p={p.p_value:.3f}"
+                         if p.diff_points is not None and p.p_value is not None else "no base to compare",
+                         p.n] for p in pts],
+            hovertemplate=("<b>%{customdata[0]}</b><br>%{x} training examples<br>"
+                           f"{e(c.metric)} %{{y:.3f}} %{{customdata[1]}}<br>%{{customdata[2]}}"
+                           "<br>n=%{customdata[3]}<extra></extra>"),
+        ))
+    xmax = max(p.examples for c in curves for p in c.points) or 1
+    fig.add_trace(go.Scatter(x=[0, xmax], y=[target, target], mode="lines", name=f"target {target:g}",
+                             line={"dash": "dot", "color": "#64748b", "width": 1.2}, hoverinfo="skip"))
+    fig.update_layout(
+        title={"text": f"{e(first.task)} ({e(LANG_NAMES.get(first.lang, first.lang))}) · "
+                       f"{e(first.metric)} vs training examples (95% CI)", "font": {"size": 13}},
+        xaxis={"title": {"text": "training examples (0 = the base model, zero-shot)"},
+               "tickmode": "array", "tickvals": sorted({p.examples for c in curves for p in c.points})},
+        yaxis={"title": {"text": first.metric}, "range": [0, 100 if pct else 1.0]},
+        legend={"orientation": "h", "y": -0.25, "x": 0},
     )
     return figs.add(fig, 320)

@@ -23,6 +23,7 @@ from jinja2 import PackageLoader
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
+from iberlite.analysis.adaptation import curve_sentence, target_on_scale
 from iberlite.analysis.fewshot import sentence
 from iberlite.langs import LANG_NAMES, lang_key
 from iberlite.report import figures as fg
@@ -115,10 +116,11 @@ def _figures(report: Report, colors: dict[str, str]) -> dict[str, Any]:
     cost_figs = [(axis, fg.cost_figure(figs, axis, colors)) for axis in report.cost_axes]
     quant_figs = [(fg.quant_score_figure(figs, st), fg.quant_front_figure(figs, st))
                   for st in report.quantization]
+    adapt_figs = _adaptation_figures(figs, report, colors)
     routing_figs = ([fg.routing_figure(figs, d, report.routing.cloud) for d in report.routing.decisions]
                     if report.routing else [])
     return {"scores": score_figs, "gaps": gap_figs, "costs": cost_figs, "routing": routing_figs,
-            "quant": quant_figs}
+            "quant": quant_figs, "adaptation": adapt_figs}
 
 
 def render_html(report: Report) -> str:
@@ -139,6 +141,7 @@ def render_html(report: Report) -> str:
         missing_axes=missing_axes, versions=list(versions.values()),
         observed={c.model: c for c in report.costs}, css=_static("report.css"), js=_static("report.js"),
         plotly_js=Markup(plotly.offline.get_plotlyjs()), shot_sentences=_shot_sentences(report),
+        adapt_sentences=[curve_sentence(c, report.adapt_target) for c in report.adaptation],
     )
     return page
 
@@ -146,3 +149,12 @@ def render_html(report: Report) -> str:
 def _shot_sentences(report: Report) -> list[str]:
     zeros = {(s.model, s.task): s for s in report.shots if s.k == 0}
     return [sentence(s, zeros.get((s.model, s.task))) for s in report.shots if s.k]
+
+
+def _adaptation_figures(figs: fg.Figures, report: Report, colors: dict[str, str]) -> list[fg.Figure]:
+    """One panel per task of the adaptation curves, one line per base model."""
+    by_task: dict[str, list[Any]] = defaultdict(list)
+    for c in report.adaptation:
+        by_task[c.task].append(c)
+    return [fg.adaptation_figure(figs, cs, colors, target_on_scale(report.adapt_target, cs[0].metric))
+            for cs in by_task.values()]

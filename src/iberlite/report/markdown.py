@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Sequence
 
+from iberlite.analysis.adaptation import curve_sentence
 from iberlite.analysis.fewshot import sentence
 from iberlite.langs import lang_key
 from iberlite.report.sections import Report
@@ -134,6 +135,7 @@ def render_markdown(report: Report) -> str:
 
     out += _quantization(report)
     out += _fewshot(report)
+    out += _adaptation(report)
     for a in report.advice:
         out += [f"## Fastest format on this CPU: {a.family}", "", a.sentence, ""]
         out += _table(["format", "bits/w", "scoring tok/s", "gen tok/s", "check right", f"agrees with {a.reference}"],
@@ -263,5 +265,42 @@ def _fewshot(report: Report) -> list[str]:
                      f"{s.prefill_tokens:.0f}", f"{s.p50_ms:.0f}", f"{s.items_per_s:.1f}"])
     out += _table(["model", "task", "k", "mode", "n", "acc [95% CI]", "vs k=0 (points)", "tok/item",
                    "p50 ms", "items/s"], rows, ["l", "l", "r", "l", "r", "r", "r", "r", "r", "r"])
+    out.append("")
+    return out
+
+
+def _adaptation(report: Report) -> list[str]:
+    """Score against adapter training examples, the paired difference to the base, the
+    training cost and the run-time overhead; one sentence per base model and task."""
+    if not report.adaptation:
+        return []
+    out = ["## How much local data is enough", "",
+           "Each base model (0 examples, zero-shot) and its LoRA adapters trained for the task "
+           "(`iberlite adapt --curve`), on the task's primary metric with its 95% bootstrap CI. "
+           "Δ vs base: paired bootstrap over the items both answered, in points (`*` = the interval "
+           "excludes 0). Training: the adapter's one-off wall time, CPU time and peak RSS. Overhead: "
+           "p50 latency per item with the adapter against without, on the same items, from passes run "
+           "at different times (on a busy machine it shows load too; `benchmarks/adapt_curve.py "
+           f"--overhead-items` times them interleaved). Target: "
+           f"{report.adapt_target:.2f} (decide's default --min-accuracy; `iberlite adapt --curve "
+           "--target-score` asks for another).", ""]
+    out += [f"- {curve_sentence(c, report.adapt_target)}" for c in report.adaptation]
+    out.append("")
+    rows = []
+    for c in report.adaptation:
+        for p in c.points:
+            pct = p.percent_scale
+            diff = ("base" if p.adapter is None else "-" if p.diff_points is None else
+                    f"{p.diff_points:+.1f} [{(p.diff_low or 0) * (1 if pct else 100):+.1f}, "
+                    f"{(p.diff_high or 0) * (1 if pct else 100):+.1f}]{' *' if p.significant else ''}")
+            t = p.training
+            train = "" if p.adapter is None else "-" if t is None else \
+                f"{t.seconds:,.0f} s ({t.cpu_seconds:,.0f} CPU s, {t.peak_rss_bytes / 2**30:.1f} GiB)"
+            over = p.latency_overhead
+            rows.append([p.model, p.task, p.examples, p.metric, _score(p.score, p.ci_low, p.ci_high, pct), diff,
+                         train, "" if over is None else f"{over:+.0%} p50",
+                         _num(p.items_per_s, ".1f")])
+    out += _table(["model", "task", "examples", "metric", "score [95% CI]", "Δ vs base (points)", "training",
+                   "overhead", "items/s"], rows, ["l", "l", "r", "l", "r", "r", "r", "r", "r"])
     out.append("")
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from iberlite.analysis.adaptation import DEFAULT_TARGET, AdaptCurve
 from iberlite.analysis.device_cost import CostRow
 from iberlite.analysis.fewshot import ShotScore
 from iberlite.analysis.gaps import Gap
@@ -199,6 +200,9 @@ class Report:
     item_time: tuple[CostRow, ...] = ()  # generation tasks: where an item's time goes (prefill vs decode)
     worker_devices: tuple[tuple[str, dict[str, Any]], ...] = ()  # fingerprints of Ray workers that answered
     shots: tuple[ShotScore, ...] = ()  # few-shot: every k per model and task (empty: zero-shot only)
+    # how much local data is enough: score vs adapter training examples per base model and task
+    adaptation: tuple[AdaptCurve, ...] = ()
+    adapt_target: float = DEFAULT_TARGET  # the score the curves' sentences ask for (0-1 scale)
 
     @property
     def devices(self) -> dict[str, dict[str, Any]]:

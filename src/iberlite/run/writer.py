@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
 from iberlite.engines.base import EngineInfo
+from iberlite.models.adapters import read_record, training_facts
 from iberlite.models.model_file import ModelFile
 from iberlite.run import supervise
 from iberlite.run.spec import PlannedTask, ProgressFn, RunSpec, TaskOutcome
@@ -54,8 +55,11 @@ class RunWriter:
             info = replace(info, extra={**info.extra, "device_class": device_class})
         t = task.spec
         key = eval_key(info, t, task.data_hash, task.fewshot)
+        engine = asdict(info)
+        if model.adapter is not None:  # examples and training cost, kept beside (not in) the key
+            engine["adapter_training"] = training_facts(read_record(model.adapter))
         self.store.ensure_eval(key, model=model.name, task=t.name, lang=t.lang, family=t.family,
-                               output=t.output, engine=asdict(info),
+                               output=t.output, engine=engine,
                                task_info={"path": str(t.path), "prompt_hash": t.prompt_hash(),
                                           "data_hash": task.data_hash, "reference": t.reference,
                                           "target_lang": t.output_lang, "description": t.description,

@@ -57,6 +57,7 @@ __all__ = [
     "flexible_extract",
     "mc_prediction",
     "mc_prediction_norm",
+    "per_item_scores",
     "choice_margin",
     "sentence_chrf",
     "mean_with_ci",
@@ -465,6 +466,15 @@ _PER_ITEM: dict[str, Callable[[ItemOutcome, int], float]] = {
     "squad_em": lambda item, i: squad_exact(*_gen_pair(item, i)),
     "squad_f1": lambda item, i: squad_f1(*_gen_pair(item, i)),
 }
+
+
+def per_item_scores(metric: str, items: Sequence[ItemOutcome]) -> list[float] | None:
+    """Each item's score under a mean metric (acc, exact match, ...), the values `aggregate`
+    averages, so a paired test between two evaluations compares what their scores are made of;
+    None for f1_macro and corpus metrics, which exist only over a set of items."""
+    if metric not in _PER_ITEM:
+        return None
+    return [_PER_ITEM[metric](item, i) for i, item in enumerate(items)]
 
 
 def _check_metric(metric: str) -> None:
