@@ -9,7 +9,10 @@ at the data dir (`iberlite.fidelity.lm_eval_tasks.write_task_dir`), through its 
   sequences in iberlite as in lm-eval, character for character;
 * `lm_eval:` on the local XNLI-es copy gives the same prompts, items and scores as the built-in
   `xnli_es` on the real engine (SmolLM2, a few items; marked slow);
-* an unknown lm-eval task and a missing reference extra are one sentence with exit code 2.
+* an unknown lm-eval task and a missing reference extra are one sentence with exit code 2;
+* `--num-fewshot 5` on `lm_eval:` XNLI-es gives lm-eval's 5-shot contexts, which equal the
+  built-in `xnli_es` 5-shot contexts (per item), with the shots in the evaluation key and the
+  signature; `--fewshot-mode fixed` and K > 0 on a task pinned at 0 shots are refused.
 
 Needs the reference extra and the data dir; skipped with the reason otherwise.
 """
@@ -23,13 +26,19 @@ import pytest
 
 pytest.importorskip("lm_eval", reason="needs the reference extra: pip install -e .[reference]")
 
+from fakes import FakeEngine  # noqa: E402
 from iberlite.errors import UserError  # noqa: E402
 from iberlite.fidelity.lm_eval_tasks import write_task_dir  # noqa: E402
+from iberlite.run.plan import plan  # noqa: E402
+from iberlite.run.spec import RunSpec  # noqa: E402
+from iberlite.scoring.signature import eval_key, shots_tag, signature  # noqa: E402
+from iberlite.tasks.fewshot import FewshotSetup, apply_fewshot  # noqa: E402
 from iberlite.tasks.items import load_items  # noqa: E402
 from iberlite.tasks.lm_eval_source import load_lm_eval_tasks, split_names  # noqa: E402
 from iberlite.tasks.registry import load_task_specs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+N_SHOT_DOCS = 10  # documents of the few-shot checks (the draws of document i depend on those before it)
 N_DOCS = 300  # per task in CI (about 20 s in all); every document was compared once (docs/fidelity.md)
 NEW = ("xquad_es", "xquad_en", "xquad_ca", "catalanqa", "teca", "assin_entailment", "assin_paraphrase")
 
@@ -128,3 +137,62 @@ def test_lm_eval_xquad_es_is_scored_by_lm_evals_process_results(include, data_di
     for lm_name, our_name in (("exact_match", "squad_em"), ("f1", "squad_f1")):
         a, b = ours[our_name], theirs[lm_name]
         assert (a.value, a.ci_low, a.ci_high, a.n) == pytest.approx((b.value, b.ci_low, b.ci_high, b.n))
+
+
+@pytest.fixture(scope="module")
+def xnli_planned(include, data_dir):
+    """`lm_eval:` XNLI-es planned at 0 and 5 shots (no model: `plan` with no models renders the
+    instances and their few-shot record as a run would)."""
+    names, folder = include
+    out = {}
+    for k in (0, 5):
+        spec = RunSpec(models=(), tasks=(f"lm_eval:{names['xnli_es']}",), lm_eval_include=(folder,),
+                       limit=N_SHOT_DOCS, data_dir=data_dir, num_fewshot=k)
+        [out[k]] = plan(spec)[1]
+    return out
+
+
+def test_lm_eval_task_at_5_shots_has_the_builtin_5_shot_contexts(xnli_planned, data_dir):
+    spec = load_task_specs()["xnli_es"]
+    items = load_items(spec, data_dir, N_SHOT_DOCS)
+    ours, _ = apply_fewshot(spec, items.instances, data_dir, FewshotSetup(5))
+    theirs, zero = xnli_planned[5].instances, xnli_planned[0].instances
+    assert len(ours) == len(theirs) == N_SHOT_DOCS
+    for a, b, z in zip(ours, theirs, zero, strict=True):
+        assert (a.context, a.choices, a.gold) == (b.context, b.choices, b.gold), a.doc_id
+        assert b.context.endswith(z.context) and b.context.count("\n\n") >= 5  # the 0-shot question after 5 shots
+    shots = xnli_planned[5].fewshot
+    assert (shots.k, shots.mode, shots.sampler, shots.seed) == (5, "per-item", "default", 1234)
+    assert shots.pool == "validation (eval split)" and shots.pool_size == 5010
+    assert xnli_planned[0].fewshot is None and "0-shot" in xnli_planned[0].spec.description
+
+
+def test_zero_and_five_shot_lm_eval_evaluations_never_share_a_key(xnli_planned):
+    info = FakeEngine("m").info()
+    keys = {k: eval_key(info, pt.spec, pt.data_hash, pt.fewshot) for k, pt in xnli_planned.items()}
+    assert keys[0] != keys[5]
+    five = xnli_planned[5]
+    sig = signature(info, five.spec, five.data_hash, N_SHOT_DOCS, "dev", five.fewshot)
+    assert shots_tag(sig) == " (5-shot per-item)"
+    zero = xnli_planned[0]
+    assert shots_tag(signature(info, zero.spec, zero.data_hash, N_SHOT_DOCS, "dev", zero.fewshot)) == ""
+
+
+def test_fixed_shots_on_an_lm_eval_task_is_one_sentence_with_exit_2(tmp_path):
+    from test_cli_errors import assert_clean_error, cli
+
+    proc = cli("run", "--models", "smollm2-135m", "--tasks", "lm_eval:xnli_es", "--num-fewshot", "5",
+               "--fewshot-mode", "fixed", "--db", str(tmp_path / "x.db"), cwd=tmp_path)
+    message = assert_clean_error(proc, 2)
+    assert "--fewshot-mode fixed" in message and "lm_eval:" in message
+
+
+def test_shots_on_a_task_pinned_at_zero_shots_are_refused(include, tmp_path):
+    names, folder = include
+    pinned = tmp_path / "pinned"
+    pinned.mkdir()
+    (pinned / "pinned.yaml").write_text(f"include: {folder / (names['xnli_es'] + '.yaml')}\n"
+                                        "task: iblref_xnli_es_pinned\nnum_fewshot: 0\n")
+    with pytest.raises(UserError, match="pins num_fewshot: 0") as exc:
+        load_lm_eval_tasks(["iblref_xnli_es_pinned"], [folder, pinned], 2, FewshotSetup(5))
+    assert exc.value.exit_code == 2

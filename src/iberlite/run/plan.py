@@ -38,15 +38,17 @@ def plan(spec: RunSpec) -> tuple[list[ModelFile], list[PlannedTask]]:
         gguf_facts(m.file)  # a corrupt file fails now, not after the models before it ran
     specs = load_task_specs(spec.tasks_dirs)
     ours, lm_names = lm_eval_source.split_names(spec.tasks)
+    setup = FewshotSetup(spec.num_fewshot, spec.fewshot_mode, spec.seed)
+    if lm_names:  # before any data is read: a few-shot request lm-eval tasks cannot honour
+        lm_eval_source.check_fewshot(setup)
     tasks = select_tasks(specs, ours or None, spec.langs or None) if ours or not lm_names else []
     planned = []
     for t in tasks:
         items = load_items(t, spec.data_dir, spec.limit, online=spec.online, strict=spec.strict)
         dh = "hub" if spec.online else data_hash(t, spec.data_dir)
-        setup = FewshotSetup(spec.num_fewshot, spec.fewshot_mode, spec.seed)
         instances, shots = apply_fewshot(t, items.instances, spec.data_dir, setup, online=spec.online)
         planned.append(PlannedTask(t, instances, dh, items.faults, shots))
     if lm_names:  # built by lm-eval itself (tasks/lm_eval_source.py)
-        for lt in lm_eval_source.load_lm_eval_tasks(lm_names, spec.lm_eval_include, spec.limit):
-            planned.append(PlannedTask(lt.spec, lt.instances, lt.data_hash))
+        for lt in lm_eval_source.load_lm_eval_tasks(lm_names, spec.lm_eval_include, spec.limit, setup):
+            planned.append(PlannedTask(lt.spec, lt.instances, lt.data_hash, fewshot=lt.fewshot))
     return models, planned

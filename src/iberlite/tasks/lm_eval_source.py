@@ -1,8 +1,7 @@
 """Any lm-evaluation-harness task by name: `iberlite run --tasks lm_eval:NAME[,NAME...]`.
 
 The task is built by lm-eval itself (its `TaskManager`, with `--lm-eval-include DIR` folders taking
-precedence over its own tasks): its documents (after its `process_docs`), its zero-shot contexts,
-choices, target delimiter, targets and generation settings become iberlite `Instance`s, which then
+precedence over its own tasks): its documents (after its `process_docs`), its contexts, choices, target delimiter, targets and generation settings become iberlite `Instance`s, which then
 run through iberlite's engines, store, cost measurement and report like a built-in task. They are
 scored with lm-eval's own functions: its filters, `process_results` and aggregations
 (`score`), so a number means what it means in an lm-eval results table.
@@ -10,10 +9,24 @@ scored with lm-eval's own functions: its filters, `process_results` and aggregat
 This module is a task source, so it lives with the other task sources (`tasks/`); the fidelity
 module uses it to check that the built-in tasks render what lm-eval renders.
 
-What iberlite does not take from lm-eval: few-shot examples (iberlite is zero-shot: contexts are
-built with `num_fewshot=0`), sampling (generation is greedy), and tasks whose requests are not
-one context with one continuation per choice (`multiple_input` tasks) or not multiple choice or
-generation (perplexity tasks): those are refused with one sentence.
+Few-shot: `--num-fewshot K` gives lm-eval's own K-shot contexts, built the way its evaluator
+builds them for `lm_eval --num_fewshot K`: `num_fewshot` set to K on the task config, the
+sampler seeded with `set_fewshot_seed(--seed)` (1234 by default, lm-eval's `fewshot_random_seed`
+default), then `fewshot_context` for each document in document order, so the shots of document i
+are the ones lm-eval shows it. iberlite always passes its K, as if `--num_fewshot K` had been
+given on lm-eval's command line: without `--num-fewshot` that is 0, also for a task whose YAML
+sets another `num_fewshot` (every iberlite run is zero-shot unless asked, and the key says how
+many shots were used; pass `--num-fewshot N` for the YAML's N). A task whose YAML pins
+`num_fewshot: 0` is one lm-eval never gives shots to: asking it for K > 0 is refused with one
+sentence rather than run at 0 shots under a K-shot label. `--fewshot-mode fixed` is iberlite's
+own sampler for built-in tasks and is refused for lm-eval tasks (lm-eval has no such mode). K,
+mode, sampler, seed and the hash of lm-eval's shot pool go into the evaluation key and the
+signature (`FewshotPlan`), as for built-in tasks, so 0-shot and K-shot results never mix.
+
+What iberlite does not take from lm-eval: sampling (generation is greedy), chat templates and
+system instructions, and tasks whose requests are not one context with one continuation per
+choice (`multiple_input` tasks) or not multiple choice or generation (perplexity tasks): those
+are refused with one sentence.
 """
 
 from __future__ import annotations
@@ -30,8 +43,9 @@ from typing import Any
 from iberlite.errors import UserError
 from iberlite.langs import LANGS
 from iberlite.scoring import metrics
+from iberlite.tasks.fewshot import MODES, FewshotPlan, FewshotSetup
 from iberlite.tasks.render import Instance
-from iberlite.tasks.spec import GenerationSpec, SourceSpec, TaskSpec
+from iberlite.tasks.spec import FewshotSpec, GenerationSpec, SourceSpec, TaskSpec
 
 PREFIX = "lm_eval:"
 FORMAT = "lm_eval"  # the `source.format` of a TaskSpec built here
@@ -56,6 +70,7 @@ class LmEvalTask:
     data_hash: str
     task: Any  # lm_eval.api.task.ConfigurableTask
     docs: dict[str, Any]
+    fewshot: FewshotPlan | None = None  # K > 0: lm-eval's shots, part of the key and signature
 
 
 _LOADED: dict[str, LmEvalTask] = {}  # spec name -> the task, for `score` in the same process
@@ -84,15 +99,30 @@ def _leaves(tree: dict) -> list[Any]:
     return out
 
 
-def load_lm_eval_tasks(names: Sequence[str], include_dirs: Sequence[Path] = (),
-                       limit: int | None = None) -> list[LmEvalTask]:
-    """Build lm-eval's tasks (names without the `lm_eval:` prefix; a group gives its tasks) and
-    turn the first `limit` documents of each into iberlite instances.
+def check_fewshot(setup: FewshotSetup) -> None:
+    """Refuse, before anything is loaded, a few-shot request lm-eval tasks cannot honour exactly:
+    `fixed` mode is iberlite's own sampler, and lm-eval has no such experiment."""
+    if setup.mode not in MODES:
+        raise UserError(f"Unknown few-shot mode {setup.mode!r}; valid: {', '.join(MODES)}.", 2)
+    if setup.k < 0:
+        raise UserError(f"--num-fewshot must be 0 or more; got {setup.k}.", 2)
+    if setup.mode == "fixed":
+        raise UserError("--fewshot-mode fixed is for built-in tasks only; lm_eval: tasks take "
+                        "lm-eval's own per-item shots (--fewshot-mode per-item).", 2)
 
-    An unknown name, a task iberlite cannot run, or a missing reference extra is a `UserError`
-    (exit 2) of one sentence. Loading a task reads its dataset the way lm-eval does (the hub,
-    unless an include dir points it at local files).
+
+def load_lm_eval_tasks(names: Sequence[str], include_dirs: Sequence[Path] = (),
+                       limit: int | None = None,
+                       fewshot: FewshotSetup = FewshotSetup(0)) -> list[LmEvalTask]:
+    """Build lm-eval's tasks (names without the `lm_eval:` prefix; a group gives its tasks) and
+    turn the first `limit` documents of each into iberlite instances, with `fewshot.k` shots
+    per document drawn by lm-eval itself (see the module docstring).
+
+    An unknown name, a task iberlite cannot run, a few-shot request it cannot honour, or a
+    missing reference extra is a `UserError` (exit 2) of one sentence. Loading a task reads its
+    dataset the way lm-eval does (the hub, unless an include dir points it at local files).
     """
+    check_fewshot(fewshot)
     lm_eval, task_manager_cls, get_task_dict = _lm_eval()
     for d in include_dirs:
         if not Path(d).is_dir():
@@ -111,7 +141,7 @@ def load_lm_eval_tasks(names: Sequence[str], include_dirs: Sequence[Path] = (),
         raise UserError(f"lm-eval could not load {', '.join(names)}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}.", 2) from None
     out = []
     for task in tasks:
-        loaded = _convert(task, limit, lm_eval.__version__)
+        loaded = _convert(task, limit, lm_eval.__version__, fewshot)
         _LOADED[loaded.spec.name] = loaded
         out.append(loaded)
     return out
@@ -130,7 +160,61 @@ def _until(gen_kwargs: dict) -> tuple[str, ...]:
     return (until,) if isinstance(until, str) else tuple(until)
 
 
-def _convert(task: Any, limit: int | None, version: str) -> LmEvalTask:
+def _set_fewshot(task: Any, setup: FewshotSetup) -> tuple[int, str]:
+    """Prepare the task as lm-eval's evaluator does for `--num_fewshot K`: K on its config and
+    its sampler seeded. Returns K and a note on the YAML's own default for the description."""
+    name = task.config.task
+    yaml_k = task.get_config("num_fewshot")
+    if setup.k > 0 and yaml_k == 0:
+        raise UserError(f"lm-eval task {name} pins num_fewshot: 0 in its config, so lm-eval never "
+                        f"gives it shots; run it without --num-fewshot.", 2)
+    if setup.k > 0 and not hasattr(task, "sampler"):
+        raise UserError(f"lm-eval task {name} has no documents to draw shots from.", 2)
+    task.set_config(key="num_fewshot", value=setup.k)
+    task.set_fewshot_seed(seed=setup.seed)
+    note = f"; its config's default of {yaml_k} shots needs --num-fewshot {yaml_k}" \
+        if yaml_k and yaml_k != setup.k else ""
+    return setup.k, note
+
+
+def _pool_split(task: Any) -> str:
+    """Where lm-eval draws the task's shots from (its `fewshot_docs`): the few-shot split, else
+    the config's samples, else train, else validation, else the evaluated split."""
+    cfg, config = task.fewshot_cfg, task.config
+    if cfg.split is None and config.fewshot_config is not None and cfg.samples is not None:
+        return "fewshot_config samples"
+    split = cfg.split or (config.training_split if task.has_training_docs() else
+                          config.validation_split if task.has_validation_docs() else config.test_split)
+    evaluated = config.test_split if task.has_test_docs() else config.validation_split
+    return f"{split} (eval split)" if split == evaluated else str(split)
+
+
+def _fewshot_record(task: Any, setup: FewshotSetup) -> tuple[FewshotSpec, FewshotPlan | None]:
+    """What a K-shot lm-eval task used, in the shape built-in tasks record it: the shot pool
+    (lm-eval's few-shot split, else its train/validation/test rule), its sampler and delimiters."""
+    cfg = task.fewshot_cfg
+    sampler = cfg.sampler if task.config.fewshot_config else "default"
+    sampler_name = sampler if isinstance(sampler, str) else getattr(sampler, "__name__", str(sampler))
+    split = _pool_split(task)
+    spec = FewshotSpec(split=split, sampler=sampler_name,
+                       exclude_doc=cfg.split == task.config.test_split,
+                       target_delimiter=cfg.target_delimiter,
+                       fewshot_delimiter=str(cfg.fewshot_delimiter if cfg.fewshot_delimiter is not None
+                                             else task.config.fewshot_delimiter))
+    if setup.k == 0:
+        return spec, None
+    pool = task.sampler.fewshot_docs()
+    h = hashlib.sha256()
+    for doc in pool:
+        h.update(json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str).encode())
+        h.update(b"\n")
+    plan = FewshotPlan(k=setup.k, mode=setup.mode, sampler=sampler_name, seed=setup.seed,
+                       pool=spec.split, pool_size=len(pool), pool_hash=h.hexdigest()[:12])
+    return spec, plan
+
+
+def _convert(task: Any, limit: int | None, version: str,
+             setup: FewshotSetup = FewshotSetup(0)) -> LmEvalTask:
     name = task.config.task
     kind = task.OUTPUT_TYPE
     if kind not in ("multiple_choice", "generate_until"):
@@ -142,11 +226,12 @@ def _convert(task: Any, limit: int | None, version: str) -> LmEvalTask:
     delim = task.config.target_delimiter
     gen = dict(task.config.generation_kwargs or {})
     until, max_tokens = _until(gen), int(gen.get("max_gen_toks", DEFAULT_MAX_GEN_TOKS))
+    k, note = _set_fewshot(task, setup)
     instances, docs = [], {}
     h = hashlib.sha256()
-    for doc_id, doc in task.doc_iterator(limit=limit):
+    for doc_id, doc in task.doc_iterator(limit=limit):  # in order: each draw moves the sampler on
         key = str(doc_id)
-        ctx = task.fewshot_context(doc, num_fewshot=0, gen_prefix=task.doc_to_prefix(doc))
+        ctx = task.fewshot_context(doc, num_fewshot=k, gen_prefix=task.doc_to_prefix(doc))
         target = task.doc_to_target(doc)
         if kind == "multiple_choice":
             choices = tuple(task.doc_to_choice(doc))
@@ -169,6 +254,7 @@ def _convert(task: Any, limit: int | None, version: str) -> LmEvalTask:
     if not instances:
         raise UserError(f"lm-eval task {name} has no documents to evaluate.", 2)
     metric_names = _metric_names(task)
+    fewshot_spec, plan = _fewshot_record(task, setup)
     spec = TaskSpec(
         name=PREFIX + name, lang=_lang(name), family="lm_eval",
         output="multiple_choice" if kind == "multiple_choice" else "generate",
@@ -177,12 +263,14 @@ def _convert(task: Any, limit: int | None, version: str) -> LmEvalTask:
         path=Path(str(getattr(task.config, "task", name))),
         group=str(task.config.tag[0] if isinstance(task.config.tag, list) and task.config.tag
                   else task.config.tag or name),
-        description=f"lm-eval {version} task {name} ({task.config.dataset_path}), built by lm-eval, zero-shot",
+        description=f"lm-eval {version} task {name} ({task.config.dataset_path}), built by lm-eval, "
+                    f"{k}-shot{note}",
         reference=f"lm-eval {version} {name}",
         doc_to_choice=None if task.config.doc_to_choice is None else str(task.config.doc_to_choice),
         target_delimiter=delim, generation=GenerationSpec(until=until, max_tokens=max_tokens),
+        fewshot=fewshot_spec,
     )
-    return LmEvalTask(spec, tuple(instances), h.hexdigest()[:16], task, docs)
+    return LmEvalTask(spec, tuple(instances), h.hexdigest()[:16], task, docs, plan)
 
 
 def _filters(task: Any) -> list[str]:
