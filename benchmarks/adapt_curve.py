@@ -43,7 +43,7 @@ def one(model: str, task: str, sizes: tuple[int, ...], config: TrainConfig, args
     """Train (or find) one curve's adapters and evaluate its points; what it took."""
     t0 = time.perf_counter()
     points = train_curve(model, task, sizes, config, data_dir=args.data_dir, models_dir=args.models_dir,
-                         n_threads=args.threads,
+                         n_threads=args.threads, drop_overlap=args.drop_overlap,
                          on_status=lambda m: print(f"  {m}", flush=True))
     t_train = time.perf_counter() - t0
     adapters = [p for p in points if p.adapter is not None]
@@ -122,6 +122,9 @@ def main() -> None:
     ap.add_argument("--target-score", type=float, default=DEFAULT_TARGET)
     ap.add_argument("--overhead-items", type=int, default=0,
                     help="also time base and adapters on these many items, interleaved (0: skip)")
+    ap.add_argument("--drop-overlap", action="store_true",
+                    help="train without the rows whose text is also in the evaluated split "
+                         "(irosva_es, bhtc_eu); else such a task is refused")
     ap.add_argument("--metric", default=None,
                     help="another of a task's metrics than its primary one, e.g. f1_macro (where the task has it)")
     args = ap.parse_args()
