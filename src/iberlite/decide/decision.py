@@ -12,7 +12,7 @@ from pathlib import Path
 from iberlite.decide.candidates import CandidateSetup, compare, comparison_notes, load_setup
 from iberlite.decide.prices import CostProfile, load_profile
 from iberlite.decide.router import Policy, Route
-from iberlite.decide.routing import Decision
+from iberlite.decide.routing import Decision, open_results
 from iberlite.device.energy import assumed_watts
 from iberlite.errors import UserError
 from iberlite.models.adapters import Adapter, read_record
@@ -59,13 +59,7 @@ def decide_and_store(*, device: str | Sequence[str], cloud: str, profile_path: P
     candidates = [parse_candidate(n) for n in names]
     if len({c.raw for c in candidates}) < len(candidates):
         raise UserError(f"A device candidate is named twice: {', '.join(names)}.", 2)
-    if not Path(db).is_file():
-        raise UserError(f"No results database at {db}; run `iberlite run` first.", 2)
-    try:
-        store = Store.open_readonly(db)
-    except UserError as exc:
-        raise UserError(str(exc), 2) from None
-    with store:
+    with open_results(Path(db)) as store:
         setups = []
         for c in candidates:
             training = adapter_of(c.model)

@@ -202,16 +202,20 @@ def device_class_of(store: Store, model: str, device_class: str | None) -> str |
     return next(iter(stored), None)
 
 
-def load_pairs(db_path: Path, device: str, cloud: str, device_class: str | None = None,
-               shots: tuple[int, str] = ZERO_SHOT) -> dict[tuple[str, str, str], list[PairedItem]]:
-    """Items both models answered, per (task, lang, output), paired by doc id."""
+def open_results(db_path: Path) -> Store:
+    """The results database, read-only; a missing or unreadable one is a user error (exit 2)."""
     if not Path(db_path).is_file():
         raise UserError(f"No results database at {db_path}; run `iberlite run` first.", 2)
     try:
-        store = Store.open_readonly(db_path)
+        return Store.open_readonly(db_path)
     except UserError as exc:
         raise UserError(str(exc), 2) from None
-    with store:
+
+
+def load_pairs(db_path: Path, device: str, cloud: str, device_class: str | None = None,
+               shots: tuple[int, str] = ZERO_SHOT) -> dict[tuple[str, str, str], list[PairedItem]]:
+    """Items both models answered, per (task, lang, output), paired by doc id."""
+    with open_results(db_path) as store:
         out = pairs_from_store(store, device, cloud, device_class, shots)
     if not out:
         raise UserError(f"{device} and {cloud} have no items in common in {db_path}.", 2)
