@@ -37,7 +37,7 @@ import numpy as np
 from iberlite.analysis.language_gap import ScoreFn, corpus_stats, mean_score, paired_bootstrap
 from iberlite.langs import lang_key
 from iberlite.models.adapters import ADAPTER_SEP, adapter_by_sha256, training_facts
-from iberlite.scoring.metric import REGISTRY, primary_metric
+from iberlite.scoring.metric import LOWER_IS_BETTER, percent_scale, primary_metric
 from iberlite.scoring.metrics import ItemOutcome, aggregate, mc_prediction, per_item_scores
 from iberlite.store import EvalRecord, ItemRecord, Store
 
@@ -92,7 +92,7 @@ class AdaptPoint:
     @property
     def percent_scale(self) -> bool:
         """True when the metric is on 0-100 (chrF, BLEU)."""
-        return REGISTRY[self.metric].percent_scale if self.metric in REGISTRY else False
+        return percent_scale(self.metric)
 
     @property
     def significant(self) -> bool:
@@ -136,18 +136,12 @@ class AdaptCurve:
 
 def target_on_scale(target: float, metric: str) -> float:
     """The target score on the metric's own scale: a 0-1 target is x100 for a 0-100 metric."""
-    pct = REGISTRY[metric].percent_scale if metric in REGISTRY else False
-    return target * 100 if pct and target <= 1 else target
+    return target * 100 if percent_scale(metric) and target <= 1 else target
 
 
 def _reaches(p: AdaptPoint, target: float) -> bool:
-    lower = metric_lower_is_better(p.metric)
+    lower = p.metric in LOWER_IS_BETTER
     return p.score <= target if lower else p.score >= target
-
-
-def metric_lower_is_better(metric: str) -> bool:
-    """TER: a smaller score is better."""
-    return metric in REGISTRY and not REGISTRY[metric].higher_is_better
 
 
 def _fmt(v: float, pct: bool) -> str:
@@ -178,7 +172,7 @@ def curve_sentence(curve: AdaptCurve, target: float = DEFAULT_TARGET) -> str:
         return head + (f", from {_fmt(p.paired_from, pct)} zero-shot ({_change(p)})."
                        if p.diff is not None and p.paired_from is not None else
                        "; no zero-shot evaluation to compare.")
-    best = max(pts, key=lambda q: -q.score if metric_lower_is_better(q.metric) else q.score)
+    best = max(pts, key=lambda q: -q.score if q.metric in LOWER_IS_BETTER else q.score)
     sizes = ", ".join(str(q.examples) for q in pts)
     tail = f"none of {sizes} reached {_fmt(goal, pct)}."
     if best.diff is None or best.paired_from is None or best.paired_to is None:

@@ -14,13 +14,10 @@ from rich.console import Console
 
 from iberlite.cli.tables import Column, Est, TableData, check_format, emit
 from iberlite.decide.decision import decide_and_store
+from iberlite.decide.prices import money
 from iberlite.decide.router import Policy
 from iberlite.decide.routing import Decision, Option
 from iberlite.errors import UserError
-
-
-def _money(x: float, currency: str) -> str:
-    return f"{x:,.2f} {currency}".strip()
 
 
 def _opt(o: Option | None) -> str:
@@ -63,7 +60,7 @@ def decisions_table(decisions: list[Decision], currency: str, min_accuracy: floa
         Column("meets_target", "target", fmt=lambda v: "met" if v else "below"),
         Column("accuracy", "accuracy [95% CI]", "num", ci=True, fmt=".3f"),
         Column("cloud_share", "cloud share", "num", priority=2, fmt=".0%"),
-        Column("monthly_cost", "monthly", "num", priority=1, fmt=lambda v: _money(float(v), currency)),
+        Column("monthly_cost", "monthly", "num", priority=1, fmt=lambda v: money(float(v), currency)),
         Column("volume", "volume/mo", "num", priority=4, fmt=",d"),
         Column("break_even_volume", "break-even/mo", "num", priority=4, fmt=",.0f", missing="never"),
         Column("output", "output", human=False), Column("recommend", "recommend", human=False),

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from iberlite.decide.prices import CostProfile
+from iberlite.decide.prices import CostProfile, money
 from iberlite.decide.routing import (
     ZERO_SHOT,
     CandidateChoice,
@@ -121,9 +121,6 @@ def _where(o: Option) -> str:
     return f"a cascade ({o.cloud_share:.0%} cloud)"
 
 
-def _money(x: float, currency: str) -> str:
-    return f"{x:,.2f} {currency}".strip()
-
 
 def _moves(entries: Sequence[tuple[CandidateSetup, Decision]]) -> list[str]:
     """A sentence per candidate whose choice, meeting the target, sends less to the cloud than
@@ -138,12 +135,12 @@ def _moves(entries: Sequence[tuple[CandidateSetup, Decision]]) -> list[str]:
             continue
         cur, p = s.profile.currency, s.profile
         saving = base.chosen.monthly_cost - d.chosen.monthly_cost
-        money = (f"saves {_money(saving, cur)}/month" if saving >= 0
-                 else f"costs {_money(-saving, cur)}/month more")
+        amount = (f"saves {money(saving, cur)}/month" if saving >= 0
+                  else f"costs {money(-saving, cur)}/month more")
         after = (f" after training ({s.training_cost:.3g} {cur} one-off over {p.amortize_months:g} months)"
                  if s.training else "")
         out.append(f"{s.candidate.raw} moves {d.task} ({d.lang}) from {_where(base.chosen)} to "
-                   f"{_where(d.chosen)}: {money}{after}.")
+                   f"{_where(d.chosen)}: {amount}{after}.")
     return out
 
 

@@ -69,6 +69,11 @@ class CostProfile:
         return asdict(self)
 
 
+def money(amount: float, currency: str) -> str:
+    """An amount as every decide table and sentence shows it: `1,234.50 EUR`."""
+    return f"{amount:,.2f} {currency}".strip()
+
+
 def _number(section: dict, key: str, where: str, default: float | None = None) -> float:
     value = section.get(key, default)
     if value is None:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from iberlite.analysis.adaptation import curve_sentence
 from iberlite.analysis.fewshot import sentence
+from iberlite.decide.prices import money
 from iberlite.langs import lang_key
 from iberlite.report.sections import Report
 from iberlite.scoring.metric import LOWER_IS_BETTER
@@ -98,7 +99,7 @@ def render_markdown(report: Report) -> str:
             rows.append([dec.task, dec.lang, f"{dec.n_calib}/{dec.n_test}", f"{dec.device.accuracy:.3f}",
                          f"{dec.cloud.accuracy:.3f}", act + ("" if dec.meets_target else " (below target)"),
                          _score(ch.accuracy, ch.ci_low, ch.ci_high, False), f"{ch.cloud_share:.0%}",
-                         f"{ch.monthly_cost:,.2f} {cur}".strip(),
+                         money(ch.monthly_cost, cur),
                          "never" if dec.break_even_volume is None else f"{dec.break_even_volume:,.0f}"])
         out += _table(["task", "lang", "n cal/test", "device", "cloud", "recommendation", "accuracy",
                        "cloud share", "monthly", "break-even/mo"], rows, ["l", "l", "r", "r", "r", "l", "r", "r", "r", "r"])
