@@ -84,8 +84,7 @@ def _fmt(x: float | None, spec: str = ".4f") -> str:
 
 
 def _metric_pair(ag: Agreement) -> str:
-    keys = ["acc"] if ag.kind == "multiple_choice" else \
-        [k for k in ("bleu", "chrf", "exact_match", "exact_match_flex") if k in ag.metrics_a]
+    keys = ["acc"] if ag.kind == "multiple_choice" else list(ag.metrics_a)  # every generation metric
     return "; ".join(f"{k} {_fmt(ag.metrics_a.get(k))} vs {_fmt(ag.metrics_b.get(k))}"
                      for k in keys)
 
