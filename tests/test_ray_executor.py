@@ -107,6 +107,35 @@ def test_ray_sweep_stores_the_same_items_as_a_local_run(cluster, data_dir, tmp_p
     assert engine_threads == {1}
 
 
+@pytest.mark.slow
+def test_lm_eval_tasks_run_on_ray_as_they_do_locally(cluster, data_dir, tmp_path, offline_hub):
+    """`lm_eval:NAME` tasks (lm-eval's documents, contexts and, for xquad_es, its own
+    process_results) give the same items and scores on the Ray workers as in this process."""
+    pytest.importorskip("lm_eval", reason="lm_eval: tasks need the reference extra: pip install -e .[reference]")
+    from iberlite.fidelity.lm_eval_tasks import write_task_dir
+
+    include = tmp_path / "lm_eval_tasks"
+    names = write_task_dir(["xnli_es", "xquad_es"], data_dir, include)
+    tasks = tuple(f"lm_eval:{names[t]}" for t in ("xnli_es", "xquad_es"))
+    for executor in ("local", "ray"):
+        spec = RunSpec(models=("smollm2-135m",), tasks=tasks, limit=3, data_dir=data_dir,
+                       db=tmp_path / f"{executor}.db", executor=executor, n_threads=1, shard_size=2,
+                       lm_eval_include=(include,))
+        result = run(spec)
+        assert result.failed == ()
+        assert {o.task for o in result.outcomes} == set(tasks)
+    local, remote = _items(tmp_path / "local.db"), _items(tmp_path / "ray.db")
+    assert len(local) == 6
+    keys = ("task", "doc_id", "prompt", "prediction", "correct", "logprobs_json", "generated")
+    assert [[r[k] for k in keys] for r in remote] == [[r[k] for k in keys] for r in local]
+    with Store.open_readonly(tmp_path / "local.db") as a, Store.open_readonly(tmp_path / "ray.db") as b:
+        def scores(store):
+            return sorted((x.task, x.metric, x.value, x.n) for x in store.latest_aggregates())
+
+        assert scores(a) == scores(b)
+        assert {m for t, m, _, _ in scores(b) if "xquad" in t} == {"exact_match", "f1"}  # lm-eval's own metrics
+
+
 class _Wrapped:
     """An engine that delegates to another; subclasses change how it scores."""
 
