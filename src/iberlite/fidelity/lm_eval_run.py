@@ -54,7 +54,7 @@ class LmEvalRun:
 
 def run_lm_eval(model: ModelFile, local_tasks: list[str], include_dir: Path, limit: int,
                 output_dir: Path, n_threads: int, log: Path | None = None,
-                num_fewshot: int = 0) -> LmEvalRun:
+                num_fewshot: int = 0, batch_size: int = 1) -> LmEvalRun:
     """lm-eval's own `hf` path on the GGUF file (dequantized to float32), logging samples;
     with `num_fewshot`, its own k-shot contexts (few-shot seed 1234, its default)."""
     import time
@@ -64,7 +64,7 @@ def run_lm_eval(model: ModelFile, local_tasks: list[str], include_dir: Path, lim
         str(exe), "run", "--model", "hf",
         "--model_args", f"pretrained={model.file.parent},gguf_file={model.file.name},dtype=float32",
         "--include_path", str(include_dir), "--tasks", ",".join(local_tasks),
-        "--limit", str(limit), "--batch_size", "1", "--device", "cpu",
+        "--limit", str(limit), "--batch_size", str(batch_size), "--device", "cpu",
         "--log_samples", "--output_path", str(output_dir),
         *(("--num_fewshot", str(num_fewshot)) if num_fewshot else ()),
     )
