@@ -5,10 +5,10 @@ by default here), its flores_en-es config pointed at the data dir, first --limit
 iberlite's llama.cpp engine on the same sentences. Per item: whether the prompts are the same
 string, how many tokens each tokenizer makes of the prompt (llama.cpp's from the GGUF, and the
 one transformers rebuilds from it, which lm-eval uses), how many tokens each side generated
-(lm-eval's counted with its own tokenizer; 256 is the budget, so 256 means no `\\n` stop), and
-sentence chrF of each output against the reference. With --generate N, the transformers model
-is also fed llama.cpp's token ids of the first N prompts and greedily continues them, next to
-llama.cpp's own greedy continuation (same weights, same ids: do they write the same tokens?).
+(each output re-tokenized by its own side's tokenizer; at or near the task's 256-token budget
+means no `\\n` stop), and sentence chrF of each output against the reference. With --generate
+N, the transformers model is also fed llama.cpp's token ids of the first N prompts and greedily
+continues them, next to llama.cpp's own greedy continuation (same weights, same ids: do they write the same tokens?).
 
     python benchmarks/gemma_flores_items.py --limit 60 --generate 60 --data-dir ../shared/data
 
@@ -28,17 +28,15 @@ from pathlib import Path
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[_var] = "1"  # before transformers is imported anywhere
 
+from gemma_tokenizer_check import first_difference, llama_greedy  # noqa: E402 (beside this script)
 from iberlite.fidelity.iberlite_run import run_iberlite  # noqa: E402
 from iberlite.fidelity.lm_eval_run import read_samples, run_lm_eval  # noqa: E402
 from iberlite.fidelity.lm_eval_tasks import write_task_dir  # noqa: E402
 from iberlite.models.names import resolve_model  # noqa: E402
+from iberlite.tasks.registry import load_task_specs  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
-TASK, BUDGET = "flores_en-es", 256
-
-
-def _first_difference(a: list[int], b: list[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+TASK = "flores_en-es"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="gemma_flores_"))
     work.mkdir(parents=True, exist_ok=True)
     model = resolve_model(args.model)
+    budget = load_task_specs(())[TASK].generation.max_tokens  # both sides' token budget
 
     t0 = time.perf_counter()
     local = write_task_dir([TASK], data_dir, work / "tasks")
@@ -80,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     tok = AutoTokenizer.from_pretrained(str(model.file.parent), gguf_file=model.file.name)
     references = (data_dir / "flores200" / "spa_Latn.devtest").read_text(encoding="utf-8").split("\n")
     rows = []
+    prompt_ids = {}  # llama.cpp's ids of each prompt, reused by --generate
     for key in [k for k in ref if k in ours]:
         a, b = ref[key], ours[key]
-        ll_ids = llm.tokenize(b.context.encode(), add_bos=True, special=False)
+        ll_ids = prompt_ids[key] = llm.tokenize(b.context.encode(), add_bos=True, special=False)
         hf_ids = tok(a.context)["input_ids"]
         gold = references[int(key)]
         rows.append({
@@ -107,17 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         hf_model = AutoModelForCausalLM.from_pretrained(str(model.file.parent), gguf_file=model.file.name,
                                                         dtype=torch.float32).eval()
         for r in rows[: args.generate]:
-            ids = llm.tokenize(ours[r["key"]].context.encode(), add_bos=True, special=False)
+            ids = prompt_ids[r["key"]]
             with torch.no_grad():
                 on_ll = hf_model.generate(torch.tensor([ids]), max_new_tokens=args.new_tokens,
                                           do_sample=False)[0][len(ids):].tolist()
-            own: list[int] = []
-            llm.reset()
-            for t in llm.generate(ids, temp=0.0, top_k=1):
-                if t == llm.token_eos() or len(own) >= args.new_tokens:
-                    break
-                own.append(t)
-            generated.append({"key": r["key"], "same_leading_tokens": _first_difference(own, on_ll),
+            own = llama_greedy(llm, ids, args.new_tokens)
+            generated.append({"key": r["key"], "same_leading_tokens": first_difference(own, on_ll),
                               "n": min(len(own), len(on_ll))})
         t_gen = time.perf_counter() - t0
     summary = {
@@ -127,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         "prompt_tokens_median": {"llama_cpp": statistics.median(r["prompt_tokens_llama_cpp"] for r in rows),
                                  "transformers": statistics.median(r["prompt_tokens_transformers"] for r in rows)},
         "transformers_prompt_longer": sum(r["prompt_tokens_transformers"] > r["prompt_tokens_llama_cpp"] for r in rows),
-        "outputs_at_budget": {"lm_eval": sum(r["lm_eval_tokens"] >= BUDGET - 1 for r in rows),
-                              "iberlite": sum(r["iberlite_tokens"] >= BUDGET - 1 for r in rows)},
+        "outputs_at_budget": {"lm_eval": sum(r["lm_eval_tokens"] >= budget - 1 for r in rows),
+                              "iberlite": sum(r["iberlite_tokens"] >= budget - 1 for r in rows)},
         "same_output": sum(r["same_output"] for r in rows),
         "corpus_chrf": corpus,
         "items_chrf_higher": {"iberlite": sum(r["chrf_iberlite"] > r["chrf_lm_eval"] for r in rows),

@@ -25,7 +25,8 @@ for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
 OUT = Path(__file__).resolve().parent / "out"
 
 
-def _llama_greedy(llm, ids: list[int], n: int) -> list[int]:
+def llama_greedy(llm, ids: list[int], n: int) -> list[int]:
+    """llama.cpp's greedy continuation of `ids`: up to `n` tokens, stopping at end of text."""
     out: list[int] = []
     llm.reset()
     for token in llm.generate(ids, temp=0.0, top_k=1):
@@ -33,6 +34,11 @@ def _llama_greedy(llm, ids: list[int], n: int) -> list[int]:
             break
         out.append(token)
     return out
+
+
+def first_difference(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two sequences share."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             on_ll = model.generate(torch.tensor([ll]), max_new_tokens=args.new_tokens, do_sample=False)[0][len(ll):].tolist()
             on_hf = model.generate(torch.tensor([hf]), max_new_tokens=args.new_tokens, do_sample=False)[0][len(hf):].tolist()
-        own = _llama_greedy(llm, ll, args.new_tokens)
-        same = next((i for i, (a, b) in enumerate(zip(own, on_ll)) if a != b), min(len(own), len(on_ll)))
+        own = llama_greedy(llm, ll, args.new_tokens)
+        same = first_difference(own, on_ll)
         row.update(llama_cpp_text=llm.detokenize(own).decode(errors="replace"),
                    transformers_on_llama_ids_text=llm.detokenize(on_ll).decode(errors="replace"),
                    transformers_on_own_ids_text=tok.decode(on_hf), same_leading_tokens=same)

@@ -121,7 +121,6 @@ def _where(o: Option) -> str:
     return f"a cascade ({o.cloud_share:.0%} cloud)"
 
 
-
 def _moves(entries: Sequence[tuple[CandidateSetup, Decision]]) -> list[str]:
     """A sentence per candidate whose choice, meeting the target, sends less to the cloud than
     its base model's zero-shot choice does, with the monthly saving (net of training)."""
