@@ -8,7 +8,8 @@ one transformers rebuilds from it, which lm-eval uses), how many tokens each sid
 (each output re-tokenized by its own side's tokenizer; at or near the task's 256-token budget
 means no `\\n` stop), and sentence chrF of each output against the reference. With --generate
 N, the transformers model is also fed llama.cpp's token ids of the first N prompts and greedily
-continues them, next to llama.cpp's own greedy continuation (same weights, same ids: do they write the same tokens?).
+continues them, next to llama.cpp's own greedy continuation (same weights, same ids: do they
+write the same tokens?).
 
     python benchmarks/gemma_flores_items.py --limit 60 --generate 60 --data-dir ../shared/data
 
