@@ -19,6 +19,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -54,10 +55,9 @@ def measure(engine, spec, instances) -> dict:
 
 
 def run(models: list[str], tasks: list[str], ks: list[int], limit: int, data_dir: Path,
-        threads: int) -> list[dict]:
-    """Every (model, task, k, mode) row."""
+        threads: int) -> Iterator[dict]:
+    """Every (model, task, k, mode) row, as it is measured."""
     specs = load_task_specs(())
-    rows = []
     for name in models:
         engine = open_engine(resolve_model(name), EngineOptions(n_threads=threads))
         try:
@@ -74,11 +74,9 @@ def run(models: list[str], tasks: list[str], ks: list[int], limit: int, data_dir
                         zero = zero or row
                         row["prefill_vs_k0_mean"] = row["prefill_ms_mean"] / zero["prefill_ms_mean"]
                         row["prefill_vs_k0_p50"] = row["prefill_ms_p50"] / zero["prefill_ms_p50"]
-                        rows.append(row)
-                        print(_line(row), flush=True)
+                        yield row
         finally:
             engine.close()
-    return rows
 
 
 HEADER = f"{'model':<13} {'task':<15} {'k':>2} {'mode':<8} {'acc':>5} {'tok/it':>6} {'ms p50':>7} " \
@@ -99,14 +97,19 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--out", type=Path, default=OUT / "fewshot_cost.json",
+                    help="where to write the JSON (default: %(default)s)")
     args = ap.parse_args()
     print(HEADER)
-    rows = run(args.models.split(","), args.tasks.split(","), [int(k) for k in args.ks.split(",")],
-               args.limit, args.data_dir, args.threads)
-    OUT.mkdir(exist_ok=True)
-    out = OUT / "fewshot_cost.json"
-    out.write_text(json.dumps({"device": asdict(fingerprint(args.threads)), "limit": args.limit, "threads": args.threads,
-                               "rows": rows}, indent=1, default=str))
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    head = {"device": asdict(fingerprint(args.threads)), "limit": args.limit, "threads": args.threads}
+    rows = []
+    for row in run(args.models.split(","), args.tasks.split(","),
+                   [int(k) for k in args.ks.split(",")], args.limit, args.data_dir, args.threads):
+        print(_line(row), flush=True)
+        rows.append(row)
+        out.write_text(json.dumps({**head, "rows": rows}, indent=1, default=str))  # a long run keeps what it measured
     print(f"wrote {out}")
 
 

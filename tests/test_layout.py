@@ -121,3 +121,22 @@ def test_a_wider_block_costs_padding_rows():
 def test_layout_rejects_a_batch_that_is_not_a_multiple_of_the_block():
     with pytest.raises(ValueError, match="multiple"):
         Layout(align=16, n_batch=520, n_seq_max=4, pad_token=0)
+
+
+@pytest.mark.parametrize("align", [8, 16])
+def test_items_after_a_kept_prefix_ending_mid_block_take_the_cells_right_after_it(align):
+    """A kept prefix of 21 tokens fills cells 0-20. A group that continues all of it starts at
+    cell 21 (its block is then the one it would have alone) and so opens its own pack; a
+    group that reuses only whole blocks starts at a block boundary after `base`."""
+    lay = Layout(align=align, n_batch=512, n_seq_max=64, pad_token=1)
+    kept = 21
+    mid = [Seq(req=j, tokens=list(range(40 + j, 60)), start=5, offset=kept) for j in range(2)]
+    whole = [Seq(req=2, tokens=list(range(70, 90)), start=3, offset=16)]
+    packs = list(lay.packs([mid[:1], mid[1:], whole], base=kept))
+    assert [[gi for gi, _ in pack] for pack, _ in packs] == [[0], [1, 2]]
+    for pack, segs in packs:
+        entries = lay.lay_out(segs, base=kept)
+        for cell, e in enumerate(entries, start=kept):
+            if e.group >= 0:
+                assert cell % align == e.pos % align
+        assert entries[0].group == pack[0][0] and entries[0].pos == kept  # no padding before it

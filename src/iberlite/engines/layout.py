@@ -46,7 +46,8 @@ class Entry:
 @dataclass(frozen=True, eq=False)
 class Segment:
     """Entries that take consecutive KV cells, starting at a position that is a multiple of
-    `align` (a shared prefix comes before the choices that continue it)."""
+    `align` (a shared prefix comes before the choices that continue it), or right after the
+    last cell of a kept prefix that ends mid-block."""
 
     entries: list[Entry]
 
@@ -92,11 +93,12 @@ class Layout:
         equal to that position modulo align (a block boundary when it starts a sequence)."""
         return (pos - cursor) % self.align
 
-    def rows(self, segments: list[Segment]) -> int:
-        """Rows the aligned layout of `segments` takes, padding included."""
+    def rows(self, segments: list[Segment], base: int = 0) -> int:
+        """Rows the aligned layout of `segments` takes, padding included, when its first row
+        goes to KV cell `base`."""
         n = 0
         for seg in segments:
-            n += self.padding(n, seg.entries[0].pos) + len(seg.entries)
+            n += self.padding(base + n, seg.entries[0].pos) + len(seg.entries)
         return n
 
     def group_segments(self, group: list[Seq], gi: int, first_id: int) -> list[Segment]:
@@ -123,17 +125,23 @@ class Layout:
                 by_key[(j, p)].targets.append((s.req, s.tokens[p + 1]))
         return [Segment(part) for part in [prefix, *suffixes] if part]
 
-    def packs(self, groups: list[list[Seq]]) -> Iterator[tuple[list[tuple[int, list[Seq]]], list[Segment]]]:
-        """Greedily fill packs (yielded with their segments) whose aligned layout fits one
-        n_batch decode and n_seq_max - 1 sequences (the last id is the padding's); a group too
-        big for one decode goes alone, over several decodes."""
+    def packs(self, groups: list[list[Seq]], base: int = 0
+              ) -> Iterator[tuple[list[tuple[int, list[Seq]]], list[Segment]]]:
+        """Greedily fill packs (yielded with their segments) whose aligned layout, from KV cell
+        `base` on, fits one n_batch decode and n_seq_max - 1 sequences (the last id is the
+        padding's); a group too big for one decode goes alone, over several decodes.
+
+        A group that continues a kept prefix mid-block (its offset is not a multiple of align)
+        opens a pack: its first token must take cell `base`, right after the prefix's last
+        cell, so that the block they share is laid out as it would be alone."""
         pack: list[tuple[int, list[Seq]]] = []
         segs: list[Segment] = []
         seqs = 0
         for gi, g in enumerate(groups):
             mine = self.group_segments(g, gi, seqs)
             full = seqs + len(g) > self.n_seq_max - 1
-            if pack and (full or self.rows(segs + mine) > self.n_batch):
+            mid_block = g[0].offset % self.align != 0
+            if pack and (full or mid_block or self.rows(segs + mine, base) > self.n_batch):
                 yield pack, segs
                 pack, seqs = [], 0
                 mine = self.group_segments(g, gi, 0)  # sequence ids restart in a new pack
@@ -148,13 +156,13 @@ class Layout:
         """A padding row: its own sequence (the last id), attended to by nobody."""
         return Entry(token=self.pad_token, pos=pos, seq_ids=(self.n_seq_max - 1,), group=-1)
 
-    def lay_out(self, segments: list[Segment]) -> list[Entry]:
-        """The pack's entries in decode order, each segment padded to start at a block
-        boundary, so every token's KV cell (its index) equals its position modulo align."""
+    def lay_out(self, segments: list[Segment], base: int = 0) -> list[Entry]:
+        """The pack's entries in decode order, each segment padded so that every token's KV
+        cell (`base` plus its index) equals its position modulo align."""
         entries: list[Entry] = []
         n_pad = 0  # the padding is one sequence, so its positions run on
         for seg in segments:
-            pad = self.padding(len(entries), seg.entries[0].pos)
+            pad = self.padding(base + len(entries), seg.entries[0].pos)
             entries.extend(self.pad_entry(n_pad + k) for k in range(pad))
             entries.extend(seg.entries)
             n_pad += pad

@@ -28,7 +28,7 @@ from iberlite.engines.base import (
     LoglikelihoodResult,
 )
 from iberlite.engines.kernels import KernelPlan, detect, plan_kernels
-from iberlite.engines.layout import Entry, Layout, Segment, Seq
+from iberlite.engines.layout import Entry, Layout, Segment, Seq, shared_len
 from iberlite.engines.llama_lib import log_softmax_at, quiet_llama_cpp
 from iberlite.errors import UserError
 from iberlite.models.gguf_facts import gguf_facts
@@ -379,15 +379,14 @@ class LlamaCppEngine:
     def _keep_prefix(self, text: str) -> tuple[list[int], int, float]:
         """The prefix's tokens with their KV in the last sequence id: (tokens, tokens
         computed now, ms). Its trailing whitespace is left out, since a context's trailing
-        whitespace is scored with the continuation (`encode_pair`). Only whole blocks of
-        `align` tokens are kept: then the KV cells of every item start at a block boundary
-        and each token attends blocks laid out as they would be alone, so the scores are the
-        from-scratch scores (engines/layout.py); the rest is computed with each item."""
+        whitespace is scored with the continuation (`encode_pair`). Token p sits in cell p;
+        an item that continues the whole prefix takes the cells right after it, so its
+        tokens and the blocks they attend are laid out as they would be alone and the scores
+        are the from-scratch scores (engines/layout.py)."""
         if self._kept is not None and self._kept[0] == text:
             return self._kept[1], 0, 0.0
         ll = self._ll
         tokens = self.tokenize(text.rstrip())[: self.n_ctx // 2]
-        tokens = tokens[: len(tokens) - len(tokens) % self.pack_layout.align]
         pid = self.n_seq_max - 1
         layout = Layout(self.pack_layout.align, self.n_batch, self.n_seq_max - 1, self.bos)
         ll.llama_memory_clear(self._mem, True)
@@ -420,15 +419,15 @@ class LlamaCppEngine:
             else:
                 groups.append([seq])
             last_group = req.group
-        for g in groups:  # a group reuses the whole blocks all its sequences share with the prefix
-            reuse = min(_common(s.tokens, kept, s.start - 1) for s in g)
-            reuse -= reuse % layout.align
+        for g in groups:
+            reuse = self._reuse(g, kept, layout.align)
             for s in g:
                 s.tokens, s.start, s.offset = s.tokens[reuse:], s.start - reuse, reuse
         n = len(requests)
         logprob, greedy = [0.0] * n, [True] * n
         cost_tokens, cost_ms = [0.0] * n, [0.0] * n
-        for pack, segments in layout.packs(groups):
+        base = len(kept)  # the first free cell: items are laid out from there
+        for pack, segments in layout.packs(groups, base):
             for sid in range(pid):  # every sequence but the prefix's
                 ll.llama_memory_seq_rm(self._mem, sid, -1, -1)
             first = 0
@@ -437,7 +436,7 @@ class LlamaCppEngine:
                     if s.offset:
                         ll.llama_memory_seq_cp(self._mem, pid, first + j, 0, s.offset)
                 first += len(g)
-            entries = layout.lay_out(segments)
+            entries = layout.lay_out(segments, base)
             group_ms = self._decode_entries(layout, entries, logprob, greedy)
             n_unique = Counter(e.group for e in entries)
             for gi, g in pack:
@@ -451,6 +450,17 @@ class LlamaCppEngine:
                 cost_tokens[s.req] += built_tokens / len(groups[0])
                 cost_ms[s.req] += built_ms / len(groups[0])
         return self._ordered(groups, logprob, greedy, cost_tokens, cost_ms)
+
+    @staticmethod
+    def _reuse(group: list[Seq], kept: list[int], align: int) -> int:
+        """How many of the kept prefix's tokens a group reuses. All of them when every
+        sequence continues the whole prefix and, with several sequences, they still agree up
+        to the block boundary after it: the group then fills the prefix's last block itself.
+        Otherwise the whole blocks they share with it, and the rest is computed again."""
+        reuse = min(_common(s.tokens, kept, s.start - 1) for s in group)
+        if reuse == len(kept) and (len(group) == 1 or shared_len(group) >= reuse + (-reuse) % align):
+            return reuse
+        return reuse - reuse % align
 
     # -- generation -------------------------------------------------------------------------
 
