@@ -54,7 +54,7 @@ def run_child(model: str, n_threads: int | None) -> None:
         stage("checking exactness")
         verdict = choose_layout(engine)
         store_verdict(engine, verdict)
-        worst = max(max(c.max_delta_naive, c.max_delta_alone) for c in verdict.checks)
+        worst = max(c.worst for c in verdict.checks)
         result = {"load_ms": engine.load_ms,
                   "decode_tok_s": gen.gen_tokens / max(gen.decode_ms, 1e-9) * 1000 if gen.gen_tokens > 1 else None,
                   "buffers": engine.kernels.buffers, "align": verdict.align,
