@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from iberlite.engines.kernels import CpuFeatures, parse_system_info, plan_kernels
-from iberlite.engines.layout import Layout, Seq
+from iberlite.engines.layout import ROWS, Layout, Seq
 
 AVX2_INFO = ("CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | "
              "LLAMAFILE = 1 | OPENMP = 1 | REPACK = 1 | ")
@@ -99,8 +99,8 @@ def test_decodes_have_aligned_row_and_logit_counts(align):
         real = [e for c in lay.chunks(laid) for e in c.entries if e.group >= 0]
         assert real == [e for e in laid if e.group >= 0]  # every token decoded once, in order
         for chunk in lay.chunks(laid):
-            assert len(chunk.entries) % align == 0 and len(chunk.entries) <= lay.n_batch
-            assert sum(chunk.logits) % align == 0
+            assert len(chunk.entries) % ROWS == 0 and len(chunk.entries) <= lay.n_batch
+            assert sum(chunk.logits) % ROWS == 0
             assert all(chunk.logits[i] for i, e in enumerate(chunk.entries) if e.targets)
             pads = [e for e in chunk.entries if e.group < 0]
             assert all(e.seq_ids == (lay.n_seq_max - 1,) for e in pads)
