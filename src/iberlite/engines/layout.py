@@ -5,8 +5,9 @@ llama.cpp's CPU kernels give a token bit-identical results wherever it is packed
 
 * its KV cell equals its position modulo `align`, and the cells it attends to fall into
   blocks of `align` exactly as they would alone: attention sums cells in SIMD-wide lanes and
-  blocks, so a sequence segment starts at a block boundary, and a shared prefix is shared
-  only up to its last whole block (the rest is repeated in each choice's segment);
+  blocks, so a sequence segment starts at a block boundary (or, continuing a kept prefix
+  that ends mid-block, in the cell right after it), and a shared prefix is shared only up to
+  its last whole block (the rest is repeated in each choice's segment);
 * every decode has a multiple of ROWS (4) rows and asks for logits at a multiple of ROWS
   rows: the repacked quantized GEMMs take activation rows in fours and the remainder through
   another kernel (Gemma 3 270M on an AVX-512 EPYC: 1, 2 or 3 change logprobs by up to 0.3

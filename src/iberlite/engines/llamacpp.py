@@ -379,14 +379,16 @@ class LlamaCppEngine:
     def _keep_prefix(self, text: str) -> tuple[list[int], int, float]:
         """The prefix's tokens with their KV in the last sequence id: (tokens, tokens
         computed now, ms). Its trailing whitespace is left out, since a context's trailing
-        whitespace is scored with the continuation (`encode_pair`). Token p sits in cell p;
-        an item that continues the whole prefix takes the cells right after it, so its
-        tokens and the blocks they attend are laid out as they would be alone and the scores
-        are the from-scratch scores (engines/layout.py)."""
+        whitespace is scored with the continuation (`encode_pair`), and so is its last token:
+        an item whose question is empty (XNLI's) scores its first answer token from that
+        token's logits, so it computes that token itself. Token p sits in cell p; an item
+        that continues the kept tokens takes the cells right after them, so its tokens and
+        the blocks they attend are laid out as they would be alone and the scores are the
+        from-scratch scores (engines/layout.py)."""
         if self._kept is not None and self._kept[0] == text:
             return self._kept[1], 0, 0.0
         ll = self._ll
-        tokens = self.tokenize(text.rstrip())[: self.n_ctx // 2]
+        tokens = self.tokenize(text.rstrip())[: self.n_ctx // 2][:-1]
         pid = self.n_seq_max - 1
         layout = Layout(self.pack_layout.align, self.n_batch, self.n_seq_max - 1, self.bos)
         ll.llama_memory_clear(self._mem, True)
