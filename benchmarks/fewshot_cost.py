@@ -55,7 +55,7 @@ def measure(engine, spec, instances) -> dict:
 
 
 def run(models: list[str], tasks: list[str], ks: list[int], limit: int, data_dir: Path,
-        threads: int) -> Iterator[dict]:
+        threads: int, modes: tuple[str, ...] = ("per-item", "fixed")) -> Iterator[dict]:
     """Every (model, task, k, mode) row, as it is measured."""
     specs = load_task_specs(())
     for name in models:
@@ -66,7 +66,7 @@ def run(models: list[str], tasks: list[str], ks: list[int], limit: int, data_dir
                 base = load_items(spec, data_dir, limit).instances
                 zero = None
                 for k in ks:
-                    for mode in ("per-item", "fixed") if k else ("-",):
+                    for mode in modes if k else ("-",):
                         setup = FewshotSetup(k, mode if k else "per-item")
                         instances, plan = apply_fewshot(spec, base, data_dir, setup)
                         row = {"model": name, "task": task, "k": k, "mode": mode,
@@ -97,16 +97,21 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--modes", default="per-item,fixed",
+                    help="shot modes to run for k > 0 (default: %(default)s); k = 0 always runs")
     ap.add_argument("--out", type=Path, default=OUT / "fewshot_cost.json",
                     help="where to write the JSON (default: %(default)s)")
     args = ap.parse_args()
+    if not set(args.modes.split(",")) <= {"per-item", "fixed"}:
+        ap.error(f"--modes takes per-item and/or fixed, not {args.modes!r}")
     print(HEADER)
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     head = {"device": asdict(fingerprint(args.threads)), "limit": args.limit, "threads": args.threads}
     rows = []
     for row in run(args.models.split(","), args.tasks.split(","),
-                   [int(k) for k in args.ks.split(",")], args.limit, args.data_dir, args.threads):
+                   [int(k) for k in args.ks.split(",")], args.limit, args.data_dir, args.threads,
+                   tuple(args.modes.split(","))):
         print(_line(row), flush=True)
         rows.append(row)
         out.write_text(json.dumps({**head, "rows": rows}, indent=1, default=str))  # a long run keeps what it measured
