@@ -108,7 +108,7 @@ def probe_kept_prefix(engine: LlamaCppEngine) -> float:
     from iberlite.tasks.registry import load_task_specs
 
     specs = load_task_specs()
-    instances = []
+    instances: list[Instance] = []
     for name in KEPT_PROBE_TASKS:  # the shots come from the same file: two more docs
         shown, _ = apply_fewshot(specs[name], sample_instances((name,), PROBE_ITEMS + 2),
                                  SAMPLE_DIR, FewshotSetup(2, "fixed"))
