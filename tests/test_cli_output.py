@@ -331,6 +331,38 @@ def test_python_dash_m_knows_every_command(module, tmp_path):
     assert proc.returncode == 0 and "--port" in proc.stdout, proc.stdout + proc.stderr
 
 
+def _early_breaks(lines: list[str], continues) -> list[str]:
+    """Lines that end before the terminal does although the next line's first word would fit."""
+    return [line.strip() for line, nxt in zip(lines, lines[1:])
+            if line.strip() and nxt.strip() and continues(line, nxt)
+            and len(line.rstrip()) + 1 + len(nxt.split()[0]) <= len(line) - 1]
+
+
+def test_help_prose_flows_at_80_columns():
+    """No help text breaks a sentence early: a paragraph wraps only where the terminal ends."""
+    from typer.testing import CliRunner
+
+    from iberlite.cli.app import app
+
+    env = {"COLUMNS": "80", "TERMINAL_WIDTH": "80"}
+    top = CliRunner().invoke(app, ["--help"], env=env)
+    assert top.exit_code == 0, top.output
+    panel = top.output.split("Commands")[1].splitlines()[1:]
+    rows = [line.strip()[1:-1] for line in panel[:next(i for i, x in enumerate(panel) if x.startswith("╰"))]]
+    # in the commands panel a description goes on where the next row has no command name
+    assert _early_breaks(rows, lambda _, nxt: not nxt[:2].strip()) == []
+    names = [r.split()[0] for r in rows if r[:2].strip()]
+    assert "adapt" in names and "doctor" in names
+
+    def indent(line: str) -> int:
+        return len(line) - len(line.lstrip())
+
+    for name in names:
+        out = CliRunner().invoke(app, [name, "--help"], env=env).output
+        prose = [line for line in out.splitlines() if not line.lstrip().startswith(("│", "╭", "╰", "Usage"))]
+        assert _early_breaks(prose, lambda line, nxt: indent(line) == indent(nxt)) == [], (name, out)
+
+
 def test_unknown_format_is_a_one_line_error(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run([sys.executable, "-m", "iberlite", "tasks", "--format", "xml"], cwd=tmp_path,

@@ -71,8 +71,9 @@ def pull(
     fmt: FormatOpt = "table",
     wide: WideOpt = False,
 ) -> None:
-    """Resolve MODEL now (a Hub file is downloaded into the Hugging Face cache and its commit
-    pinned) and show where its file came from; later commands then need no network."""
+    """Resolve MODEL now and show where its file came from; later commands need no network.
+
+    A Hub file is downloaded into the Hugging Face cache and its commit pinned."""
     from iberlite.cli.views import origin_table
     from iberlite.models.names import resolve_model
 
@@ -91,8 +92,9 @@ def quantize(
     fmt: FormatOpt = "table",
     wide: WideOpt = False,
 ) -> None:
-    """Requantize MODEL to each type once (cached by source sha256 and type); every command
-    then knows MODEL@TYPE."""
+    """Requantize MODEL to each type once; every command then knows MODEL@TYPE.
+
+    Each file is cached by the source's sha256 and the type."""
     from iberlite.cli.quantize import quantize_command
 
     quantize_command(model, _csv(to), models_dir, threads, fmt, wide, err=err)
@@ -122,8 +124,9 @@ def adapt(
     fmt: FormatOpt = "table",
     wide: WideOpt = False,
 ) -> None:
-    """Train a LoRA adapter for TASK on the CPU from its train split (cached by base, task,
-    data and hyper-parameters); every command then knows MODEL+TASK."""
+    """Train a LoRA adapter for TASK on the CPU; every command then knows MODEL+TASK.
+
+    It learns from the task's train split and is cached by base, task, data and hyper-parameters."""
     from iberlite.adapt.train import TrainConfig
     from iberlite.cli.adapt import adapt_command, curve_command
 
@@ -157,8 +160,9 @@ def advise(
     fmt: FormatOpt = "table",
     wide: WideOpt = False,
 ) -> None:
-    """Which format of MODEL is fastest on this CPU at scoring and at generating, and what it
-    costs on a small built-in check (about a minute; stored for the report)."""
+    """Which format of MODEL is fastest on this CPU at scoring and at generating.
+
+    Each format's cost is measured on a small built-in check (about a minute), stored for the report."""
     from iberlite.cli.quantize import advise_command
 
     advise_command(model, _csv(types), db, models_dir, threads, fmt, wide, err=err)
@@ -325,8 +329,11 @@ def doctor(
     fmt: FormatOpt = "table",
     wide: WideOpt = False,
 ) -> None:
-    """Check this device: load and decode each model in a child process, verify that fast
-    scoring is exact here, and show the CPU features, buffers and layout a run will use."""
+    """Check that each model loads, decodes and scores exactly on this device.
+
+    Each model runs in a child process; fast scoring is checked against the naive path.
+
+    Shows the CPU features, buffers and layout a run will use."""
     from iberlite.cli.doctor import doctor_command
     from iberlite.models.catalog import DEFAULT_MODELS
 
