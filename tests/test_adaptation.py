@@ -280,3 +280,14 @@ def test_adapters_without_a_base_evaluation_say_there_is_nothing_to_compare(curv
     assert curve.zero is None and all(p.diff is None for p in curve.points)
     assert "no zero-shot evaluation to compare" in curve_sentence(curve)
     assert "## How much local data is enough" in render(alone, "md") and 'id="adaptation"' in render(alone, "html")
+
+
+def test_the_results_table_lists_a_curves_adapters_by_size(curve_db):
+    """`iberlite results` puts T-n50 before T-n150 (numbers read as numbers, not as text)."""
+    from iberlite.cli.views import results_view
+
+    db, _ = curve_db
+    table = results_view(db)
+    want = [BASE, *(f"{BASE}+{TASK}-n{s}" for s in SIZES), f"{BASE}+other"]
+    assert [c.header for c in table.columns[4:]] == want
+    assert [r[4] for r in table.records.rows if r[2] == "acc"] == want

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,13 @@ def latest_results(db: Path, run_id: int | None = None) -> list[AggregateRecord]
     return sorted(rows, key=lambda r: (r.task, r.lang, r.model, r.metric, r.n))
 
 
+def model_order(name: str) -> tuple:
+    """Sort key for model names with numbers read as numbers: a curve's adapters come as
+    T-n100, T-n300, T-n1000, T-n3000, not in the order of their digits."""
+    parts = re.split(r"(\d+)", name)
+    return tuple(int(x) if i % 2 else x for i, x in enumerate(parts))
+
+
 def results_grid(db: Path, run_id: int | None = None) -> ResultGrid:
     """The results as a grid: one row per (task, lang, metric, n), one column per model.
 
@@ -55,7 +63,7 @@ def results_grid(db: Path, run_id: int | None = None) -> ResultGrid:
             n = len(store.open_failures(eval_key))
             if n:
                 failed[(model, task)] = failed.get((model, task), 0) + n
-    models = tuple(sorted({a.model for a in aggs}))
+    models = tuple(sorted({a.model for a in aggs}, key=model_order))
     rows: dict[tuple[str, str, str, int], ResultRow] = {}
     for a in aggs:
         task = a.task + shots_tag(a.signature)  # k-shot numbers get rows of their own

@@ -248,15 +248,15 @@ def results_view(db: Path, run_id: int | None = None, signatures: bool = False) 
                  for r in grid.rows)
     flat_cols = keys + (Column("model", "model"), Column("value", "value", "num", ci=True),
                         Column("signature", "signature", "text"))
-    flat = tuple((r.task, r.lang, r.metric, r.n, m, _est(a), a.signature)
-                 for r in grid.rows for m, a in sorted(r.by_model.items()))
+    cells = [(r, m, r.by_model[m]) for r in grid.rows for m in grid.models if m in r.by_model]
+    flat = tuple((r.task, r.lang, r.metric, r.n, m, _est(a), a.signature) for r, m, a in cells)
     notes = []
     if any(r.metric == "lang_ok" for r in grid.rows):
         notes.append(LANG_OK_NOTE)
     notes += [f"{model} on {task}: {n} item{'s' if n != 1 else ''} failed and left out of n; rerunning the run's "
               "command retries them." for (model, task), n in sorted(grid.failed.items())]
     if signatures:
-        notes += [f"{r.task} {r.metric} {m}: {a.signature}" for r in grid.rows for m, a in sorted(r.by_model.items())]
+        notes += [f"{r.task} {r.metric} {m}: {a.signature}" for r, m, a in cells]
     title = f"Results ({db}): score (95% bootstrap CI)"
     return TableData(title, cols, rows, tuple(notes), records=TableData(title, flat_cols, flat, tuple(notes)))
 
