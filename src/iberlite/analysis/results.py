@@ -43,9 +43,9 @@ def latest_results(db: Path, run_id: int | None = None) -> list[AggregateRecord]
     return sorted(rows, key=lambda r: (r.task, r.lang, r.model, r.metric, r.n))
 
 
-def model_order(name: str) -> tuple:
-    """Sort key for model names with numbers read as numbers: a curve's adapters come as
-    T-n100, T-n300, T-n1000, T-n3000, not in the order of their digits."""
+def model_order(name: str) -> tuple[str | int, ...]:
+    """Sort key for model names wherever they are listed (results, report), numbers read as
+    numbers: a curve's adapters come as T-n100, T-n300, T-n1000, T-n3000, not in digit order."""
     parts = re.split(r"(\d+)", name)
     return tuple(int(x) if i % 2 else x for i, x in enumerate(parts))
 

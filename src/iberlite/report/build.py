@@ -32,6 +32,7 @@ from iberlite.analysis.fewshot import shot_scores
 from iberlite.analysis.gaps import language_gaps, task_template
 from iberlite.analysis.model_summary import cost_axes, cost_device, model_costs
 from iberlite.analysis.quantization import quantization_studies
+from iberlite.analysis.results import model_order
 from iberlite.decide.routing import decision_from_json
 from iberlite.langs import lang_key
 from iberlite.models.advise import advice_from_json
@@ -122,7 +123,7 @@ def browsers(chosen: Mapping[tuple[str, str], EvalRecord], items: Mapping[str, S
     out = []
     for template in sorted(by_template):
         evs = by_template[template]
-        models = tuple(sorted({e.model for e in evs}))
+        models = tuple(sorted({e.model for e in evs}, key=model_order))
         tasks = sorted({e.task for e in evs}, key=lambda t: lang_key(next(e.lang for e in evs if e.task == t)))
         langs = tuple(sorted({e.lang for e in evs}, key=lang_key))
         per_lang = max(1, max_items // max(1, len(tasks)))
@@ -221,7 +222,7 @@ def build_report(store: Store, *, n_boot: int = lg.DEFAULT_N_BOOT, seed: int = l
     scores = leaderboard(store.latest_aggregates(), evals)
     chosen = store.evals_with_most_items()
     items = {ev.eval_key: store.items(ev.eval_key) for ev in chosen.values()}
-    models = tuple(sorted({ev.model for ev in chosen.values()} | {s.model for s in scores}))
+    models = tuple(sorted({ev.model for ev in chosen.values()} | {s.model for s in scores}, key=model_order))
     langs = tuple(sorted({ev.lang for ev in chosen.values()} | {s.lang for s in scores}, key=lang_key))
 
     metrics_of: dict[tuple[str, str], set[str]] = defaultdict(set)
