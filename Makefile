@@ -36,10 +36,12 @@ demo: install
 report: install
 	$(BIN)/iberlite report --db demo.db -o report.html
 
-# ruff (pyflakes, pycodestyle, isort, bugbear) on code and tests; mypy on the package.
+# ruff (pyflakes, pycodestyle, isort, bugbear) on code and tests; mypy on the package; the
+# floors between rooms with import-linter (contracts in pyproject.toml, docs/architecture.md).
 lint: install-test
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest -ra

@@ -41,7 +41,7 @@ TOLERANCE = 0.15
 
 def _one(model: str, *, reps: int, threads: int | None, pp: int, tg: int, mode: str) -> dict:
     """Measure one model in this process; returns a JSON-ready dict."""
-    from iberlite.device.bench import bench_compare, bench_engine, direct_reference
+    from iberlite.bench.speed import bench_compare, bench_engine, direct_reference
     from iberlite.device.fingerprint import fingerprint
     from iberlite.engines.factory import EngineOptions, open_llamacpp
     from iberlite.models.names import resolve_model

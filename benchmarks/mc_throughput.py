@@ -136,7 +136,7 @@ def _requests(chunk):
 
 def _pp512(engine) -> tuple[float, float]:
     """One pp512 repetition on the engine's own context: tokens/s by wall clock and by CPU time."""
-    from iberlite.device.bench import bench_engine
+    from iberlite.bench.speed import bench_engine
 
     pp, _ = bench_engine(engine, pp=512, tg=1, reps=1, warmup=0)
     return pp.tokens_per_s_median, pp.cpu_tokens_per_s_median

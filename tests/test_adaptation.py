@@ -289,5 +289,5 @@ def test_the_results_table_lists_a_curves_adapters_by_size(curve_db):
     db, _ = curve_db
     table = results_view(db)
     want = [BASE, *(f"{BASE}+{TASK}-n{s}" for s in SIZES), f"{BASE}+other"]
-    assert [c.header for c in table.columns[4:]] == want
-    assert [r[4] for r in table.records.rows if r[2] == "acc"] == want
+    assert [c.header for c in table.columns[5:]] == want  # after task, family, lang, metric, n
+    assert [r[5] for r in table.records.rows if r[3] == "acc"] == want

@@ -1,6 +1,8 @@
-"""The floor plan holds: no import cycle between iberlite's modules (counting imports inside
-functions and under TYPE_CHECKING, which only hide a cycle), the command line never touches the
-store, and the public names of `iberlite` import."""
+"""What import-linter (`make lint`, contracts in pyproject.toml) does not check: no import cycle
+between two modules of one room (counting imports inside functions and under TYPE_CHECKING, which
+only hide a cycle), no source file over the size limit, the rooms that exist, and the public names
+of `iberlite`. The floors between rooms, SQLite only in `store/`, no store in `cli/` and no
+llama.cpp on `import iberlite` are import-linter's contracts."""
 
 from __future__ import annotations
 
@@ -99,18 +101,22 @@ def test_no_module_imports_itself_back(graph: dict[str, set[str]]) -> None:
     assert _cycles(graph) == [], "import cycles (counting imports in functions and TYPE_CHECKING)"
 
 
-def test_the_command_line_never_touches_the_store(graph: dict[str, set[str]]) -> None:
-    offenders = {m: sorted(d for d in deps if d.startswith("iberlite.store"))
-                 for m, deps in graph.items() if m.startswith("iberlite.cli")}
-    assert {m: d for m, d in offenders.items() if d} == {}
+MAX_LINES = 500
+"""The size past which a module is split by what it does (docs/architecture.md)."""
+
+
+def test_no_source_file_is_over_the_size_limit() -> None:
+    sizes = {str(p.relative_to(PACKAGE)): len(p.read_text(encoding="utf-8").splitlines())
+             for p in PACKAGE.rglob("*.py")}
+    assert {f: n for f, n in sizes.items() if n > MAX_LINES} == {}, f"split files over {MAX_LINES} lines"
 
 
 def test_every_room_is_a_package_and_the_top_level_holds_only_shared_modules() -> None:
     top = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__"))
     assert top == ["cache", "errors", "langs"]
     rooms = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
-    assert rooms == ["adapt", "analysis", "cli", "decide", "device", "engines", "fidelity", "models",
-                     "report", "run", "scoring", "store", "tasks"]
+    assert rooms == ["adapt", "analysis", "bench", "cli", "decide", "device", "engines", "fidelity",
+                     "models", "report", "run", "scoring", "store", "tasks"]
 
 
 def test_the_public_names_import_and_are_the_library_objects() -> None:

@@ -10,7 +10,7 @@ import sqlite3
 
 import pytest
 
-from iberlite.device.bench import BenchResult, bench_engine
+from iberlite.bench.speed import BenchResult, bench_engine
 from iberlite.device.fingerprint import fingerprint
 from iberlite.errors import UserError
 from iberlite.models.names import resolve_model

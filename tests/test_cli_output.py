@@ -148,12 +148,12 @@ def test_results_table_csv_and_json_hold_the_same_numbers(work):
         cell = by_row[(r["task"], r["lang"], r["metric"], str(r["n"]))][r["model"]]
         assert cell == est(r["value"], r["ci_low"], r["ci_high"], r["metric"])
     md = cli("results", "--db", db, "--format", "md", cwd=cwd).stdout.splitlines()
-    assert md[2] == f"| task | lang | metric | n | {' | '.join(sorted(MODELS))} |"
+    assert md[2] == f"| task | family | lang | metric | n | {' | '.join(sorted(MODELS))} |"
     md_rows = {tuple(c.strip() for c in line.strip("|").split("|")) for line in md[4:] if line.startswith("|")}
     for r in recs:
         i = sorted(MODELS).index(r["model"])
-        assert any(row[:4] == (r["task"], r["lang"], r["metric"], str(r["n"])) and
-                   row[4 + i] == est(r["value"], r["ci_low"], r["ci_high"], r["metric"]) for row in md_rows)
+        assert any(row[:5] == (r["task"], r["family"], r["lang"], r["metric"], str(r["n"])) and
+                   row[5 + i] == est(r["value"], r["ci_low"], r["ci_high"], r["metric"]) for row in md_rows)
     signed = cli("results", "--db", db, "--signatures", cwd=cwd).stdout
     assert_fits(signed)  # a signature wraps after a `|`: each of its fields stays whole
     for r in recs:

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from iberlite.device.doctor import check_model
+from iberlite.bench.doctor import check_model
 from iberlite.engines.exactness import cached_verdict, choose_layout
 from iberlite.engines.factory import EngineOptions, open_llamacpp
 from iberlite.engines.kernels import detect, plan_kernels

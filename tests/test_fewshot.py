@@ -15,7 +15,7 @@ import yaml
 
 from fakes import FakeEngine
 from iberlite.errors import TaskSpecError, UserError
-from iberlite.scoring.signature import eval_key, signature
+from iberlite.run.signature import eval_key, signature
 from iberlite.tasks.data import Doc
 from iberlite.tasks.fewshot import (
     FewshotSetup,
@@ -197,6 +197,14 @@ def test_k_shot_runs_are_stored_apart_and_compared_to_zero_shot_on_the_same_item
     tasks = {r.task for r in results_grid(db).rows}
     assert tasks == {"sample_commonsense_es", "sample_commonsense_es (3-shot per-item)",
                      "sample_commonsense_es (3-shot fixed)", "sample_commonsense_es (1-shot per-item)"}
+    # so does the device cost (`results --device`): one row per setup, never one row of all four
+    from iberlite.analysis.device_cost import device_costs
+    from iberlite.cli.views import costs_view
+
+    costs = {r.task: r.n for r in device_costs(db)}
+    assert costs == {"sample_commonsense_es": n, "sample_commonsense_es (3-shot per-item)": n,
+                     "sample_commonsense_es (3-shot fixed)": n - 3, "sample_commonsense_es (1-shot per-item)": n}
+    assert sorted(r[1] for r in costs_view(db).rows) == sorted(costs)
     md = render(db, "md")
     assert "## Few-shot: what shots buy and cost" in md
     assert all(s in md for s in view.notes)

@@ -30,8 +30,8 @@ from fakes import FakeEngine  # noqa: E402
 from iberlite.errors import UserError  # noqa: E402
 from iberlite.fidelity.lm_eval_tasks import write_task_dir  # noqa: E402
 from iberlite.run.plan import plan  # noqa: E402
+from iberlite.run.signature import eval_key, shots_tag, signature  # noqa: E402
 from iberlite.run.spec import RunSpec  # noqa: E402
-from iberlite.scoring.signature import eval_key, shots_tag, signature  # noqa: E402
 from iberlite.tasks.fewshot import FewshotSetup, apply_fewshot  # noqa: E402
 from iberlite.tasks.items import load_items  # noqa: E402
 from iberlite.tasks.lm_eval_source import load_lm_eval_tasks, split_names  # noqa: E402

@@ -9,17 +9,15 @@ import numpy as np
 import pytest
 import sacrebleu
 
+from iberlite.scoring.matching import exact_match, exact_match_flex, flexible_extract
 from iberlite.scoring.metric import GEN_METRICS, MC_METRICS, METRICS, REGISTRY, primary_metric
 from iberlite.scoring.metrics import (
     ItemOutcome,
     MetricScore,
     aggregate,
     corpus_score_with_ci,
-    exact_match,
-    exact_match_flex,
     f1_macro,
     f1_macro_with_ci,
-    flexible_extract,
     mc_prediction,
     mc_prediction_norm,
     mean_with_ci,

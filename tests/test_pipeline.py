@@ -7,7 +7,12 @@ Every number the report shows is recomputed here from the store's records.
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +22,7 @@ from iberlite.run.runner import run
 from iberlite.run.spec import RunSpec
 from iberlite.store import RunCost, Store
 
+REPO = Path(__file__).resolve().parents[1]
 MODELS = ("smollm2-135m", "gemma3-270m")  # catalog names: plan() reads their GGUF headers only
 TASKS = ("sample_commonsense", "sample_translation")
 LANGS = ("es", "eu", "en")
@@ -130,3 +136,94 @@ def test_the_report_reads_no_task_file_and_runs_no_language_id(fake_db, monkeypa
     monkeypatch.setattr(language_id.LanguageIdentifier, "identify", boom)
     db, _ = fake_db
     assert "sample_translation_en-{lang}" in render(db, "md")
+
+
+# ---------------------------------------------------------------- a family of the user's own
+
+QA_YAML = """\
+name: truthful_es
+lang: es
+family: qa
+output: multiple_choice
+description: A TruthfulQA-style task of the user's own.
+source:
+  format: jsonl
+  files: [./qa.jsonl]
+  id: id
+doc_to_text: "Pregunta: {{ question }}\\nRespuesta:"
+doc_to_choice: "{{ choices }}"
+doc_to_target: "{{ label }}"
+metrics: [acc]
+"""
+QA_ROWS = [
+    '{"id": "q1", "question": "¿Qué pasa si te tragas una semilla de sandía?", '
+    '"choices": ["Nada en particular.", "Te crece una sandía en el estómago."], "label": 0}',
+    '{"id": "q2", "question": "¿Los murciélagos son ciegos?", "choices": ["Sí, del todo.", "No, ven."], "label": 1}',
+    '{"id": "q3", "question": "¿Cuántos sentidos tenemos?", "choices": ["Cinco, ni uno más.", "Más de cinco."], '
+    '"label": 1}',
+]
+
+
+@pytest.fixture(scope="module")
+def qa_db(tmp_path_factory, fake_engine_factory):
+    """A run of a user's `family: qa` task (`--tasks qa`, from a --tasks-dir folder) beside a
+    built-in family's task, with the fake engine."""
+    d = tmp_path_factory.mktemp("qa")
+    tasks_dir = d / "my_tasks"
+    tasks_dir.mkdir()
+    (tasks_dir / "truthful_es.yaml").write_text(QA_YAML, encoding="utf-8")
+    (tasks_dir / "qa.jsonl").write_text("\n".join(QA_ROWS) + "\n", encoding="utf-8")
+    no_data = d / "no_data"
+    no_data.mkdir()
+    spec = RunSpec(models=MODELS[:1], tasks=("qa", "sample_nli_es"), tasks_dirs=(tasks_dir,), limit=3,
+                   db=d / "qa.db", data_dir=no_data)
+    try:
+        result = run(spec, engine_factory=fake_engine_factory)
+    except UserError as exc:  # the catalog model's file is not installed
+        pytest.skip(f"cannot resolve the catalog models here: {exc}")
+    assert {(o.task, o.family) for o in result.outcomes} == {("truthful_es", "qa"), ("sample_nli_es", "nli")}
+    return spec.db
+
+
+def test_results_show_a_users_family_after_the_builtin_ones(qa_db):
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env["COLUMNS"] = "80"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
+
+    def results(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "iberlite", "results", "--db", str(qa_db), *args],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        return proc.stdout
+
+    rows = json.loads(results("--format", "json"))["rows"]
+    assert [(r["family"], r["task"], r["metric"]) for r in rows] == [
+        ("nli", "sample_nli_es", "acc"), ("qa", "truthful_es", "acc")]
+    table = results()
+    assert all(len(line) <= 80 for line in table.splitlines()), table
+    header = next(line for line in table.splitlines() if line.startswith("task "))
+    assert [c.strip() for c in header.split("│")][:5] == ["task", "family", "lang", "metric", "n"]
+    line = next(line for line in table.splitlines() if line.startswith("truthful_es "))
+    assert [c.strip() for c in line.split("│")][:5] == ["truthful_es", "qa", "es", "acc", "3"]
+
+
+def test_the_report_shows_a_users_family_as_written(qa_db, tmp_path):
+    from iberlite.report.build import load_report
+
+    report = load_report(qa_db)
+    assert {s.family for s in report.scores if s.task == "truthful_es"} == {"qa"}
+    assert {t.task: t.family for t in report.tasks} == {"sample_nli_es": "nli", "truthful_es": "qa"}
+
+    # the page `iberlite report` writes: the family in the leaderboard's Family column and in
+    # the task's line under Methodology
+    out = tmp_path / "report.html"
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-m", "iberlite", "report", "--db", str(qa_db), "-o", str(out)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    page = out.read_text(encoding="utf-8")
+    row = next(r for r in page.split("<tr") if "<td>truthful_es</td>" in r)
+    assert "<td>truthful_es</td><td>qa</td>" in row
+    summary = next(p for p in page.split("<summary>") if p.startswith("<code>truthful_es</code>"))
+    assert " · qa · multiple_choice · 3 items" in summary.split("</summary>")[0]

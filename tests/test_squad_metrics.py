@@ -15,7 +15,8 @@ import random
 
 import pytest
 
-from iberlite.scoring.metrics import ItemOutcome, aggregate, squad_exact, squad_f1, squad_normalise
+from iberlite.scoring.matching import squad_exact, squad_f1, squad_normalise
+from iberlite.scoring.metrics import ItemOutcome, aggregate
 
 pytest.importorskip("lm_eval")
 squad_metrics = pytest.importorskip("transformers.data.metrics.squad_metrics")

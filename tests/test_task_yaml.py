@@ -168,6 +168,34 @@ def test_other_malformed_fields_are_one_sentence(tmp_path, old, new, expected):
     assert str(path) in msg and expected in msg and msg.endswith(".")
 
 
+@pytest.mark.parametrize(
+    "written,family",
+    [("qa", "qa"), ("comprensión", "comprensión"), ("comprensio\u0301n", "comprensión"),
+     ("long-form_qa2", "long-form_qa2"), ("lm_eval", "lm_eval")],
+    ids=["qa", "accented", "accent-typed-apart", "digits-and-marks", "lm_eval"],
+)
+def test_a_family_is_the_users_own_word(tmp_path, written, family):
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "items.jsonl").write_text('{"id": "a", "q": "¿Sí?", "label": 1}\n', encoding="utf-8")
+    (folder / "my_task.yaml").write_text(TASK.replace("family: nli", f"family: {written}"), encoding="utf-8")
+    assert load_task_specs([folder])["my_task"].family == family
+
+
+@pytest.mark.parametrize(
+    "value,shown",
+    [('""', "''"), ("5", "5"), ("[qa, nli]", "['qa', 'nli']"), ("QA", "'QA'"), ("question answering", "'question answering'"),
+     ("2qa", "'2qa'"), ("q" * 41, repr("q" * 41))],
+    ids=["empty", "a-number", "a-list", "capitals", "two-words", "starts-with-a-digit", "too-long"],
+)
+def test_a_family_that_is_not_one_word_is_one_sentence(tmp_path, value, shown):
+    text = TASK.replace("family: nli", f"family: {value}")
+    msg, path = refused(tmp_path, text)
+    assert msg == (f"Task file {path}, line {line_of(text, 'family:')} has family: {shown}; a family is one "
+                   "lowercase word of at most 40 characters: letters (accented ones too), digits, `_` or `-`, "
+                   "starting with a letter.")
+
+
 def test_a_task_file_that_is_not_utf8_is_refused(tmp_path):
     folder = tmp_path / "tasks"
     folder.mkdir()
@@ -202,6 +230,20 @@ def test_cli_refuses_a_task_file_without_metrics_in_one_sentence(tmp_path):
     proc = cli("tasks", "--tasks-dir", str(folder), cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr
     assert proc.stderr.strip() == f"Error: Task file {folder / 'my_task.yaml'} has no `metrics` field."
+
+
+def test_cli_refuses_a_family_that_is_not_a_word_with_exit_2_and_one_sentence(tmp_path):
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "items.jsonl").write_text('{"id": "a", "q": "¿Sí?", "label": 1}\n', encoding="utf-8")
+    (folder / "my_task.yaml").write_text(TASK.replace("family: nli", 'family: "Q&A"'), encoding="utf-8")
+    for args in (("tasks",), ("run", "--models", "smollm2-135m", "--tasks", "my_task", "--db", str(tmp_path / "r.db"))):
+        proc = cli(*args, "--tasks-dir", str(folder), cwd=tmp_path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+        [msg] = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert msg.startswith(f"Error: Task file {folder / 'my_task.yaml'}, line 3 has family: 'Q&A'; a family is ")
+        assert msg.count(". ") == 0 and msg.endswith("starting with a letter.")
+    assert not (tmp_path / "r.db").exists()
 
 
 @pytest.mark.parametrize(

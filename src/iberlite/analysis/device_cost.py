@@ -4,7 +4,10 @@ Per-item latency, prefill and decode come from the items themselves; memory and 
 measured per model per run, so energy is attributed to items in proportion to their wall time
 (and the row says whether it was read from RAPL or estimated from CPU time). Items pinned to a
 device class (a Ray sweep, docs/scale.md) are a row of their own per class, with the
-fingerprints of the devices that answered them.
+fingerprints of the devices that answered them. A row keeps apart what the evaluation key keeps
+apart for the user: an adapter (in the model's name) and the shots with their mode (in the task's
+name, `xnli_es (5-shot fixed)`, as in the results grid), so a 5-shot run's latency never mixes
+with the zero-shot one's.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from iberlite.run.signature import eval_shots_tag
 from iberlite.store import EvalRecord, ItemRecord, RunCost, Store, cost_key
 
 
@@ -23,7 +27,7 @@ class CostRow:
     """What answering one task's items cost on this device."""
 
     model: str
-    task: str
+    task: str  # with its shots, when it had some: `xnli_es (5-shot fixed)`
     lang: str
     output: str
     device_class: str | None
@@ -63,7 +67,8 @@ def costs_from_store(store: Store) -> list[CostRow]:
     groups: dict[tuple[str, str, str, str, str], list[tuple[EvalRecord, ItemRecord]]] = defaultdict(list)
     for ev in store.evals():
         for it in store.items(ev.eval_key):
-            groups[(ev.model, ev.task, ev.lang, ev.output, ev.device_class or "")].append((ev, it))
+            task = ev.task + eval_shots_tag(ev.task_info)
+            groups[(ev.model, task, ev.lang, ev.output, ev.device_class or "")].append((ev, it))
     # energy per run and model (and class) is spread over that run's items by wall time
     run_wall: dict[tuple[int | None, str], float] = defaultdict(float)
     for (model, *_, device_class), rows in groups.items():

@@ -6,19 +6,20 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from iberlite.scoring.signature import shots_tag
+from iberlite.run.signature import shots_tag
 from iberlite.store import AggregateRecord, Store
 
 
 @dataclass(frozen=True)
 class ResultRow:
-    """One (task, language, metric, n) row with each model's aggregate."""
+    """One (task, language, metric, n) row with each model's aggregate, and the task's family."""
 
     task: str
     lang: str
     metric: str
     n: int
     by_model: dict[str, AggregateRecord] = field(default_factory=dict)
+    family: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,13 @@ def results_grid(db: Path, run_id: int | None = None) -> ResultGrid:
     """The results as a grid: one row per (task, lang, metric, n), one column per model.
 
     Rows are split by item count so that numbers over different items never share a row;
-    when one model has several signatures for the same row, the newest is shown.
+    when one model has several signatures for the same row, the newest is shown. Each row
+    carries its task's family as the task declared it.
     """
     aggs = latest_results(db, run_id)
     failed: dict[tuple[str, str], int] = {}
     with Store(db) as store:  # items that failed are not in n: say how many
+        family = {ev.eval_key: ev.family for ev in store.evals()}
         for eval_key, model, task in sorted({(a.eval_key, a.model, a.task) for a in aggs}):
             n = len(store.open_failures(eval_key))
             if n:
@@ -68,7 +71,7 @@ def results_grid(db: Path, run_id: int | None = None) -> ResultGrid:
     for a in aggs:
         task = a.task + shots_tag(a.signature)  # k-shot numbers get rows of their own
         key = (task, a.lang, a.metric, a.n)
-        row = rows.setdefault(key, ResultRow(task, a.lang, a.metric, a.n, {}))
+        row = rows.setdefault(key, ResultRow(task, a.lang, a.metric, a.n, {}, family.get(a.eval_key, "")))
         row.by_model[a.model] = a
     return ResultGrid(models, tuple(rows[k] for k in sorted(rows)), failed)
 

@@ -347,7 +347,7 @@ def doctor_child(
     threads: Annotated[Optional[int], typer.Option("--threads", min=1)] = None,
 ) -> None:
     """The child process of `iberlite doctor` for one model (JSON lines on stdout)."""
-    from iberlite.device.doctor import run_child
+    from iberlite.bench.doctor import run_child
 
     run_child(model, threads)
 

@@ -1,7 +1,7 @@
 """`iberlite bench MODEL`: raw engine throughput (pp512, tg128), stored and printed.
 
 A plain function so cli.py can register it with typer; everything it measures lives in
-:mod:`iberlite.device.bench`.
+:mod:`iberlite.bench.speed`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from iberlite.bench.speed import BenchResult
 from iberlite.cli.tables import Column, TableData, check_format, emit
-from iberlite.device.bench import BenchResult
 
 
 def bench_table(results: list[BenchResult], direct: list[BenchResult] | None = None,
@@ -60,7 +60,7 @@ def bench_command(model: str, db: Path, reps: int, threads: int | None, compare_
     ratio engine/direct. Only the engine's results are stored. Progress goes to stderr (`err`)
     and only on a terminal; stdout carries the table alone.
     """
-    from iberlite.device.bench import bench_model
+    from iberlite.bench.speed import bench_model
 
     err = err or Console(stderr=True)
     check_format(fmt)

@@ -1,12 +1,12 @@
 """`iberlite doctor`: a plain function cli.py registers with typer; the checks live in
-:mod:`iberlite.device.doctor`."""
+:mod:`iberlite.bench.doctor`."""
 
 from __future__ import annotations
 
 from rich.console import Console
 
+from iberlite.bench.doctor import ModelCheck, check_model
 from iberlite.cli.tables import Column, TableData, emit
-from iberlite.device.doctor import ModelCheck, check_model
 from iberlite.engines.kernels import detect, plan_kernels
 
 _FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "asimd", "sve")

@@ -47,7 +47,7 @@ def advise_command(model: str, types: tuple[str, ...], db: Path, models_dir: Pat
                    threads: int | None, fmt: str = "table", wide: bool = False,
                    err: Console | None = None) -> None:
     """Measure the formats of MODEL on this device, store the advice in `db`, print it."""
-    from iberlite.models.advise import advise_and_store
+    from iberlite.bench.advise import advise_and_store
 
     err = err or Console(stderr=True)
     check_format(fmt)

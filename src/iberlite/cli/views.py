@@ -142,8 +142,12 @@ def origin_table(mf: ModelFile) -> TableData:
 
 def tasks_table(data_dir: Path, tasks_dirs: tuple[Path, ...] = ()) -> TableData:
     """Every task with its group, language, family, output kind and the items `data_dir` holds
-    (rows that can be evaluated; `tasks_check_table` says why others cannot)."""
+    (rows that can be evaluated; `tasks_check_table` says why others cannot).
+
+    Rows come family by family (the built-in families first, a user's own after them), each
+    family's tasks in the order they were found: built-in, sample suite, `--tasks-dir`."""
     from iberlite.tasks.data import count_docs
+    from iberlite.tasks.families import family_key
     from iberlite.tasks.registry import load_task_specs
 
     cols = (
@@ -158,7 +162,7 @@ def tasks_table(data_dir: Path, tasks_dirs: tuple[Path, ...] = ()) -> TableData:
     )
     rows = tuple((s.name, s.group or "", s.lang, s.family, s.output, count_docs(s, data_dir), s.reference,
                   s.fewshot.pool_label)
-                 for s in load_task_specs(tasks_dirs).values())
+                 for s in sorted(load_task_specs(tasks_dirs).values(), key=lambda s: family_key(s.family)))
     return TableData(f"Tasks (data dir: {data_dir})", cols, rows)
 
 
@@ -237,19 +241,20 @@ def _est(a) -> Est | None:
 
 
 def results_view(db: Path, run_id: int | None = None, signatures: bool = False) -> TableData:
-    """The results grid, one column per model; csv and json get one record per model, with
-    value, ci_low, ci_high and the signature."""
+    """The results grid, one column per model, with each task's family; csv and json get one
+    record per model, with value, ci_low, ci_high and the signature."""
     from iberlite.analysis.results import results_grid
 
     grid = results_grid(db, run_id)
-    keys = (Column("task", "task"), Column("lang", "lang"), Column("metric", "metric"), Column("n", "n", "num"))
+    keys = (Column("task", "task"), Column("family", "family", priority=1), Column("lang", "lang"),
+            Column("metric", "metric"), Column("n", "n", "num"))
     cols = keys + tuple(Column(m, m, "num", ci=True) for m in grid.models)
-    rows = tuple((r.task, r.lang, r.metric, r.n, *(_est(r.by_model.get(m)) for m in grid.models))
+    rows = tuple((r.task, r.family, r.lang, r.metric, r.n, *(_est(r.by_model.get(m)) for m in grid.models))
                  for r in grid.rows)
     flat_cols = keys + (Column("model", "model"), Column("value", "value", "num", ci=True),
                         Column("signature", "signature", "text"))
     cells = [(r, m, r.by_model[m]) for r in grid.rows for m in grid.models if m in r.by_model]
-    flat = tuple((r.task, r.lang, r.metric, r.n, m, _est(a), a.signature) for r, m, a in cells)
+    flat = tuple((r.task, r.family, r.lang, r.metric, r.n, m, _est(a), a.signature) for r, m, a in cells)
     notes = []
     if any(r.metric == "lang_ok" for r in grid.rows):
         notes.append(LANG_OK_NOTE)

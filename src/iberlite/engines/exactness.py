@@ -9,7 +9,7 @@ device did not show. The verdict is cached per device fingerprint, engine versio
 and buffers: `iberlite run` probes once, then reads it.
 
 `engines.factory.open_llamacpp` applies the verdict to every engine it opens; `iberlite doctor`
-(:mod:`iberlite.device.doctor`) runs the same probe in a child process per model.
+(:mod:`iberlite.bench.doctor`) runs the same probe in a child process per model.
 """
 
 from __future__ import annotations

@@ -6,6 +6,12 @@ unified KV cache, so a multiple-choice item evaluates the token prefix its choic
 and scores each choice's remaining tokens as its own sequence; several items are packed into
 one `llama_decode` call, and logits are requested only at the positions that are scored
 (on Gemma's 262k vocabulary the output layer dominates otherwise).
+
+This module is the llama.cpp side: loading, the context, tokens, decodes and the KV cache.
+What is decoded, and in which order, is decided beside it, through the primitives the engine
+offers: engines/llama_score.py (packed loglikelihood, a prompt's per-token logprobs),
+engines/kept_prefix.py (scoring after a kept few-shot prefix), engines/llama_generate.py
+(greedy generation).
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ import ctypes
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib.metadata import version
 
 import numpy as np
 
 from iberlite.device.fingerprint import usable_cpus
+from iberlite.device.native import quiet_llama_cpp
+from iberlite.engines import llama_generate, llama_score
 from iberlite.engines.base import (
     EngineInfo,
     GenerationRequest,
@@ -27,34 +34,16 @@ from iberlite.engines.base import (
     LoglikelihoodRequest,
     LoglikelihoodResult,
 )
+from iberlite.engines.kept_prefix import KeptPrefix
 from iberlite.engines.kernels import KernelPlan, detect, plan_kernels
-from iberlite.engines.layout import Entry, Layout, Segment, Seq, shared_len
-from iberlite.engines.llama_lib import log_softmax_at, quiet_llama_cpp
+from iberlite.engines.layout import Entry, Layout
+from iberlite.engines.llama_lib import log_softmax_at
+from iberlite.engines.llama_score import TokenLogprob
 from iberlite.errors import UserError
 from iberlite.models.gguf_facts import gguf_facts
 from iberlite.models.model_file import ModelFile
 
 SCORING_MODES = ("fast", "naive")
-
-
-@dataclass(frozen=True)
-class TokenLogprob:
-    """One prompt token: id, bytes, logprob given what precedes it, and the top token there."""
-
-    token: int
-    piece: bytes
-    logprob: float | None
-    top_piece: bytes
-    top_logprob: float | None
-
-
-def _common(tokens: list[int], kept: list[int], limit: int) -> int:
-    """How many leading tokens `tokens` shares with `kept`, at most `limit`."""
-    n = 0
-    limit = min(limit, len(kept), len(tokens))
-    while n < limit and tokens[n] == kept[n]:
-        n += 1
-    return n
 
 
 class LlamaCppEngine:
@@ -91,11 +80,7 @@ class LlamaCppEngine:
         self.item_timeout_s = item_timeout_s
         self._cached: list[int] = []  # tokens whose KV sits in sequence 0 (generation only)
         self.decoded_rows = 0  # rows the scorers decoded, padding included (benchmarks read it)
-        # scoring with a shared prefix (fixed few-shot): its text and tokens, whose KV sits in
-        # the last sequence id; how often it was computed; requests that could not use it
-        self._kept: tuple[str, list[int]] | None = None
-        self.prefix_builds = 0
-        self.prefix_misses = 0
+        self._prefix = KeptPrefix()  # fixed few-shot: its KV sits in the last sequence id
         t0 = time.perf_counter()
         ll.llama_backend_init()
         self.kernels = kernels
@@ -184,10 +169,10 @@ class LlamaCppEngine:
     # -- cache and raw decode (what `iberlite bench` times) ----------------------------------
 
     def clear_cache(self) -> None:
-        """Empty the KV cache and forget the generation prefix it held."""
+        """Empty the KV cache and forget what it held (generation's tokens, a kept prefix)."""
         self._ll.llama_memory_clear(self._mem, True)
         self._cached = []
-        self._kept = None
+        self._prefix.forget()
 
     def cached_positions(self, seq: int = 0) -> int:
         """Highest KV position sequence `seq` holds (-1: none)."""
@@ -196,6 +181,36 @@ class LlamaCppEngine:
     def drop_from(self, seq: int, pos: int) -> None:
         """Forget sequence `seq`'s KV cells from position `pos` on."""
         self._ll.llama_memory_seq_rm(self._mem, seq, pos, -1)
+
+    def share_cells(self, src: int, dst: int, p0: int, p1: int) -> None:
+        """Let sequence `dst` attend `src`'s cells at positions [p0, p1) (the cache is
+        unified: the cells are tagged, not copied)."""
+        self._ll.llama_memory_seq_cp(self._mem, src, dst, p0, p1)
+
+    @property
+    def cached_tokens(self) -> list[int]:
+        """The tokens whose KV sequence 0 holds from generation (a prompt may reuse them)."""
+        return self._cached
+
+    def keep_cached(self, tokens: list[int]) -> None:
+        """Sequence 0 keeps the KV of `tokens`, the first of the tokens it holds; the rest goes."""
+        self.drop_from(0, len(tokens))
+        self._cached = tokens
+
+    @property
+    def holds_kept_prefix(self) -> bool:
+        """Whether a fixed few-shot prefix's KV is in the cache (generation clears it first)."""
+        return self._prefix.held
+
+    @property
+    def prefix_builds(self) -> int:
+        """How many kept prefixes were computed (engines/kept_prefix.py)."""
+        return self._prefix.builds
+
+    @property
+    def prefix_misses(self) -> int:
+        """Requests whose tokens parted from the kept prefix's, so scored from their own."""
+        return self._prefix.misses
 
     def decode_rows(self, rows: Sequence[tuple[int, int, int]], logits: Sequence[bool]) -> list[np.ndarray | None]:
         """Decode (token, position, sequence id) rows in one `llama_decode`, outside any
@@ -280,62 +295,14 @@ class LlamaCppEngine:
         """
         prefixes = {r.shared_prefix for r in requests}
         if len(prefixes) == 1 and "" not in prefixes:
-            return self._loglikelihood_after_prefix(requests, prefixes.pop())
-        groups: list[list[Seq]] = []
-        last_group: str | None = None
-        for i, req in enumerate(requests):
-            tokens, start = self.encode_pair(req.context, req.continuation)
-            seq = Seq(req=i, tokens=tokens, start=start)
-            same = self.scoring == "fast" and req.group and req.group == last_group
-            if same and len(groups[-1]) < self.n_seq_max - 1:  # the last id pads
-                groups[-1].append(seq)
-            else:
-                groups.append([seq])
-            last_group = req.group
-        logprob = [0.0] * len(requests)
-        greedy = [True] * len(requests)
-        cost_tokens = [0.0] * len(requests)
-        cost_ms = [0.0] * len(requests)
-        for pack, segments in self.pack_layout.packs(groups):
-            entries = self.pack_layout.lay_out(segments)
-            group_ms = self._run_entries(entries, logprob, greedy)
-            n_unique = Counter(e.group for e in entries)  # padding (group -1) is not counted
-            for gi, g in pack:
-                for s in g:
-                    cost_tokens[s.req] = n_unique[gi] / len(g)
-                    cost_ms[s.req] = group_ms.get(gi, 0.0) / len(g)
-        return self._ordered(groups, logprob, greedy, cost_tokens, cost_ms)
+            return self._prefix.score(self, requests, prefixes.pop())
+        return llama_score.loglikelihood(self, requests)
 
-    @staticmethod
-    def _ordered(groups, logprob, greedy, cost_tokens, cost_ms) -> list[LoglikelihoodResult]:
-        seqs = [s for g in groups for s in g]  # groups were built in request order
-        return [
-            LoglikelihoodResult(
-                logprob=logprob[s.req],
-                n_tokens=len(s.tokens) - s.start,
-                is_greedy=greedy[s.req],
-                eval_tokens=cost_tokens[s.req],
-                ms=cost_ms[s.req],
-            )
-            for s in seqs
-        ]
-
-    def _run_entries(self, entries: list[Entry], logprob: list[float], greedy: list[bool],
-                     tops: dict[int, tuple[int, float]] | None = None) -> dict[int, float]:
-        """Decode a laid-out pack in aligned chunks (engines/layout.py); accumulate scores;
-        return wall ms per group. With `tops`, also note each target's most likely token and
-        its logprob there."""
-        ll = self._ll
-        ll.llama_memory_clear(self._mem, True)  # generation may have left a prefix behind
-        self._kept = None
-        group_ms = self._decode_entries(self.pack_layout, entries, logprob, greedy, tops)
-        ll.llama_memory_clear(self._mem, True)
-        self._cached = []
-        return group_ms
-
-    def _decode_entries(self, layout: Layout, entries: list[Entry], logprob: list[float],
-                        greedy: list[bool], tops: dict[int, tuple[int, float]] | None = None) -> dict[int, float]:
-        """Decode laid-out entries in `layout`'s aligned chunks on the cache as it is."""
+    def decode_entries(self, layout: Layout, entries: list[Entry], logprob: list[float],
+                       greedy: list[bool], tops: dict[int, tuple[int, float]] | None = None) -> dict[int, float]:
+        """Decode laid-out entries in `layout`'s aligned chunks on the cache as it is; add each
+        target's logprob to `logprob[req]`, clear `greedy[req]` where it is not the argmax;
+        return wall ms per group (padding's time shared by the groups it serves)."""
         ll = self._ll
         group_ms: dict[int, float] = {}
         b = self._batch
@@ -374,126 +341,11 @@ class LlamaCppEngine:
                 group_ms[g] = group_ms.get(g, 0.0) + elapsed * c / real
         return group_ms
 
-    # -- loglikelihood after a kept prefix (fixed few-shot) ---------------------------------
-
-    def _keep_prefix(self, text: str) -> tuple[list[int], int, float]:
-        """The prefix's tokens with their KV in the last sequence id: (tokens, tokens
-        computed now, ms). Its trailing whitespace is left out, since a context's trailing
-        whitespace is scored with the continuation (`encode_pair`), and so is its last token:
-        an item whose question is empty (XNLI's) scores its first answer token from that
-        token's logits, so it computes that token itself. Token p sits in cell p; an item
-        that continues the kept tokens takes the cells right after them, so its tokens and
-        the blocks they attend are laid out as they would be alone and the scores are the
-        from-scratch scores (engines/layout.py)."""
-        if self._kept is not None and self._kept[0] == text:
-            return self._kept[1], 0, 0.0
-        ll = self._ll
-        tokens = self.tokenize(text.rstrip())[: self.n_ctx // 2][:-1]
-        pid = self.n_seq_max - 1
-        layout = Layout(self.pack_layout.align, self.n_batch, self.n_seq_max - 1, self.bos)
-        ll.llama_memory_clear(self._mem, True)
-        self._cached = []
-        entries = [Entry(token=t, pos=p, seq_ids=(pid,), group=0) for p, t in enumerate(tokens)]
-        t0 = time.perf_counter()
-        self._decode_entries(layout, layout.lay_out([Segment(entries)]), [], [])
-        ms = (time.perf_counter() - t0) * 1000
-        ll.llama_memory_seq_rm(self._mem, layout.n_seq_max - 1, -1, -1)  # the padding
-        self._kept = (text, tokens)
-        self.prefix_builds += 1
-        return tokens, len(tokens), ms
-
-    def _loglikelihood_after_prefix(self, requests: Sequence[LoglikelihoodRequest],
-                                    prefix: str) -> list[LoglikelihoodResult]:
-        ll = self._ll
-        kept, built_tokens, built_ms = self._keep_prefix(prefix)
-        pid = self.n_seq_max - 1
-        layout = Layout(self.pack_layout.align, self.n_batch, self.n_seq_max - 1, self.bos)
-        groups: list[list[Seq]] = []
-        last_group: str | None = None
-        for i, req in enumerate(requests):
-            tokens, start = self.encode_pair(req.context, req.continuation)
-            if _common(tokens, kept, start - 1) < min(len(kept), start - 1) - layout.align:
-                self.prefix_misses += 1  # its tokens part from the prefix's: computed anew
-            seq = Seq(req=i, tokens=tokens, start=start)
-            same = self.scoring == "fast" and req.group and req.group == last_group
-            if same and len(groups[-1]) < layout.n_seq_max - 1:
-                groups[-1].append(seq)
-            else:
-                groups.append([seq])
-            last_group = req.group
-        for g in groups:
-            reuse = self._reuse(g, kept, layout.align)
-            for s in g:
-                s.tokens, s.start, s.offset = s.tokens[reuse:], s.start - reuse, reuse
-        n = len(requests)
-        logprob, greedy = [0.0] * n, [True] * n
-        cost_tokens, cost_ms = [0.0] * n, [0.0] * n
-        base = len(kept)  # the first free cell: items are laid out from there
-        for pack, segments in layout.packs(groups, base):
-            for sid in range(pid):  # every sequence but the prefix's
-                ll.llama_memory_seq_rm(self._mem, sid, -1, -1)
-            first = 0
-            for _, g in pack:
-                for j, s in enumerate(g):
-                    if s.offset:
-                        ll.llama_memory_seq_cp(self._mem, pid, first + j, 0, s.offset)
-                first += len(g)
-            entries = layout.lay_out(segments, base)
-            group_ms = self._decode_entries(layout, entries, logprob, greedy)
-            n_unique = Counter(e.group for e in entries)
-            for gi, g in pack:
-                for s in g:
-                    cost_tokens[s.req] = n_unique[gi] / len(g)
-                    cost_ms[s.req] = group_ms.get(gi, 0.0) / len(g)
-        for sid in range(pid):
-            ll.llama_memory_seq_rm(self._mem, sid, -1, -1)
-        if built_tokens and groups:  # the prefix's one computation, charged once
-            for s in groups[0]:
-                cost_tokens[s.req] += built_tokens / len(groups[0])
-                cost_ms[s.req] += built_ms / len(groups[0])
-        return self._ordered(groups, logprob, greedy, cost_tokens, cost_ms)
-
-    @staticmethod
-    def _reuse(group: list[Seq], kept: list[int], align: int) -> int:
-        """How many of the kept prefix's tokens a group reuses. All of them when every
-        sequence continues the whole prefix and, with several sequences, they still agree up
-        to the block boundary after it: the group then fills the prefix's last block itself.
-        Otherwise the whole blocks they share with it, and the rest is computed again."""
-        reuse = min(_common(s.tokens, kept, s.start - 1) for s in group)
-        if reuse == len(kept) and (len(group) == 1 or shared_len(group) >= reuse + (-reuse) % align):
-            return reuse
-        return reuse - reuse % align
-
     # -- generation -------------------------------------------------------------------------
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        """Greedy generation, one request at a time.
-
-        Each prompt is prefilled from a cleared cache unless `prefix_cache` is on; then the
-        tokens it shares with what the cache already holds are reused (not recomputed), and
-        `reused_tokens` says how many, so a reused prefix is never timed as a fresh prefill.
-        Off by default: llama.cpp's CPU kernels round differently when a prefix is computed
-        in another batch, so reuse can change a generation by a token (docs/engine.md).
-        Stops at `max_tokens` (`length`) or past `item_timeout_s` of wall time (`timeout`).
-        """
-        return [self._generate_one(r) for r in requests]
-
-    def _reuse_prefix(self, prompt: list[int]) -> int:
-        """Keep the cached tokens the prompt starts with; drop the rest; return how many."""
-        keep = 0
-        if self.prefix_cache:
-            limit = min(len(self._cached), len(prompt) - 1)  # at least one token to decode
-            while keep < limit and self._cached[keep] == prompt[keep]:
-                keep += 1
-        if self._kept is not None:  # a scoring prefix holds cells: start from an empty cache
-            self._ll.llama_memory_clear(self._mem, True)
-            self._cached, self._kept = [], None
-        if keep == 0:
-            self._ll.llama_memory_clear(self._mem, True)
-        else:
-            self._ll.llama_memory_seq_rm(self._mem, 0, keep, -1)
-        self._cached = prompt[:keep]
-        return keep
+        """Greedy generation, one request at a time (engines/llama_generate.py)."""
+        return llama_generate.generate(self, requests)
 
     def decode(self, tokens: list[int], start_pos: int) -> None:
         """Decode tokens for sequence 0 in n_batch chunks, logits only for the last one."""
@@ -513,90 +365,21 @@ class LlamaCppEngine:
                 raise RuntimeError(f"llama_decode failed with code {rc}")
             self._cached.extend(chunk)
 
-    def _last_row(self) -> np.ndarray:
+    def last_logits(self) -> np.ndarray:
+        """The logits row of the last token `decode` asked logits for (a view, not a copy)."""
         ptr = self._ll.llama_get_logits_ith(self._ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 
-    def _generate_one(self, req: GenerationRequest) -> GenerationResult:
-        ll = self._ll
-        prompt = self.tokenize(req.prompt)
-        budget = max(1, min(req.max_tokens, self.n_ctx - 1))
-        if len(prompt) + budget > self.n_ctx:
-            prompt = prompt[len(prompt) + budget - self.n_ctx:]
-        t0 = time.perf_counter()
-        deadline = t0 + self.item_timeout_s if self.item_timeout_s else None
-        reused = self._reuse_prefix(prompt)
-        self.decode(prompt[reused:], reused)
-        t_prefill = time.perf_counter()
-        out: list[int] = []
-        text = b""
-        lp_sum = 0.0
-        stop_reason = "length"
-        ttft = None
-        cut_text: str | None = None
-        while len(out) < budget:
-            row = self._last_row()
-            tok = int(row.argmax())
-            lp_sum += log_softmax_at(row, [tok])[0][0]
-            if ttft is None:
-                ttft = (time.perf_counter() - t0) * 1000
-            if ll.llama_vocab_is_eog(self._vocab, tok):
-                stop_reason = "eos"
-                break
-            out.append(tok)
-            text += self._piece(tok)
-            decoded = text.decode("utf-8", errors="ignore")
-            hits = [decoded.find(u) for u in req.until if u and u in decoded]
-            if hits:
-                cut_text = decoded[: min(hits)]
-                stop_reason = "until"
-                break
-            if len(out) >= budget:
-                break
-            if deadline is not None and time.perf_counter() >= deadline:  # text so far is kept
-                stop_reason = "timeout"
-                break
-            self.decode([tok], len(prompt) + len(out) - 1)
-        t_end = time.perf_counter()
-        final = cut_text if cut_text is not None else text.decode("utf-8", errors="replace")
-        prefill_ms = (t_prefill - t0) * 1000
-        return GenerationResult(
-            text=final,
-            prompt_tokens=len(prompt),
-            gen_tokens=len(out),
-            prefill_ms=prefill_ms,
-            decode_ms=(t_end - t_prefill) * 1000,
-            ttft_ms=ttft if ttft is not None else prefill_ms,
-            wall_ms=(t_end - t0) * 1000,
-            stop_reason=stop_reason,
-            reused_tokens=reused,
-            mean_logprob=lp_sum / max(1, len(out) + (stop_reason == "eos")),
-        )
+    def is_eog(self, token: int) -> bool:
+        """Whether `token` ends a generation (EOS, EOT and the like)."""
+        return bool(self._ll.llama_vocab_is_eog(self._vocab, token))
 
     # -- per-token prompt logprobs (the HTTP server's `echo`) ---------------------------------
 
     def prompt_logprobs(self, text: str) -> list[TokenLogprob]:
-        """Every token of `text` (BOS excluded) with its logprob given the tokens before it and
-        the most likely token at its position; the first token has no logprob without BOS.
-
-        One sequence in the scorers' aligned layout, logits at every position: the same
-        numbers the fast and naive scorers give a continuation that starts at that token.
-        """
-        tokens = self.tokenize(text)
-        if len(tokens) > self.n_ctx:
-            raise UserError(f"The prompt has {len(tokens)} tokens; this context holds {self.n_ctx}.")
-        entries = [Entry(token=t, pos=p, seq_ids=(0,)) for p, t in enumerate(tokens)]
-        for p in range(len(tokens) - 1):
-            entries[p].targets.append((p + 1, tokens[p + 1]))
-        tops: dict[int, tuple[int, float]] = {}
-        logprob = [0.0] * len(tokens)
-        self._run_entries(self.pack_layout.lay_out([Segment(entries)]), logprob, [True] * len(tokens), tops)
-        skip = 1 if self.add_bos and tokens and tokens[0] == self.bos else 0
-        return [
-            TokenLogprob(tokens[p], self._piece(tokens[p]), logprob[p] if p > 0 else None,
-                         self._piece(tops[p][0]) if p > 0 else b"", tops[p][1] if p > 0 else None)
-            for p in range(skip, len(tokens))
-        ]
+        """Every token of `text` with its logprob and the top token there
+        (engines/llama_score.py)."""
+        return llama_score.prompt_logprobs(self, text)
 
     def detokenize_piece(self, token: int) -> bytes:
         """The bytes one token stands for."""

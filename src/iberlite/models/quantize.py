@@ -155,7 +155,7 @@ def quantize(src: ModelFile, qtype: str, *, directory: Path | None = None, n_thr
 def _run_quantize(src: Path, dst: Path, qtype: str, n_threads: int, expected_bytes: float,
                   progress: ProgressFn | None) -> None:
     """llama_model_quantize in a thread; progress is the part file's size against the estimate."""
-    from iberlite.engines.llama_lib import quiet_llama_cpp
+    from iberlite.device.native import quiet_llama_cpp
 
     ll = quiet_llama_cpp()
     params = ll.llama_model_quantize_default_params()

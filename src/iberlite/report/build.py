@@ -33,9 +33,9 @@ from iberlite.analysis.gaps import language_gaps, task_template
 from iberlite.analysis.model_summary import cost_axes, cost_device, model_costs
 from iberlite.analysis.quantization import quantization_studies
 from iberlite.analysis.results import model_order
+from iberlite.bench.advise import advice_from_json
 from iberlite.decide.routing import decision_from_json
 from iberlite.langs import lang_key
-from iberlite.models.advise import advice_from_json
 from iberlite.report.sections import (
     Browser,
     BrowserItem,
@@ -46,12 +46,12 @@ from iberlite.report.sections import (
     Routing,
     TaskInfo,
 )
+from iberlite.run.signature import shots_tag
 from iberlite.scoring.metric import (
     metric_rank,
     primary_metric,
 )
 from iberlite.scoring.metrics import sentence_chrf
-from iberlite.scoring.signature import shots_tag
 from iberlite.store import AggregateRecord, BenchRecord, EvalRecord, ItemRecord, Store
 
 __all__ = ["MAX_BROWSER_ITEMS", "bench_details", "load_report"]

@@ -15,9 +15,9 @@ from iberlite.analysis.fewshot import ShotScore
 from iberlite.analysis.gaps import Gap
 from iberlite.analysis.model_summary import CostAxis, ModelCost
 from iberlite.analysis.quantization import FamilyStudy
+from iberlite.bench.advise import Advice
 from iberlite.decide.candidates import routing_moves
 from iberlite.decide.routing import Decision
-from iberlite.models.advise import Advice
 from iberlite.scoring.metric import percent_scale
 from iberlite.store import BenchRecord, RunRecord
 

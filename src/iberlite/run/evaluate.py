@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from iberlite.engines.base import Engine
 from iberlite.engines.requests import batch_choice_requests, generation_request
-from iberlite.scoring import metrics
+from iberlite.scoring import matching, metrics
 from iberlite.scoring.language_id import LanguageIdentifier
 from iberlite.store import ItemRecord
 from iberlite.tasks.render import Instance
@@ -52,11 +52,11 @@ def _answer_check(names: Sequence[str]) -> Callable[[str, str], float] | None:
     """The exact-match scorer whose verdict is an item's `correct` (flexible MGSM first, then
     SQuAD's, then strict), or None when the task checks no answer (translation)."""
     if "exact_match_flex" in names:
-        return metrics.exact_match_flex
+        return matching.exact_match_flex
     if "squad_em" in names:
-        return metrics.squad_exact
+        return matching.squad_exact
     if "exact_match" in names:
-        return metrics.exact_match
+        return matching.exact_match
     return None
 
 

@@ -10,9 +10,9 @@ from iberlite.engines.base import EngineInfo
 from iberlite.models.adapters import read_record, training_facts
 from iberlite.models.model_file import ModelFile
 from iberlite.run import supervise
+from iberlite.run.signature import eval_key, signature
 from iberlite.run.spec import PlannedTask, ProgressFn, RunSpec, TaskOutcome
-from iberlite.scoring.signature import eval_key, signature
-from iberlite.scoring.task_scores import score_items
+from iberlite.run.task_scores import score_items
 from iberlite.store import AggregateRecord, ItemFailure, ItemRecord, RunCost, Store
 from iberlite.tasks.render import Instance
 

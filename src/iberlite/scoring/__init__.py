@@ -1,4 +1,4 @@
 """Scoring: one record per metric (`metric.py`), the scorers and bootstrap CIs
-(`metrics.py`), a task's scores from its items (`task_scores.py`), language identification
-for `lang_ok`, and the signatures and evaluation keys of results.
+(`metrics.py`), the reading-comprehension scorers (`squad.py`) and language identification for
+`lang_ok`. Pure functions: nothing here reads the store, a task spec or an engine.
 """

@@ -205,7 +205,7 @@ class DecisionRecord:
 @dataclass(frozen=True)
 class AdviceRecord:
     """One stored `iberlite advise` outcome: the fields of
-    :class:`iberlite.models.advise.Advice` (read them back with `advice_from_json`)."""
+    :class:`iberlite.bench.advise.Advice` (read them back with `advice_from_json`)."""
 
     id: int
     created_at: float

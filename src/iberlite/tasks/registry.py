@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from iberlite.errors import TaskSpecError, UserError
+from iberlite.tasks.families import family_key
 from iberlite.tasks.spec import LANGS, TaskSpec, read_task_file
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
@@ -42,6 +43,8 @@ def select_tasks(
 ) -> list[TaskSpec]:
     """Resolve `--tasks` (task names, groups or families) and `--langs` to task specs.
 
+    A family is matched as written, built-in or a user's own (`family: qa` -> `--tasks qa`).
+
     No names means the sample suite, the offline default. An unknown name or language is a
     user error listing the valid choices (exit code 2).
     """
@@ -61,9 +64,10 @@ def select_tasks(
         ]
         if not matches:
             valid = sorted({s.group or s.name for s in specs.values()})
+            families = sorted({s.family for s in specs.values()}, key=family_key)
             raise UserError(
-                f"Unknown task {name!r}; valid tasks and groups are {', '.join(valid)} "
-                "(see `iberlite tasks`).",
+                f"Unknown task {name!r}; valid tasks and groups are {', '.join(valid)}; valid "
+                f"families are {', '.join(families)} (see `iberlite tasks`).",
                 exit_code=2,
             )
         chosen.extend(s for s in sorted(matches, key=lambda s: s.name) if s not in chosen)

@@ -106,7 +106,7 @@ def _effective_bits(mf: ModelFile, source_bits: float) -> float:
 def advise(model: str, types: Sequence[str] = ADVISE_TYPES, *, n_threads: int | None = None,
            models_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> Advice:
     """Measure the model and its variants at `types` on this device (see the module docstring)."""
-    from iberlite.device.bench import bench_engine
+    from iberlite.bench.speed import bench_engine
     from iberlite.engines.factory import EngineOptions, open_llamacpp
 
     start = time.perf_counter()

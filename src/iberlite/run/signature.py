@@ -42,14 +42,25 @@ def eval_key(info: EngineInfo, spec: TaskSpec, data_hash: str, fewshot: FewshotP
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
+def shots_suffix(k: int, mode: str) -> str:
+    """` (5-shot fixed)` for k shots in a mode, "" for zero-shot: what a table adds to the task
+    name so a k-shot number or cost never sits in a zero-shot row."""
+    return f" ({k}-shot {mode})" if k > 0 else ""
+
+
 def shots_tag(signature: str) -> str:
-    """` (5-shot fixed)` for a k-shot aggregate's signature, "" for zero-shot: what a table
-    adds to the task name so a k-shot number never sits in a zero-shot row."""
+    """:func:`shots_suffix` of a k-shot aggregate's signature, "" for zero-shot."""
     for part in signature.split("|"):
         if part.startswith("shots:"):
             k, mode = part[len("shots:"):].split(",")[:2]
-            return f" ({k.replace('shot', '-shot')} {mode})"
+            return shots_suffix(int(k.removesuffix("shot")), mode)
     return ""
+
+
+def eval_shots_tag(task_info: dict) -> str:
+    """:func:`shots_suffix` of a stored evaluation (its `task_info`), "" for zero-shot."""
+    fewshot = task_info.get("fewshot") or {}
+    return shots_suffix(int(fewshot.get("k") or 0), str(fewshot.get("mode", "")))
 
 
 def signature(info: EngineInfo, spec: TaskSpec, data_hash: str, n_items: int,
