@@ -1,14 +1,23 @@
-"""LoRA training speed per model on a task's prompts (the one-off cost of `iberlite adapt`).
+"""LoRA training speed and memory, old settings against new (the one-off cost of `iberlite adapt`).
 
-Trains one adapter per model on the same examples (fresh models folder, so nothing is a cache
-hit) and reports training examples/s, wall and CPU seconds and peak RSS, as `adapt` records
-them; then, with --agreement N, llama.cpp with the adapter against PEFT in transformers on N
-test items, next to the base model's own llama.cpp-vs-transformers deviation.
+For every model and task, trains one adapter per setting on the same examples with the same seed
+and hyper-parameters (fresh models folder, so nothing is a cache hit):
+
+* ``old``: one forward pass per batch, padded to its longest sequence, fp32 (adapting before
+  issue 35);
+* ``new``: micro-batches within the default token budget, dynamic padding, and the precision
+  `--precision auto` picks on this CPU (bf16 where it has avx512_bf16 or amx_bf16).
+
+Each adapter trains in a child process of its own, so its peak RSS is its own (the whole
+process: model load included, as `adapt` records it). Reports training examples/s, wall and CPU
+seconds, peak RSS and losses; with --agreement N also llama.cpp with the adapter against PEFT
+in transformers on N test items, next to the base model's own llama.cpp-vs-transformers
+deviation.
 
     nice -n 10 python benchmarks/adapt_speed.py --models smollm2-135m,gemma3-270m \
-        --task bec_eu --train-limit 64 --threads 1 --data-dir ../shared/data
+        --tasks bec_eu,bhtc_eu --train-limit 32 --epochs 1 --threads 1 --data-dir ../shared/data
 
-Prints a table and writes JSON to benchmarks/out/adapt_speed.json.
+Prints a table and writes JSON to benchmarks/out/adapt_speed.json (with the device fingerprint).
 """
 
 from __future__ import annotations
@@ -16,7 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import subprocess
+import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -26,57 +36,103 @@ for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
 
 from iberlite.adapt.agreement import measure  # noqa: E402
 from iberlite.adapt.make import adapt, plan  # noqa: E402
+from iberlite.adapt.precision import this_cpu_precision  # noqa: E402
 from iberlite.adapt.train import TrainConfig  # noqa: E402
+from iberlite.device.fingerprint import all_cpu_flags, fingerprint, read_cpuinfo  # noqa: E402
 from iberlite.models.adapters import resolve_adapted  # noqa: E402
 from iberlite.models.names import resolve_model  # noqa: E402
 from iberlite.tasks.items import load_items  # noqa: E402
 from iberlite.tasks.registry import load_task_specs  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
+SETTINGS = {"old": {"token_budget": 10**9, "precision": "fp32"},
+            "new": {"token_budget": TrainConfig.token_budget, "precision": "auto"}}
+
+
+def child(job: dict) -> dict:
+    """Train one adapter (in this process) and describe it."""
+    config = TrainConfig(batch_size=job["batch_size"], lr=job["lr"], epochs=job["epochs"], seed=job["seed"],
+                         **SETTINGS[job["setting"]])
+    data_dir = Path(job["data_dir"])
+    with tempfile.TemporaryDirectory() as tmp:
+        p = plan(job["model"], job["task"], config, data_dir=data_dir, train_limit=job["train_limit"],
+                 models_dir=Path(tmp), drop_overlap=True, n_threads=job["threads"])
+        a, _ = adapt(p)
+        row = {**job, "examples": a.examples, "precision": a.precision, "token_budget": a.token_budget,
+               "passes": a.micro_batches, "steps": a.steps, "threads": a.n_threads,
+               "examples_per_s": a.examples_per_s, "seconds": a.seconds, "cpu_seconds": a.cpu_seconds,
+               "peak_rss_gib": round(a.peak_rss_bytes / 2**30, 2), "n_trainable": a.n_trainable,
+               "first_loss": a.first_loss, "final_loss": a.final_loss, "token_check": a.token_check}
+        if job["agreement_items"]:
+            items = load_items(load_task_specs()[job["task"]], data_dir, limit=job["agreement_items"]).instances
+            base = resolve_model(job["model"])
+            row["agreement"] = asdict(measure(base, resolve_adapted(base, p.name, Path(tmp)), items,
+                                              a.n_threads))
+    return row
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="smollm2-135m,gemma3-270m")
-    ap.add_argument("--task", default="bec_eu")
-    ap.add_argument("--train-limit", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=2e-4)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tasks", default="bec_eu,bhtc_eu")
+    ap.add_argument("--settings", default="old,new", help="which of old, new to train")
+    ap.add_argument("--train-limit", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    ap.add_argument("--lr", type=float, default=TrainConfig.lr)
+    ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="[default: torch's]")
     ap.add_argument("--agreement", type=int, default=0, help="test items for the agreement check")
     ap.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))), flush=True)
+        return
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for model in args.models.split(","):
-            config = TrainConfig(batch_size=args.batch_size, lr=args.lr)
-            p = plan(model, args.task, config, data_dir=args.data_dir, train_limit=args.train_limit,
-                     models_dir=Path(tmp))
-            adapter, _ = adapt(p, n_threads=args.threads)
-            row = {"model": model, "task": args.task, "examples": adapter.examples,
-                   "batch_size": args.batch_size, "threads": adapter.n_threads,
-                   "examples_per_s": adapter.examples_per_s, "seconds": adapter.seconds,
-                   "cpu_seconds": adapter.cpu_seconds, "peak_rss_gib": round(adapter.peak_rss_bytes / 2**30, 2),
-                   "n_trainable": adapter.n_trainable, "first_loss": adapter.first_loss,
-                   "final_loss": adapter.final_loss, "token_check": adapter.token_check}
-            if args.agreement:
-                items = load_items(load_task_specs()[args.task], args.data_dir, limit=args.agreement).instances
-                base = resolve_model(model)
-                a = measure(base, resolve_adapted(base, args.task, Path(tmp)), items, args.threads)
-                row["agreement"] = asdict(a)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    print(f"\n{'model':<14} {'ex':>4} {'ex/s':>6} {'wall s':>7} {'CPU s':>7} {'RSS GiB':>8} {'trainable':>10}")
+    for model in args.models.split(","):
+        for task in args.tasks.split(","):
+            for setting in args.settings.split(","):
+                job = {"model": model, "task": task, "setting": setting, "train_limit": args.train_limit,
+                       "batch_size": args.batch_size, "lr": args.lr, "epochs": args.epochs, "seed": args.seed,
+                       "threads": args.threads, "agreement_items": args.agreement,
+                       "data_dir": str(args.data_dir.resolve())}
+                proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)],
+                                      capture_output=True, text=True)
+                if proc.returncode != 0:
+                    sys.exit(f"{model} {task} {setting} failed:\n{proc.stderr[-2000:]}")
+                rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                print(json.dumps(rows[-1]), flush=True)
+    _table(rows)
+    OUT.mkdir(exist_ok=True)
+    device = fingerprint(rows[0]["threads"] if rows else 1).to_dict()
+    flags = all_cpu_flags(read_cpuinfo())
+    device["bf16_flags"] = sorted(f for f in flags if "bf16" in f)
+    device["auto_precision"] = this_cpu_precision()
+    (OUT / "adapt_speed.json").write_text(json.dumps({"device": device, "args": {
+        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "child"},
+        "rows": rows}, indent=1))
+
+
+def _table(rows: list[dict]) -> None:
+    print(f"\n{'model':<14} {'task':<8} {'setting':<7} {'prec':<5} {'passes':>6} {'ex/s':>6} "
+          f"{'wall s':>7} {'CPU s':>7} {'RSS GiB':>8} {'loss first->final':>18}")
     for r in rows:
-        print(f"{r['model']:<14} {r['examples']:>4} {r['examples_per_s']:>6.2f} {r['seconds']:>7.0f} "
-              f"{r['cpu_seconds']:>7.0f} {r['peak_rss_gib']:>8.2f} {r['n_trainable']:>10,}")
+        print(f"{r['model']:<14} {r['task']:<8} {r['setting']:<7} {r['precision']:<5} {r['passes']:>6} "
+              f"{r['examples_per_s']:>6.2f} {r['seconds']:>7.0f} {r['cpu_seconds']:>7.0f} "
+              f"{r['peak_rss_gib']:>8.2f} {r['first_loss']:>8.3f} -> {r['final_loss']:.3f}")
         if "agreement" in r:
             a = r["agreement"]
             print(f"  llama.cpp vs transformers, max |d| nats: base {a['base']['max']:.3f}, adapted "
-                  f"{a['adapted']['max']:.3f}; adapter shift median {a['shift']['median']:.3f}")
-    OUT.mkdir(exist_ok=True)
-    (OUT / "adapt_speed.json").write_text(json.dumps({"cpu": platform.processor() or platform.machine(),
-                                                      "rows": rows}, indent=1))
+                  f"{a['adapted']['max']:.3f}; adapter shift median {a['shift']['median']:.3f}; same "
+                  f"choice {a['same_choice']}/{a['items']}")
+    pairs = {(r["model"], r["task"], r["setting"]): r for r in rows}
+    for (model, task, setting), new in pairs.items():
+        old = pairs.get((model, task, "old"))
+        if setting == "new" and old:
+            print(f"{model} {task}: new/old examples/s x{new['examples_per_s'] / old['examples_per_s']:.2f}, "
+                  f"CPU seconds x{new['cpu_seconds'] / old['cpu_seconds']:.2f}, peak RSS "
+                  f"{old['peak_rss_gib']:.2f} -> {new['peak_rss_gib']:.2f} GiB")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 applied on the device as PEFT applies them in transformers, cached, and never trained on the
 evaluated items.
 
-The slow tests train one small SmolLM2 adapter on bec_eu (32 examples, 4 steps) through the
-command line, then check the file against the trained PEFT weights and the base file, the
+The slow tests train one small SmolLM2 adapter on bec_eu (32 examples, the default
+hyper-parameters: 2 epochs of 4 steps at lr 1e-3, the precision `auto` picks on this CPU) through
+the command line, then check the file against the trained PEFT weights and the base file, the
 per-choice log-likelihoods of both engines against the base model's own tolerance, the cache,
-determinism, and Ctrl-C's checkpoint."""
+determinism, Ctrl-C's checkpoint, and continuing the adapter with `--from`."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from iberlite.adapt.precision import this_cpu_precision
+
 SMOL = "smollm2-135m"
-TRAIN = ("--task", "bec_eu", "--train-limit", "32", "--lr", "1e-3", "--threads", "1", "--seed", "3")
+TRAIN = ("--task", "bec_eu", "--train-limit", "32", "--threads", "1", "--seed", "3")  # default lr and epochs
 
 
 def cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -118,7 +121,10 @@ def base_weights():
 def test_adapt_trains_reports_and_is_listed(trained):
     models, row, proc = trained
     assert row["status"] == "made" and row["model"] == f"{SMOL}+bec_eu" and row["examples"] == 32
-    assert row["steps"] == 4 and row["seconds"] > 0 and row["examples_per_s"] > 0
+    assert row["steps"] == 8 and row["seconds"] > 0 and row["examples_per_s"] > 0
+    assert (row["epochs"], row["lr"]) == (2, 1e-3)  # the measured default (docs/adapting.md)
+    assert (row["precision"], row["n_threads"], row["token_budget"]) == (this_cpu_precision(), 1, 512)
+    assert row["micro_batches"] >= row["steps"] and row["parent"] is None
     assert "32/32 training texts tokenize identically" in proc.stdout or "32/32" in proc.stderr
     listed = json.loads(cli("models", "--models-dir", str(models), "--format", "json").stdout)["rows"]
     mine = [r for r in listed if r["name"] == f"{SMOL}+bec_eu"]
@@ -187,6 +193,7 @@ def test_llama_cpp_with_the_adapter_agrees_with_peft_within_the_base_tolerance(t
     from iberlite.tasks.registry import load_task_specs
 
     models, row, _ = trained
+    assert row["precision"] == this_cpu_precision()  # bf16 on a CPU with avx512_bf16 or amx_bf16
     adapted = resolve_adapted(resolve_model(SMOL), "bec_eu", models)
     assert adapted.adapter == Path(row["path"]) and adapted.adapter_sha256 == row["sha256"]
     items = load_items(load_task_specs()["bec_eu"], data_dir, limit=12).instances
@@ -203,7 +210,7 @@ def test_the_adapter_is_in_the_engine_info_and_plain_keys_do_not_change(trained,
     from iberlite.engines.llamacpp import LlamaCppEngine
     from iberlite.models.adapters import resolve_adapted
     from iberlite.models.names import resolve_model
-    from iberlite.scoring.signature import eval_key, signature
+    from iberlite.run.signature import eval_key, signature
     from iberlite.tasks.registry import load_task_specs
 
     models, row, _ = trained
@@ -236,7 +243,7 @@ def test_training_is_deterministic_and_ctrl_c_resumes_to_the_same_weights(traine
     from iberlite.tasks.registry import load_task_specs
 
     _, row, _ = trained
-    config = TrainConfig(lr=1e-3, seed=3)
+    config = TrainConfig(seed=3)
     training = load_training_set(load_task_specs()["bec_eu"], data_dir, 32, seed=3)
     pairs, _, _ = device_pairs(resolve_model(SMOL), training.examples)
     engine = base_weights
@@ -255,7 +262,7 @@ def test_training_is_deterministic_and_ctrl_c_resumes_to_the_same_weights(traine
     model = model.unload()  # a fresh LoRA on the same base, as a new process would make
     model = attach_lora(model, config)
     result = train_lora(model, pairs, config, pad_id=engine.pad_id, checkpoint=ckpt, key="k")
-    assert result.resumed_from == 2 and result.steps == 4
+    assert result.resumed_from == 2 and result.steps == 8
     resumed = {k.replace(".default", ""): v.numpy() for k, v in lora_state(model).items()}
     engine.model = model.unload()
     made_by_cli = load_file(str(Path(row["path"]).with_suffix(".peft") / "adapter_model.safetensors"))
@@ -318,3 +325,54 @@ def test_a_run_keeps_the_adapters_training_facts_and_the_report_draws_its_curve(
     assert adapted.training is not None and adapted.training.seconds == row["seconds"]
     assert adapted.n_pairs == 6 and adapted.latency_overhead is not None
     assert "## How much local data is enough" in render(db, "md")
+
+
+# ---------------------------------------------------------------- continuing an adapter
+
+
+@pytest.mark.slow
+def test_from_continues_an_adapter_and_records_its_parent(trained, data_dir, tmp_path):
+    """One more step from the trained adapter: it starts from the parent's weights (its first
+    loss is the parent's, far below the base model's), and the record and key say so."""
+    _, parent, _ = trained
+    parent_key = json.loads(Path(parent["path"]).with_suffix(".json").read_text())["key"]
+    args = ("adapt", SMOL, "--task", "bec_eu", "--train-limit", "8", "--epochs", "1", "--threads", "1",
+            "--seed", "3", "--from", parent["path"], "--data-dir", str(data_dir), "--models-dir",
+            str(tmp_path), "--format", "json")
+    proc = cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert f"Continuing {SMOL}+bec_eu" in proc.stderr
+    row = json.loads(proc.stdout)["rows"][0]
+    assert row["status"] == "made" and row["steps"] == 1
+    assert (row["parent"], row["parent_name"]) == (parent_key, f"{SMOL}+bec_eu")
+    record = json.loads(Path(row["path"]).with_suffix(".json").read_text())
+    first = json.loads(Path(parent["path"]).with_suffix(".json").read_text())["first_loss"]
+    assert record["first_loss"] < first / 2, (record["first_loss"], first)
+    assert record["parent"] == parent_key and record["parent_name"] == f"{SMOL}+bec_eu"
+    again = json.loads(cli(*args).stdout)["rows"][0]  # the same continuation: the same key
+    assert again["status"] == "cached" and again["path"] == row["path"]
+    # the parent is part of the key: the same request from scratch is another adapter
+    from iberlite.adapt.make import plan
+    from iberlite.adapt.train import TrainConfig
+
+    fresh = plan(SMOL, "bec_eu", TrainConfig(epochs=1, seed=3), data_dir=data_dir, train_limit=8,
+                 models_dir=tmp_path, n_threads=1)
+    assert fresh.parent is None and fresh.key != record["key"]
+    continued = plan(SMOL, "bec_eu", TrainConfig(epochs=1, seed=3), data_dir=data_dir, train_limit=8,
+                     models_dir=tmp_path, n_threads=1, parent=parent["path"])
+    assert continued.key == record["key"] and continued.parent.key == parent_key
+
+
+@pytest.mark.slow
+def test_from_a_parent_of_another_base_model_or_task_is_refused(trained, data_dir, tmp_path):
+    models, parent, _ = trained
+    common = ("--data-dir", str(data_dir), "--models-dir", str(models), "--threads", "1")
+    proc = cli("adapt", "gemma3-270m", "--task", "bec_eu", "--from", parent["path"], *common)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert f"Adapter {SMOL}+bec_eu was trained on another base model" in proc.stderr
+    proc = cli("adapt", SMOL, "--task", "bhtc_eu", "--drop-overlap", "--from", f"{SMOL}+bec_eu", *common)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "was trained for bec_eu, not bhtc_eu" in proc.stderr
+    assert len(list((models / "adapters").glob("*.gguf"))) == 1  # nothing made

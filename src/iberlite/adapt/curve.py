@@ -54,7 +54,8 @@ def train_curve(model: str, task: str, sizes: tuple[int, ...], config: TrainConf
     """Train (or find cached) the adapter of every size; every plan is checked before any
     training, so a size larger than the train split fails at once."""
     plans = {s: plan(model, task, config, data_dir=data_dir, train_limit=s, name=curve_name(task, s),
-                     tasks_dirs=tasks_dirs, models_dir=models_dir, drop_overlap=drop_overlap)
+                     tasks_dirs=tasks_dirs, models_dir=models_dir, drop_overlap=drop_overlap,
+                     n_threads=n_threads)
              for s in sizes if s > 0}
     for s, p in plans.items():
         if len(p.training.examples) < s:
@@ -64,6 +65,6 @@ def train_curve(model: str, task: str, sizes: tuple[int, ...], config: TrainConf
     for s, p in plans.items():
         if on_point:
             on_point(s, len(sizes))
-        adapter, hit = adapt(p, n_threads=n_threads, on_step=on_step, on_status=on_status)
+        adapter, hit = adapt(p, on_step=on_step, on_status=on_status)
         points.append(CurvePoint(s, f"{p.base.name}{ADAPTER_SEP}{p.name}", adapter, hit))
     return points

@@ -9,6 +9,13 @@ gigabytes for a handful of scored tokens).
 
 Sequences are the device's own token ids (see `adapt/tokens.py`), so the adapter learns the
 sequences llama.cpp will evaluate, BOS convention included.
+
+Memory is bounded by a token budget rather than by the batch size: each step's batch runs as
+micro-batches of at most `token_budget` padded tokens (`adapt/batches.py`) whose gradients
+accumulate, each micro-batch's loss divided by the whole batch's answer tokens, so a step is
+the step one unsplit batch would take (to float rounding). Where the CPU multiplies bf16 natively
+(`adapt/precision.py`) the forward pass runs under bf16 autocast; the LoRA weights, their
+gradients, AdamW's state and the loss stay fp32.
 """
 
 from __future__ import annotations
@@ -16,10 +23,13 @@ from __future__ import annotations
 import random
 import resource
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from iberlite.adapt.batches import micro_batches
+from iberlite.adapt.precision import this_cpu_precision
 from iberlite.errors import UserError
 from iberlite.run.interrupt import check, stop_between_chunks
 
@@ -29,16 +39,27 @@ _MISSING = "Adapting needs the reference extra (torch, transformers, peft): pip 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The hyper-parameters that define an adapter (all of them are in its cache key)."""
+    """How an adapter is trained. Everything that changes its weights is in its cache key; the
+    token budget and gradient checkpointing change only memory and speed, so they are recorded
+    but not keyed (the same request with another budget is the same adapter)."""
 
     rank: int = 8
     alpha: float = 16.0
-    epochs: int = 1
-    lr: float = 2e-4
+    epochs: int = 2  # 2 epochs at lr 1e-3: the setting every measured curve used (docs/adapting.md)
+    lr: float = 1e-3
     batch_size: int = 8
     seed: int = 0
     max_tokens: int = 512  # longer sequences lose their oldest context tokens
     targets: tuple[str, ...] = TARGET_MODULES
+    # Padded tokens per forward pass. max_tokens: the worst case, one full-length sequence per
+    # pass, is then the typical case too; a smaller budget would not lower the worst case.
+    token_budget: int = 512
+    grad_checkpointing: bool = False  # recompute activations in backward: less memory, slower
+    precision: str = "auto"  # "bf16" or "fp32"; "auto": bf16 where the CPU has it natively
+
+    def resolved(self) -> "TrainConfig":
+        """The config with "auto" precision replaced by this CPU's choice."""
+        return replace(self, precision=this_cpu_precision(self.precision))
 
     @property
     def scale(self) -> float:
@@ -46,8 +67,11 @@ class TrainConfig:
         return self.alpha / self.rank
 
     def key_dict(self) -> dict:
-        """The config as it enters the cache key."""
-        return {**asdict(self), "targets": list(self.targets)}
+        """The config as it enters the cache key (precision resolved: bf16 and fp32 weights
+        differ; neither budget nor checkpointing changes the maths)."""
+        keyed = {**asdict(self.resolved()), "targets": list(self.targets)}
+        del keyed["token_budget"], keyed["grad_checkpointing"]
+        return keyed
 
 
 @dataclass(frozen=True)
@@ -76,6 +100,8 @@ class TrainResult:
     n_trainable: int
     n_threads: int
     resumed_from: int  # step a checkpoint resumed from (0: fresh)
+    precision: str  # "bf16" or "fp32": the forward pass's matmuls
+    micro_batches: int  # forward/backward passes over the whole run (steps x their micro-batches)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -94,6 +120,18 @@ def reference_modules():
     except ImportError as exc:
         raise UserError(_MISSING) from exc
     return torch, peft
+
+
+def thread_count(n_threads: int | None) -> int:
+    """The threads training runs on: `n_threads`, else torch's default (what the adapter's key
+    and record name, since the thread count changes the order of float sums)."""
+    if n_threads:
+        return n_threads
+    try:
+        import torch
+    except ImportError as exc:
+        raise UserError(_MISSING) from exc
+    return torch.get_num_threads()
 
 
 def schedule(n_examples: int, config: TrainConfig) -> list[list[int]]:
@@ -121,8 +159,27 @@ def lora_state(peft_model) -> dict:
     return {k: v.detach().clone() for k, v in peft_model.named_parameters() if v.requires_grad}
 
 
-def _batch_loss(torch, base, pairs: Sequence[tuple[list[int], list[int]]], pad_id: int):
-    """Mean cross-entropy over the answer tokens of a right-padded batch."""
+def load_lora(peft_model, folder: Path) -> None:
+    """Put an earlier adapter's LoRA weights (its PEFT folder) into `peft_model`, to continue
+    training from them; a folder that does not fill every LoRA tensor is a user error."""
+    _, peft = reference_modules()
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(folder / "adapter_model.safetensors"))
+    except OSError as exc:
+        raise UserError(f"Cannot read the adapter weights in {folder} ({exc}).", 2) from exc
+    result = peft.set_peft_model_state_dict(peft_model, state)
+    trainable = {k for k, v in peft_model.named_parameters() if v.requires_grad}
+    if not state or result.unexpected_keys or trainable & set(result.missing_keys):
+        raise UserError(f"The adapter weights in {folder} do not fit this model's LoRA layers.", 2)
+
+
+def _answer_loss_sum(torch, base, pairs: Sequence[tuple[list[int], list[int]]], pad_id: int,
+                     bf16: bool):
+    """Summed fp32 cross-entropy over the answer tokens of a micro-batch, right-padded to its
+    own longest sequence. bf16 autocast covers the decoder only: the output layer runs in fp32
+    on the answer positions, so the loss is not rounded to bf16's 8 bits of mantissa."""
     width = max(len(c) + len(a) for c, a in pairs)
     ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(pairs), width), dtype=torch.long)
@@ -135,12 +192,29 @@ def _batch_loss(torch, base, pairs: Sequence[tuple[list[int], list[int]]], pad_i
             rows.append(r)
             cols.append(len(ctx) + j - 1)
             targets.append(tok)
-    hidden = base.model(input_ids=ids, attention_mask=mask).last_hidden_state
-    logits = base.lm_head(hidden[torch.tensor(rows), torch.tensor(cols)])
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        hidden = base.model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+    logits = base.lm_head(hidden[torch.tensor(rows), torch.tensor(cols)].float())
     cap = getattr(base.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
-    return torch.nn.functional.cross_entropy(logits.float(), torch.tensor(targets))
+    return torch.nn.functional.cross_entropy(logits, torch.tensor(targets), reduction="sum")
+
+
+def accumulate_step(torch, base, batch: Sequence[tuple[list[int], list[int]]], token_budget: int,
+                    pad_id: int, bf16: bool) -> tuple[float, int]:
+    """Backward passes over one step's batch in micro-batches within `token_budget` padded
+    tokens: leaves the whole batch's gradient in the parameters' `.grad` and returns the batch's
+    mean answer-token loss and the number of passes. Each pass adds
+    ``sum_ce(micro-batch) / answer_tokens(batch)``, so the sum is the unsplit batch's loss."""
+    n_answer = sum(len(ans) for _, ans in batch)
+    packed = micro_batches([len(ctx) + len(ans) for ctx, ans in batch], token_budget)
+    total = 0.0
+    for mb in packed:
+        loss = _answer_loss_sum(torch, base, [batch[i] for i in mb], pad_id, bf16) / n_answer
+        loss.backward()
+        total += loss.item()
+    return total, len(packed)
 
 
 def _rusage() -> tuple[float, int]:
@@ -157,10 +231,13 @@ def train_lora(peft_model, pairs: Sequence[tuple[list[int], list[int]]], config:
     A checkpoint (LoRA weights, optimizer state, step) is written every `checkpoint_every` steps
     and when Ctrl-C stops training at a step boundary; a checkpoint with the same `key` is
     resumed from, so an interrupted `adapt` continues where it stopped, to the same result.
+    Each step is one optimizer step over its batch, computed as micro-batches within
+    `config.token_budget` padded tokens.
     """
     torch, _ = reference_modules()
-    if config.rank < 1 or config.epochs < 1 or config.batch_size < 1:
-        raise UserError("Rank, epochs and batch size must be at least 1.", 2)
+    if config.rank < 1 or config.epochs < 1 or config.batch_size < 1 or config.token_budget < 1:
+        raise UserError("Rank, epochs, batch size and token budget must be at least 1.", 2)
+    precision = config.resolved().precision
     cut = [(ctx[max(0, len(ctx) + len(ans) - config.max_tokens):], ans) for ctx, ans in pairs]
     if any(not ctx or not ans for ctx, ans in cut):
         raise UserError(f"An example does not fit in {config.max_tokens} tokens with its context.", 2)
@@ -191,7 +268,7 @@ def train_lora(peft_model, pairs: Sequence[tuple[list[int], list[int]]], config:
                     "cpu_seconds": past_cpu + _rusage()[0] - cpu0}, tmp)
         tmp.replace(checkpoint)
 
-    with stop_between_chunks():
+    with stop_between_chunks(), _gradient_checkpointing(base, config.grad_checkpointing):
         for step in range(start, len(steps)):
             try:
                 check()
@@ -200,11 +277,11 @@ def train_lora(peft_model, pairs: Sequence[tuple[list[int], list[int]]], config:
                 raise TrainingInterrupted(step, len(steps), checkpoint) from None
             for group in optim.param_groups:  # linear decay to zero over the run
                 group["lr"] = config.lr * (1 - step / len(steps))
-            loss = _batch_loss(torch, base, [cut[i] for i in steps[step]], pad_id)
             optim.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, _ = accumulate_step(torch, base, [cut[i] for i in steps[step]], config.token_budget,
+                                      pad_id, precision == "bf16")
             optim.step()
-            losses.append(loss.item())
+            losses.append(loss)
             done_examples += len(steps[step])
             elapsed = time.perf_counter() - t0
             rate = done_examples / elapsed if elapsed > 0 else 0.0
@@ -223,5 +300,22 @@ def train_lora(peft_model, pairs: Sequence[tuple[list[int], list[int]]], config:
         seconds=round(past_s + elapsed, 2), cpu_seconds=round(past_cpu + cpu - cpu0, 2),
         peak_rss_bytes=rss, examples_per_s=round(done_examples / elapsed, 3) if elapsed else 0.0,
         n_trainable=sum(p.numel() for p in params), n_threads=torch.get_num_threads(),
-        resumed_from=start,
+        resumed_from=start, precision=precision,
+        micro_batches=sum(len(micro_batches([sum(map(len, cut[i])) for i in b], config.token_budget))
+                          for b in steps),
     )
+
+
+@contextmanager
+def _gradient_checkpointing(base, enabled: bool) -> Iterator[None]:
+    """Recompute each layer's activations in the backward pass instead of keeping them, for
+    the duration of training only: however training ends, the model goes back to plain
+    forward passes (the same engine may score items next). Non-reentrant checkpointing, which
+    needs no input that requires grad (the base is frozen)."""
+    if enabled:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    try:
+        yield
+    finally:
+        if enabled:
+            base.gradient_checkpointing_disable()

@@ -46,12 +46,19 @@ def adapter_columns() -> tuple[Column, ...]:
         Column("examples", "examples", "num"),
         Column("rank", "rank", "num", priority=2),
         Column("epochs", "epochs", "num", priority=3),
+        Column("lr", "lr", "num", fmt="g", priority=3),
         Column("steps", "steps", "num", priority=3),
         Column("final_loss", "loss", "num", fmt=".3f", priority=1),
         Column("seconds", "training", "num", fmt=lambda v: f"{v:.0f} s"),
         Column("cpu_seconds", "CPU s", "num", fmt=".0f", priority=3),
         Column("peak_rss_bytes", "peak RSS", "num", fmt=lambda v: f"{v / 2**30:.1f} GiB", priority=3),
         Column("examples_per_s", "ex/s", "num", fmt=".2f", priority=1),
+        Column("precision", "precision", priority=2),
+        Column("n_threads", "threads", "num", priority=3),
+        Column("token_budget", "tokens/pass", "num", missing="batch", priority=4),
+        Column("micro_batches", "passes", "num", missing="-", priority=4),
+        Column("parent_name", "continues", missing="-", priority=2),
+        Column("parent", "parent key", human=False),
         Column("created", "made", priority=4),
         Column("sha256", "sha256", human=False),
         Column("path", "path", human=False),
@@ -60,27 +67,33 @@ def adapter_columns() -> tuple[Column, ...]:
 
 def adapter_row(a: Adapter) -> tuple:
     """One row of :func:`adapter_columns`."""
-    return (a.model_name, a.base, a.task, a.examples, a.rank, a.epochs, a.steps, a.final_loss,
-            a.seconds, a.cpu_seconds, a.peak_rss_bytes, a.examples_per_s, a.created, a.sha256, a.path)
+    return (a.model_name, a.base, a.task, a.examples, a.rank, a.epochs, a.lr, a.steps, a.final_loss,
+            a.seconds, a.cpu_seconds, a.peak_rss_bytes, a.examples_per_s, a.precision, a.n_threads,
+            a.token_budget, a.micro_batches, a.parent_name, a.parent, a.created, a.sha256, a.path)
 
 
 def adapt_command(model: str, task: str, config: TrainConfig, *, data_dir: Path,
                   train_limit: int | None, name: str | None, tasks_dirs: tuple[Path, ...],
                   models_dir: Path | None, threads: int | None, drop_overlap: bool,
-                  fmt: str = "table", wide: bool = False, err: Console | None = None) -> None:
-    """Plan, train with a progress bar (or hit the cache), print the adapter."""
+                  fmt: str = "table", wide: bool = False, err: Console | None = None,
+                  parent: str | None = None) -> None:
+    """Plan, train with a progress bar (or hit the cache), print the adapter. `parent` names
+    an adapter to continue (`--from`)."""
     err = err or Console(stderr=True)
     check_format(fmt)
     p = plan(model, task, config, data_dir=data_dir, train_limit=train_limit, name=name,
-             tasks_dirs=tasks_dirs, models_dir=models_dir, drop_overlap=drop_overlap)
+             tasks_dirs=tasks_dirs, models_dir=models_dir, drop_overlap=drop_overlap, n_threads=threads,
+             parent=parent)
     cached = read_record(p.path)
     if cached is not None:
         _print(cached, True, fmt, wide)
         return
-    n = len(p.training.examples)
-    err.print(f"Adapting {p.base.name} to {task} on {n} training examples "
-              f"({p.training.pool} in the train split): rank {config.rank}, {config.epochs} "
-              f"epoch(s), batch {config.batch_size}, seed {config.seed}.", highlight=False)
+    n, c = len(p.training.examples), p.config
+    start = f"Continuing {p.parent.model_name}" if p.parent else f"Adapting {p.base.name}"
+    err.print(f"{start} to {task} on {n} training examples ({p.training.pool} in the train split): "
+              f"rank {c.rank}, {c.epochs} epoch(s), batch {c.batch_size}, seed {c.seed}; {c.precision}, "
+              f"{p.n_threads} thread(s), at most {c.token_budget} tokens per pass"
+              f"{', gradient checkpointing' if c.grad_checkpointing else ''}.", highlight=False, soft_wrap=True)
     with Progress(*_COLUMNS, console=err, transient=False) as prog:
         bar = prog.add_task("train", total=None, step="-", loss="-", rate="-", eta="-")
 
@@ -91,7 +104,7 @@ def adapt_command(model: str, task: str, config: TrainConfig, *, data_dir: Path,
             prog.console.print(message, highlight=False)
 
         try:
-            adapter, hit = adapt(p, n_threads=threads, on_step=on_step, on_status=on_status)
+            adapter, hit = adapt(p, on_step=on_step, on_status=on_status)
         except TrainingInterrupted as stop:
             prog.stop()
             _interrupted(err, stop)

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from iberlite.adapt.train import TrainConfig
 from iberlite.cli.tables import check_format, emit
 from iberlite.errors import UserError
 from iberlite.run.interrupt import RunInterrupted
@@ -107,8 +108,8 @@ def adapt(
     train_limit: Annotated[Optional[int], typer.Option("--train-limit", min=1, help="Train on the first N examples of a seeded shuffle \\[default: all].")] = None,
     rank: Annotated[int, typer.Option("--rank", min=1, help="LoRA rank.")] = 8,
     alpha: Annotated[Optional[float], typer.Option("--alpha", help="LoRA alpha \\[default: 2 x rank].")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the examples.")] = 1,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (linear decay to 0).")] = 2e-4,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the examples (the default is the measured one: docs/adapting.md).")] = TrainConfig.epochs,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate, decayed linearly to 0 (the default is the measured one).")] = TrainConfig.lr,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Examples per step.")] = 8,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the example order and LoRA init.")] = 0,
     name: Annotated[Optional[str], typer.Option("--name", help="Adapter name in MODEL+NAME \\[default: the task].")] = None,
@@ -117,6 +118,10 @@ def adapt(
     tasks_dir: TasksDirOpt = None,
     models_dir: ModelsDirOpt = None,
     threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads \\[default: torch's].")] = None,
+    token_budget: Annotated[int, typer.Option("--token-budget", min=1, help="Padded tokens per forward pass: a step's batch runs in micro-batches within it (less memory, same step).")] = TrainConfig.token_budget,
+    grad_checkpointing: Annotated[bool, typer.Option("--grad-checkpointing", help="Recompute activations in the backward pass: less memory, slower.")] = False,
+    precision: Annotated[str, typer.Option("--precision", help="auto, bf16 or fp32: the forward pass's matmuls (auto: bf16 where the CPU has avx512_bf16 or amx_bf16).")] = "auto",
+    parent: Annotated[Optional[str], typer.Option("--from", help="Continue this adapter (BASE+NAME or its .gguf path) on the new examples.")] = None,
     curve: Annotated[Optional[str], typer.Option("--curve", help="Comma-separated training sizes, e.g. 0,100,300,1000: one adapter per size (0 = the base), all evaluated on the same test items.")] = None,
     eval_limit: Annotated[Optional[int], typer.Option("--eval-limit", min=1, help="--curve: test items to evaluate each point on \\[default: all].")] = None,
     target_score: Annotated[float, typer.Option("--target-score", min=0.0, max=1.0, help="--curve: the score to reach, 0-1 (x100 for a 0-100 metric); the notes say how many examples reach it.")] = 0.6,
@@ -127,16 +132,18 @@ def adapt(
     """Train a LoRA adapter for TASK on the CPU; every command then knows MODEL+TASK.
 
     It learns from the task's train split and is cached by base, task, data and hyper-parameters."""
-    from iberlite.adapt.train import TrainConfig
     from iberlite.cli.adapt import adapt_command, curve_command
 
     config = TrainConfig(rank=rank, alpha=alpha if alpha is not None else 2.0 * rank, epochs=epochs,
-                         lr=lr, batch_size=batch_size, seed=seed)
+                         lr=lr, batch_size=batch_size, seed=seed, token_budget=token_budget,
+                         grad_checkpointing=grad_checkpointing, precision=precision)
     if curve is not None:
         from iberlite.adapt.curve import parse_sizes
 
         if train_limit is not None or name is not None:
             raise UserError("--curve sets the training sizes and names itself; drop --train-limit and --name.", 2)
+        if parent is not None:
+            raise UserError("--from continues one adapter; it does not combine with --curve.", 2)
         curve_command(model, task, parse_sizes(curve), config, data_dir=_data_dir(data_dir),
                       tasks_dirs=tuple(tasks_dir or ()), models_dir=models_dir, threads=threads,
                       drop_overlap=drop_overlap, eval_limit=eval_limit, db=db, fmt=fmt, wide=wide, err=err,
@@ -144,7 +151,7 @@ def adapt(
         return
     adapt_command(model, task, config, data_dir=_data_dir(data_dir), train_limit=train_limit,
                   name=name, tasks_dirs=tuple(tasks_dir or ()), models_dir=models_dir,
-                  threads=threads, drop_overlap=drop_overlap, fmt=fmt, wide=wide, err=err)
+                  threads=threads, drop_overlap=drop_overlap, fmt=fmt, wide=wide, err=err, parent=parent)
 
 
 StrictOpt = Annotated[bool, typer.Option("--strict", help="A data row that cannot be evaluated (missing field, empty text, label out of range, bad bytes, wrong column count) is an error, not skipped.")]

@@ -4,14 +4,15 @@ An adapter is ``adapters/BASE+NAME.KEY.gguf`` in the models folder (``--models-d
 ``IBERLITE_MODELS_DIR``, else ``models/`` in the cache folder), with the PEFT weights it was
 exported from in ``BASE+NAME.KEY.peft/`` (the transformers engine applies those) and a JSON
 record beside it. KEY hashes the base file's sha256, the task and its prompt, the training
-examples and the hyper-parameters, so asking again for the same adapter is a cache hit and any
+examples, the hyper-parameters, the training precision and thread count, and the key of the
+adapter it continues (if any), so asking again for the same adapter is a cache hit and any
 change makes a new one. NAME is the task's name unless the user gives another.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 
 from iberlite.errors import UserError
@@ -61,6 +62,14 @@ class Adapter:
     token_mismatches: int
     versions: str
     created: str
+    # Fields added later carry the value every adapter made before them had, so an older
+    # record still reads (nothing stored is ever lost).
+    precision: str = "fp32"  # the forward pass's matmuls in training: "bf16" or "fp32"
+    token_budget: int | None = None  # padded tokens per micro-batch (None: one pass per batch)
+    grad_checkpointing: bool = False
+    micro_batches: int | None = None  # forward/backward passes of the whole run
+    parent: str | None = None  # key of the adapter this one continued (`adapt --from`)
+    parent_name: str | None = None  # that adapter's BASE+NAME
 
     @property
     def model_name(self) -> str:
@@ -102,11 +111,13 @@ def write_record(adapter: Adapter) -> None:
 
 
 def read_record(gguf: Path) -> Adapter | None:
-    """The record of a complete adapter, or None (missing, partial or from another version)."""
+    """The record of a complete adapter, or None (missing, partial or from a newer version). A
+    record from before a field existed reads with that field's default."""
     try:
         raw = json.loads(record_path(gguf).read_text())
         known = {f.name for f in fields(Adapter)}
-        if set(raw) != known:
+        required = {f.name for f in fields(Adapter) if f.default is MISSING}
+        if not required <= set(raw) <= known:
             return None
         raw["targets"], raw["train_files"] = tuple(raw["targets"]), tuple(raw["train_files"])
         adapter = Adapter(**raw)
@@ -120,6 +131,29 @@ def adapters(directory: Path | None = None) -> list[Adapter]:
     d = adapters_dir(directory)
     found = [read_record(p) for p in sorted(d.glob("*.gguf"))] if d.is_dir() else []
     return sorted((a for a in found if a), key=lambda a: (a.model_name, a.created))
+
+
+def find_adapter(ref: str, directory: Path | None = None, base_sha256: str | None = None) -> Adapter:
+    """The adapter `ref` names: a path to its GGUF file, its record or its PEFT folder, or
+    ``BASE+NAME``: the newest adapter of that name for that base in the models folder (the
+    newest trained on the file `base_sha256` names, when one was)."""
+    path = Path(ref).expanduser()
+    if path.exists():
+        record = read_record(path.with_suffix(".gguf"))
+        if record is None:
+            raise UserError(f"{path} is not a complete adapter (no readable record beside it).", 2)
+        return record
+    base, sep, name = ref.rpartition(ADAPTER_SEP)
+    if not (sep and base and name):
+        raise UserError(f"No adapter {ref!r}: name one as BASE+NAME (see `iberlite models`) or give "
+                        "the path to its .gguf file.", 2)
+    stem = Path(base).stem if base.endswith(".gguf") else base
+    mine = [a for a in adapters(directory) if a.name == name and a.base == stem]
+    if not mine:
+        raise UserError(f"No adapter {name!r} for {stem} in {adapters_dir(directory)}; see `iberlite "
+                        "models`.", 2)
+    fitting = [a for a in mine if a.base_sha256 == base_sha256] or mine
+    return max(fitting, key=lambda a: a.created)
 
 
 def resolve_adapted(base_file: ModelFile, adapter_name: str, directory: Path | None = None) -> ModelFile:
@@ -150,7 +184,7 @@ def resolve_adapted(base_file: ModelFile, adapter_name: str, directory: Path | N
 
 TRAINING_FACTS = ("name", "task", "examples", "pool", "rank", "alpha", "epochs", "lr", "batch_size",
                   "seed", "steps", "final_loss", "seconds", "cpu_seconds", "peak_rss_bytes",
-                  "examples_per_s", "n_threads", "created")
+                  "examples_per_s", "n_threads", "created", "precision", "token_budget", "parent")
 """What an evaluation keeps of its adapter's record (examples used and the one-off training
 cost), so a report built on another machine, without the models folder, still has them."""
 
