@@ -6,7 +6,9 @@ and hyper-parameters (fresh models folder, so nothing is a cache hit):
 * ``old``: one forward pass per batch, padded to its longest sequence, fp32 (adapting before
   issue 35);
 * ``new``: micro-batches within the default token budget, dynamic padding, and the precision
-  `--precision auto` picks on this CPU (bf16 where it has avx512_bf16 or amx_bf16).
+  `--precision auto` picks on this CPU (bf16 where it has avx512_bf16 or amx_bf16);
+* ``budget`` (the token budget alone, fp32) and ``checkpointing`` (``new`` with gradient
+  checkpointing), with --settings, to tell what each change brings.
 
 Each adapter trains in a child process of its own, so its peak RSS is its own (the whole
 process: model load included, as `adapt` records it). Reports training examples/s, wall and CPU
@@ -17,7 +19,9 @@ deviation.
     nice -n 10 python benchmarks/adapt_speed.py --models smollm2-135m,gemma3-270m \
         --tasks bec_eu,bhtc_eu --train-limit 32 --epochs 1 --threads 1 --data-dir ../shared/data
 
-Prints a table and writes JSON to benchmarks/out/adapt_speed.json (with the device fingerprint).
+Prints a table and writes JSON to benchmarks/out/adapt_speed.json (with the device fingerprint)
+after every adapter; --resume keeps the rows already there that were made with the same
+arguments and trains only the others.
 """
 
 from __future__ import annotations
@@ -46,7 +50,10 @@ from iberlite.tasks.registry import load_task_specs  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 SETTINGS = {"old": {"token_budget": 10**9, "precision": "fp32"},
-            "new": {"token_budget": TrainConfig.token_budget, "precision": "auto"}}
+            "budget": {"token_budget": TrainConfig.token_budget, "precision": "fp32"},
+            "new": {"token_budget": TrainConfig.token_budget, "precision": "auto"},
+            "checkpointing": {"token_budget": TrainConfig.token_budget, "precision": "auto",
+                              "grad_checkpointing": True}}
 
 
 def child(job: dict) -> dict:
@@ -59,7 +66,8 @@ def child(job: dict) -> dict:
                  models_dir=Path(tmp), drop_overlap=True, n_threads=job["threads"])
         a, _ = adapt(p)
         row = {**job, "examples": a.examples, "precision": a.precision, "token_budget": a.token_budget,
-               "passes": a.micro_batches, "steps": a.steps, "threads": a.n_threads,
+               "grad_checkpointing": a.grad_checkpointing,
+               "passes": a.micro_batches, "steps": a.steps, "n_threads": a.n_threads,
                "examples_per_s": a.examples_per_s, "seconds": a.seconds, "cpu_seconds": a.cpu_seconds,
                "peak_rss_gib": round(a.peak_rss_bytes / 2**30, 2), "n_trainable": a.n_trainable,
                "first_loss": a.first_loss, "final_loss": a.final_loss, "token_check": a.token_check}
@@ -75,7 +83,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="smollm2-135m,gemma3-270m")
     ap.add_argument("--tasks", default="bec_eu,bhtc_eu")
-    ap.add_argument("--settings", default="old,new", help="which of old, new to train")
+    ap.add_argument("--settings", default="old,new", help=f"which of {', '.join(SETTINGS)} to train")
     ap.add_argument("--train-limit", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     ap.add_argument("--lr", type=float, default=TrainConfig.lr)
@@ -84,30 +92,47 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="[default: torch's]")
     ap.add_argument("--agreement", type=int, default=0, help="test items for the agreement check")
     ap.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--resume", action="store_true", help="keep rows of the same arguments in the JSON")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))), flush=True)
         return
-    rows = []
+    common = {"train_limit": args.train_limit, "batch_size": args.batch_size, "lr": args.lr,
+              "epochs": args.epochs, "seed": args.seed, "threads": args.threads,
+              "agreement_items": args.agreement, "data_dir": str(args.data_dir.resolve())}
+    rows = _kept_rows(common) if args.resume else []
+    done = {(r["model"], r["task"], r["setting"]) for r in rows}
     for model in args.models.split(","):
         for task in args.tasks.split(","):
             for setting in args.settings.split(","):
-                job = {"model": model, "task": task, "setting": setting, "train_limit": args.train_limit,
-                       "batch_size": args.batch_size, "lr": args.lr, "epochs": args.epochs, "seed": args.seed,
-                       "threads": args.threads, "agreement_items": args.agreement,
-                       "data_dir": str(args.data_dir.resolve())}
+                if (model, task, setting) in done:
+                    continue
+                job = {"model": model, "task": task, "setting": setting, **common}
                 proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)],
                                       capture_output=True, text=True)
                 if proc.returncode != 0:
                     sys.exit(f"{model} {task} {setting} failed:\n{proc.stderr[-2000:]}")
                 rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
                 print(json.dumps(rows[-1]), flush=True)
+                _write(rows, args)
     _table(rows)
+    _write(rows, args)
+
+
+def _kept_rows(common: dict) -> list[dict]:
+    """Rows of an earlier run with the same arguments (model, task and setting aside)."""
+    path = OUT / "adapt_speed.json"
+    if not path.is_file():
+        return []
+    rows = json.loads(path.read_text()).get("rows", [])
+    return [r for r in rows if all(r.get(k) == v for k, v in common.items())]
+
+
+def _write(rows: list[dict], args: argparse.Namespace) -> None:
     OUT.mkdir(exist_ok=True)
-    device = fingerprint(rows[0]["threads"] if rows else 1).to_dict()
-    flags = all_cpu_flags(read_cpuinfo())
-    device["bf16_flags"] = sorted(f for f in flags if "bf16" in f)
+    device = fingerprint(rows[0]["n_threads"] if rows else 1).to_dict()
+    device["bf16_flags"] = sorted(f for f in all_cpu_flags(read_cpuinfo()) if "bf16" in f)
     device["auto_precision"] = this_cpu_precision()
     (OUT / "adapt_speed.json").write_text(json.dumps({"device": device, "args": {
         k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "child"},
@@ -115,10 +140,10 @@ def main() -> None:
 
 
 def _table(rows: list[dict]) -> None:
-    print(f"\n{'model':<14} {'task':<8} {'setting':<7} {'prec':<5} {'passes':>6} {'ex/s':>6} "
+    print(f"\n{'model':<14} {'task':<8} {'setting':<13} {'prec':<5} {'passes':>6} {'ex/s':>6} "
           f"{'wall s':>7} {'CPU s':>7} {'RSS GiB':>8} {'loss first->final':>18}")
     for r in rows:
-        print(f"{r['model']:<14} {r['task']:<8} {r['setting']:<7} {r['precision']:<5} {r['passes']:>6} "
+        print(f"{r['model']:<14} {r['task']:<8} {r['setting']:<13} {r['precision']:<5} {r['passes']:>6} "
               f"{r['examples_per_s']:>6.2f} {r['seconds']:>7.0f} {r['cpu_seconds']:>7.0f} "
               f"{r['peak_rss_gib']:>8.2f} {r['first_loss']:>8.3f} -> {r['final_loss']:.3f}")
         if "agreement" in r:
