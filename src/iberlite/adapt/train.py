@@ -1,9 +1,9 @@
 """LoRA training on the CPU (transformers + PEFT), loss on the answer tokens only.
 
 The loop is written out rather than handed to `transformers.Trainer` for three reasons the
-user sees: the result is a function of the seed and the thread count only (no dropout, a fixed
-example order, no data-loader workers); Ctrl-C stops at a step boundary and keeps a checkpoint
-that the same command resumes from; and the output layer is applied only at the answer
+user sees: the result is a function of the seed, the thread count and the precision only (no
+dropout, a fixed example order, no data-loader workers); Ctrl-C stops at a step boundary and
+keeps a checkpoint that the same command resumes from; and the output layer is applied only at the answer
 positions, which matters on Gemma's 262k-entry vocabulary (the full logits of a batch would be
 gigabytes for a handful of scored tokens).
 
@@ -51,8 +51,8 @@ class TrainConfig:
     seed: int = 0
     max_tokens: int = 512  # longer sequences lose their oldest context tokens
     targets: tuple[str, ...] = TARGET_MODULES
-    # Padded tokens per forward pass. max_tokens: the worst case, one full-length sequence per
-    # pass, is then the typical case too; a smaller budget would not lower the worst case.
+    # Padded tokens per forward pass: max_tokens, so no pass computes more than one full-length
+    # sequence does, the worst case that any budget must allow (docs/adapting.md).
     token_budget: int = 512
     grad_checkpointing: bool = False  # recompute activations in backward: less memory, slower
     precision: str = "auto"  # "bf16" or "fp32"; "auto": bf16 where the CPU has it natively
