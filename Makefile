@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 # report test drives Debian's Chromium through Playwright (never `playwright install`: it
 # downloads a browser).
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -e '.[test,reference,ray]'
+	$(PIP) install -e '.[test,reference,ray,label]'
 	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
 	touch $@
 

@@ -48,9 +48,10 @@ def test_permuting_b_permutes_the_delta_as_llama_cpp_permutes_the_weight():
 
 
 def test_training_examples_are_the_train_split_rendered_as_the_task_scores_it(data_dir):
-    from iberlite.adapt.examples import content_hash, load_training_set
+    from iberlite.adapt.examples import load_training_set
     from iberlite.tasks.items import load_items
     from iberlite.tasks.registry import load_task_specs
+    from iberlite.tasks.render import content_hash
 
     spec = load_task_specs()["bec_eu"]
     small = load_training_set(spec, data_dir, 50, seed=1)

@@ -116,7 +116,7 @@ def test_every_room_is_a_package_and_the_top_level_holds_only_shared_modules() -
     assert top == ["cache", "errors", "langs"]
     rooms = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
     assert rooms == ["adapt", "analysis", "bench", "cli", "decide", "device", "engines", "fidelity",
-                     "models", "report", "run", "scoring", "store", "tasks"]
+                     "label", "models", "report", "run", "scoring", "store", "tasks"]
 
 
 def test_the_public_names_import_and_are_the_library_objects() -> None:

@@ -40,26 +40,27 @@ def parse_sizes(text: str) -> tuple[int, ...]:
     return tuple(sorted(sizes))
 
 
-def curve_name(task: str, size: int) -> str:
-    """The adapter name of one point."""
-    return f"{task}-n{size}"
+def curve_name(task: str, size: int, labels: bool = False) -> str:
+    """The adapter name of one point (``TASK-labels-nSIZE`` when trained on people's labels)."""
+    return f"{task}-labels-n{size}" if labels else f"{task}-n{size}"
 
 
 def train_curve(model: str, task: str, sizes: tuple[int, ...], config: TrainConfig, *, data_dir: Path,
                 tasks_dirs: tuple[Path, ...] = (), models_dir: Path | None = None,
-                n_threads: int | None = None, drop_overlap: bool = False,
+                n_threads: int | None = None, drop_overlap: bool = False, labels_db: Path | None = None,
                 on_point: Callable[[int, int], None] | None = None,
                 on_step: Callable[[StepInfo], None] | None = None,
                 on_status: Callable[[str], None] | None = None) -> list[CurvePoint]:
     """Train (or find cached) the adapter of every size; every plan is checked before any
     training, so a size larger than the train split fails at once."""
-    plans = {s: plan(model, task, config, data_dir=data_dir, train_limit=s, name=curve_name(task, s),
-                     tasks_dirs=tasks_dirs, models_dir=models_dir, drop_overlap=drop_overlap,
-                     n_threads=n_threads)
+    plans = {s: plan(model, task, config, data_dir=data_dir, train_limit=s,
+                     name=curve_name(task, s, labels_db is not None), tasks_dirs=tasks_dirs,
+                     models_dir=models_dir, drop_overlap=drop_overlap, n_threads=n_threads, labels_db=labels_db)
              for s in sizes if s > 0}
     for s, p in plans.items():
         if len(p.training.examples) < s:
-            raise UserError(f"The train split of {task} has {p.training.pool} usable examples, fewer "
+            where = "labels" if labels_db is not None else "train split"
+            raise UserError(f"The {where} of {task} has {p.training.pool} usable examples, fewer "
                             f"than the curve's {s}.", 2)
     points = [CurvePoint(0, model, None, True)] if 0 in sizes else []
     for s, p in plans.items():

@@ -4,6 +4,8 @@ An example is the (context, continuation) pair the task scores for its gold choi
 from `doc_to_text`, the continuation `target_delimiter + gold choice`. Training on that pair with
 the loss on the continuation only teaches the model the very thing an evaluation asks of it.
 
+Or, with `--labels`, the task's pool rows that people labelled (`load_labelled_set`).
+
 The train split is the task's `source.train_files` (same format as its evaluated files, labels
 inline). Training and evaluated items must never meet: every example's content hash (its
 whitespace-normalized context) is checked against the evaluated split, and an overlap is refused
@@ -19,8 +21,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from iberlite.errors import UserError
+from iberlite.store import Store
+from iberlite.store.labels import LabelBook
+from iberlite.tasks.data import doc_from_fields
 from iberlite.tasks.items import load_items
-from iberlite.tasks.render import Instance
+from iberlite.tasks.render import Instance, content_hash, render
 from iberlite.tasks.spec import TaskSpec
 
 
@@ -51,11 +56,6 @@ class TrainingSet:
         for e in self.examples:
             h.update(json.dumps([e.context, e.continuation], ensure_ascii=False).encode())
         return h.hexdigest()[:16]
-
-
-def content_hash(text: str) -> str:
-    """Hash of what the model reads, blind to whitespace differences between copies."""
-    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
 
 
 def train_spec(spec: TaskSpec) -> TaskSpec:
@@ -96,3 +96,43 @@ def load_training_set(spec: TaskSpec, data_dir: Path, limit: int | None, seed: i
     if not chosen:
         raise UserError(f"Task {spec.name} has no training examples left to train on.", 2)
     return TrainingSet(spec.name, tuple(chosen), len(pool), len(overlap), spec.source.train_files)
+
+
+@dataclass(frozen=True)
+class LabelSource:
+    """Where an adapter's labels came from: how many, their hash, and who gave them."""
+
+    db: str
+    count: int
+    labels_hash: str
+    labellers: tuple[str, ...]
+
+
+def load_labelled_set(spec: TaskSpec, db: Path, limit: int | None) -> tuple[TrainingSet, LabelSource]:
+    """The task's pool rows that hold a label now, in the order they were labelled (the first
+    `limit`), rendered as the task evaluates; rows whose text is an evaluated item are dropped."""
+    if spec.output != "multiple_choice":
+        raise UserError(f"Task {spec.name} is a generation task; labels train multiple-choice tasks only.", 2)
+    with Store.open_readonly(db) as store:
+        book = LabelBook(store)
+        pool = {r.row_hash: r for r in book.pool(spec.name)}
+        given = [e for e in book.labels(spec.name).values() if e.row_hash in pool]
+    usable = [e for e in given if not pool[e.row_hash].evaluated]
+    chosen = usable if limit is None else usable[:limit]
+    if not chosen:
+        raise UserError(f"No labels for {spec.name} in {db}; label rows with `iberlite label --task "
+                        f"{spec.name}` or `iberlite labels import` first.", 2)
+    examples = []
+    h = hashlib.sha256()
+    for e in chosen:
+        inst = render(spec, doc_from_fields(spec, pool[e.row_hash].fields, e.row_hash), with_target=False)
+        if e.label not in inst.choices:
+            raise UserError(f"The label {e.label!r} of pool row {e.row_hash} is not one of {spec.name}'s "
+                            f"choices ({', '.join(inst.choices)}).", 2)
+        examples.append(TrainExample(e.row_hash, inst.context, inst.target_delimiter + str(e.label),
+                                     content_hash(inst.context)))
+        h.update(json.dumps([e.row_hash, e.label, e.labeller]).encode())
+    training = TrainingSet(spec.name, tuple(examples), len(usable), len(given) - len(usable),
+                           (f"labels:{Path(db).name}",))
+    return training, LabelSource(str(db), len(chosen), h.hexdigest()[:16],
+                                 tuple(sorted({e.labeller for e in chosen})))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 
-from iberlite.adapt.examples import TrainingSet, load_training_set
+from iberlite.adapt.examples import LabelSource, TrainingSet, load_labelled_set, load_training_set
 from iberlite.adapt.gguf_lora import gguf_tensors, write_adapter
 from iberlite.adapt.tokens import compare_tokenizers, device_pairs
 from iberlite.adapt.train import (
@@ -59,6 +59,7 @@ class AdaptPlan:
     path: Path
     n_threads: int
     parent: Adapter | None = None  # the adapter this one continues (`--from`)
+    labels: LabelSource | None = None  # trained on people's labels (`--labels`), not the train split
 
 
 def adapter_key(base_sha256: str, spec: TaskSpec, training: TrainingSet, config: TrainConfig,
@@ -96,11 +97,12 @@ def _parent(ref: str, base: ModelFile, base_sha256: str, task: str, config: Trai
 def plan(model: str, task: str, config: TrainConfig, *, data_dir: Path, train_limit: int | None = None,
          name: str | None = None, tasks_dirs: tuple[Path, ...] = (), models_dir: Path | None = None,
          drop_overlap: bool = False, n_threads: int | None = None,
-         parent: str | None = None) -> AdaptPlan:
+         parent: str | None = None, labels_db: Path | None = None) -> AdaptPlan:
     """Check the request and find the adapter's place, without loading any model weights.
 
     `n_threads` defaults to torch's; `parent` names an adapter to continue (`--from`: a path
-    or ``BASE+NAME``)."""
+    or ``BASE+NAME``); `labels_db`, a database whose labels of the task to train on instead of
+    its train split (`--labels`)."""
     if train_limit is not None and train_limit < 1:
         raise UserError("--train-limit must be at least 1.", 2)
     base = resolve_model(model)
@@ -115,14 +117,18 @@ def plan(model: str, task: str, config: TrainConfig, *, data_dir: Path, train_li
     config = config.resolved()
     facts = gguf_facts(base.file)
     earlier = _parent(parent, base, facts.sha256, spec.name, config, models_dir) if parent else None
-    training = load_training_set(spec, data_dir, train_limit, config.seed, drop_overlap)
+    source = None
+    if labels_db is not None:
+        training, source = load_labelled_set(spec, labels_db, train_limit)
+    else:
+        training = load_training_set(spec, data_dir, train_limit, config.seed, drop_overlap)
     threads = thread_count(n_threads)
     key = adapter_key(facts.sha256, spec, training, config, threads, earlier.key if earlier else None)
-    label = name or task
+    label = name or (f"{task}-labels" if labels_db is not None else task)
     if not label.replace("_", "").replace("-", "").replace(".", "").isalnum():
         raise UserError(f"Adapter name {label!r} may hold letters, digits, '_', '-' and '.' only.", 2)
     return AdaptPlan(base, facts.sha256, facts.architecture, spec, training, config, label, key,
-                     adapter_path(models_dir, base.name, label, key), threads, earlier)
+                     adapter_path(models_dir, base.name, label, key), threads, earlier, source)
 
 
 def _with_threads(p: AdaptPlan, n_threads: int) -> AdaptPlan:
@@ -178,6 +184,7 @@ def adapt(p: AdaptPlan, *, n_threads: int | None = None,
     provenance = {"base_sha256": p.base_sha256, "task": p.spec.name, "key": p.key,
                   "data_hash": p.training.data_hash, "examples": str(len(p.training.examples)),
                   "rank": str(p.config.rank), "precision": p.config.precision,
+                  **({"labels_hash": p.labels.labels_hash} if p.labels else {}),
                   **({"parent": p.parent.key} if p.parent else {})}
     write_adapter(p.path, p.architecture, p.config.alpha, tensors, provenance)
     with warnings.catch_warnings():  # "no config file beside the GGUF": the vocabulary is untouched
@@ -202,6 +209,8 @@ def adapt(p: AdaptPlan, *, n_threads: int | None = None,
         token_budget=c.token_budget, grad_checkpointing=c.grad_checkpointing,
         micro_batches=result.micro_batches, parent=p.parent.key if p.parent else None,
         parent_name=p.parent.model_name if p.parent else None,
+        labels=p.labels.count if p.labels else None, labels_hash=p.labels.labels_hash if p.labels else None,
+        labellers=p.labels.labellers if p.labels else (),
     )
     write_record(adapter)
     checkpoint.unlink(missing_ok=True)

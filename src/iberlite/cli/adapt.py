@@ -76,21 +76,22 @@ def adapt_command(model: str, task: str, config: TrainConfig, *, data_dir: Path,
                   train_limit: int | None, name: str | None, tasks_dirs: tuple[Path, ...],
                   models_dir: Path | None, threads: int | None, drop_overlap: bool,
                   fmt: str = "table", wide: bool = False, err: Console | None = None,
-                  parent: str | None = None) -> None:
+                  parent: str | None = None, labels_db: Path | None = None) -> None:
     """Plan, train with a progress bar (or hit the cache), print the adapter. `parent` names
-    an adapter to continue (`--from`)."""
+    an adapter to continue (`--from`); `labels_db` holds the labels to train on (`--labels`)."""
     err = err or Console(stderr=True)
     check_format(fmt)
     p = plan(model, task, config, data_dir=data_dir, train_limit=train_limit, name=name,
              tasks_dirs=tasks_dirs, models_dir=models_dir, drop_overlap=drop_overlap, n_threads=threads,
-             parent=parent)
+             parent=parent, labels_db=labels_db)
     cached = read_record(p.path)
     if cached is not None:
         _print(cached, True, fmt, wide)
         return
     n, c = len(p.training.examples), p.config
     start = f"Continuing {p.parent.model_name}" if p.parent else f"Adapting {p.base.name}"
-    err.print(f"{start} to {task} on {n} training examples ({p.training.pool} in the train split): "
+    where = (f"labels by {', '.join(p.labels.labellers)}" if p.labels else "in the train split")
+    err.print(f"{start} to {task} on {n} training examples ({p.training.pool} {where}): "
               f"rank {c.rank}, {c.epochs} epoch(s), batch {c.batch_size}, seed {c.seed}; {c.precision}, "
               f"{p.n_threads} thread(s), at most {c.token_budget} tokens per pass"
               f"{', gradient checkpointing' if c.grad_checkpointing else ''}.", highlight=False, soft_wrap=True)
@@ -125,7 +126,7 @@ def curve_command(model: str, task: str, sizes: tuple[int, ...], config: TrainCo
                   data_dir: Path, tasks_dirs: tuple[Path, ...], models_dir: Path | None,
                   threads: int | None, drop_overlap: bool, eval_limit: int | None, db: Path,
                   fmt: str = "table", wide: bool = False, err: Console | None = None,
-                  target_score: float = 0.6) -> None:
+                  target_score: float = 0.6, labels: bool = False) -> None:
     """Train one adapter per size, evaluate them all (and the base at size 0) on the same test
     items as one stored run, print the scores side by side, and say in one sentence how many
     examples reach `target_score` (from the stored evaluations, paired with the base)."""
@@ -152,7 +153,7 @@ def curve_command(model: str, task: str, sizes: tuple[int, ...], config: TrainCo
         try:
             points = train_curve(model, task, sizes, config, data_dir=data_dir, tasks_dirs=tasks_dirs,
                                  models_dir=models_dir, n_threads=threads, drop_overlap=drop_overlap,
-                                 on_point=on_point, on_step=on_step,
+                                 labels_db=db if labels else None, on_point=on_point, on_step=on_step,
                                  on_status=lambda m: prog.console.print(m, highlight=False))
         except TrainingInterrupted as stop:
             prog.stop()
@@ -172,8 +173,9 @@ def curve_command(model: str, task: str, sizes: tuple[int, ...], config: TrainCo
             os.environ[MODELS_DIR_ENV] = previous
     table = results_view(db, result.run_id)
     trained = ", ".join(f"n={p.examples}: {p.adapter.seconds:.0f} s" for p in points if p.adapter)
+    data = ("the labels in labelling order" if labels else "one seeded shuffle of the train split")
     notes = (*table.notes, f"Curve of {model} on {task}: size 0 is the base model; each adapter trains "
-             f"on a prefix of one seeded shuffle of the train split (training time {trained}). Run "
+             f"on a prefix of {data} (training time {trained}). Run "
              f"{result.run_id} in {db}.")
     notes += _curve_sentences(db, task, {p.model.rsplit(ADAPTER_SEP, 1)[0] for p in points}, models_dir,
                               target_score)

@@ -11,6 +11,18 @@ import typer
 from rich.console import Console
 
 from iberlite.adapt.train import TrainConfig
+from iberlite.cli import label_page
+from iberlite.cli.labelling import labels_app, pool_app, select_command
+from iberlite.cli.options import (
+    DataDirOpt,
+    DbOpt,
+    FormatOpt,
+    ModelsDirOpt,
+    TasksDirOpt,
+    WideOpt,
+    data_dir_or_default,
+    split_csv,
+)
 from iberlite.cli.tables import check_format, emit
 from iberlite.errors import UserError
 from iberlite.run.interrupt import RunInterrupted
@@ -24,38 +36,10 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
+app.add_typer(pool_app, name="pool")
+app.add_typer(labels_app, name="labels")
+app.command("select")(select_command)
 
-DbOpt = Annotated[Path, typer.Option("--db", help="SQLite results database.")]
-DataDirOpt = Annotated[
-    Optional[Path],
-    typer.Option("--data-dir", help="Folder with the evaluation data \\[env: IBERLITE_DATA_DIR; default ./data]."),
-]
-TasksDirOpt = Annotated[
-    Optional[list[Path]],
-    typer.Option("--tasks-dir", help="Extra folder of task YAML files (repeatable)."),
-]
-FormatOpt = Annotated[
-    str,
-    typer.Option("--format", help="table (fits the terminal; stacked when too wide; never cuts a "
-                 "name or number), csv, json (raw numbers, snake_case keys) or md."),
-]
-WideOpt = Annotated[bool, typer.Option("--wide", help="Table: every column at full width, whatever the terminal's.")]
-
-
-def _csv(value: str | None) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
-
-
-def _data_dir(value: Path | None) -> Path:
-    from iberlite.tasks.data import default_data_dir
-
-    return value if value is not None else default_data_dir()
-
-
-ModelsDirOpt = Annotated[
-    Optional[Path],
-    typer.Option("--models-dir", help="Folder of quantized variants and adapters \\[env: IBERLITE_MODELS_DIR; default: models/ in the cache folder]."),
-]
 
 
 @app.command()
@@ -98,7 +82,7 @@ def quantize(
     Each file is cached by the source's sha256 and the type."""
     from iberlite.cli.quantize import quantize_command
 
-    quantize_command(model, _csv(to), models_dir, threads, fmt, wide, err=err)
+    quantize_command(model, split_csv(to), models_dir, threads, fmt, wide, err=err)
 
 
 @app.command()
@@ -122,6 +106,7 @@ def adapt(
     grad_checkpointing: Annotated[bool, typer.Option("--grad-checkpointing", help="Recompute activations in the backward pass: less memory, slower.")] = False,
     precision: Annotated[str, typer.Option("--precision", help="auto, bf16 or fp32: the forward pass's matmuls (auto: bf16 where the CPU has avx512_bf16 or amx_bf16).")] = "auto",
     parent: Annotated[Optional[str], typer.Option("--from", help="Continue this adapter (BASE+NAME or its .gguf path) on the new examples.")] = None,
+    labels: Annotated[bool, typer.Option("--labels", help="Train on the task's labels in --db (from `iberlite label` or `labels import`), in labelling order, instead of its train split.")] = False,
     curve: Annotated[Optional[str], typer.Option("--curve", help="Comma-separated training sizes, e.g. 0,100,300,1000: one adapter per size (0 = the base), all evaluated on the same test items.")] = None,
     eval_limit: Annotated[Optional[int], typer.Option("--eval-limit", min=1, help="--curve: test items to evaluate each point on \\[default: all].")] = None,
     target_score: Annotated[float, typer.Option("--target-score", min=0.0, max=1.0, help="--curve: the score to reach, 0-1 (x100 for a 0-100 metric); the notes say how many examples reach it.")] = 0.6,
@@ -131,7 +116,7 @@ def adapt(
 ) -> None:
     """Train a LoRA adapter for TASK on the CPU; every command then knows MODEL+TASK.
 
-    It learns from the task's train split and is cached by base, task, data and hyper-parameters."""
+    It learns from the train split (or people's labels: --labels), cached by base, task, data and settings."""
     from iberlite.cli.adapt import adapt_command, curve_command
 
     config = TrainConfig(rank=rank, alpha=alpha if alpha is not None else 2.0 * rank, epochs=epochs,
@@ -144,14 +129,15 @@ def adapt(
             raise UserError("--curve sets the training sizes and names itself; drop --train-limit and --name.", 2)
         if parent is not None:
             raise UserError("--from continues one adapter; it does not combine with --curve.", 2)
-        curve_command(model, task, parse_sizes(curve), config, data_dir=_data_dir(data_dir),
+        curve_command(model, task, parse_sizes(curve), config, data_dir=data_dir_or_default(data_dir),
                       tasks_dirs=tuple(tasks_dir or ()), models_dir=models_dir, threads=threads,
                       drop_overlap=drop_overlap, eval_limit=eval_limit, db=db, fmt=fmt, wide=wide, err=err,
-                      target_score=target_score)
+                      target_score=target_score, labels=labels)
         return
-    adapt_command(model, task, config, data_dir=_data_dir(data_dir), train_limit=train_limit,
+    adapt_command(model, task, config, data_dir=data_dir_or_default(data_dir), train_limit=train_limit,
                   name=name, tasks_dirs=tuple(tasks_dir or ()), models_dir=models_dir,
-                  threads=threads, drop_overlap=drop_overlap, fmt=fmt, wide=wide, err=err, parent=parent)
+                  threads=threads, drop_overlap=drop_overlap, fmt=fmt, wide=wide, err=err, parent=parent,
+                  labels_db=db if labels else None)
 
 
 StrictOpt = Annotated[bool, typer.Option("--strict", help="A data row that cannot be evaluated (missing field, empty text, label out of range, bad bytes, wrong column count) is an error, not skipped.")]
@@ -172,7 +158,7 @@ def advise(
     Each format's cost is measured on a small built-in check (about a minute), stored for the report."""
     from iberlite.cli.quantize import advise_command
 
-    advise_command(model, _csv(types), db, models_dir, threads, fmt, wide, err=err)
+    advise_command(model, split_csv(types), db, models_dir, threads, fmt, wide, err=err)
 
 
 @app.command()
@@ -185,9 +171,9 @@ def tasks(data_dir: DataDirOpt = None, tasks_dir: TasksDirOpt = None, fmt: Forma
 
     fmt, dirs = check_format(fmt), tuple(tasks_dir or ())
     if check or strict:
-        emit(tasks_check_table(_data_dir(data_dir), dirs, strict), fmt, wide=wide)
+        emit(tasks_check_table(data_dir_or_default(data_dir), dirs, strict), fmt, wide=wide)
     else:
-        emit(tasks_table(_data_dir(data_dir), dirs), fmt, wide=wide)
+        emit(tasks_table(data_dir_or_default(data_dir), dirs), fmt, wide=wide)
 
 
 @app.command()
@@ -234,11 +220,11 @@ def run(
     from iberlite.run.spec import RunSpec
 
     spec = RunSpec(
-        models=_csv(models) or DEFAULT_MODELS, tasks=_csv(tasks), langs=_csv(langs), limit=limit,
-        data_dir=_data_dir(data_dir), tasks_dirs=tuple(tasks_dir or ()), db=db,
+        models=split_csv(models) or DEFAULT_MODELS, tasks=split_csv(tasks), langs=split_csv(langs), limit=limit,
+        data_dir=data_dir_or_default(data_dir), tasks_dirs=tuple(tasks_dir or ()), db=db,
         n_threads=threads, engine=engine, base_url=base_url, api_key_env=api_key_env, api=api, scoring=scoring, prefix_cache=prefix_cache, seed=seed, online=online,
         strict=strict, keep_going=keep_going, item_timeout_s=item_timeout,
-        executor=executor, address=address, device_classes=_csv(device_class), shard_size=shard_size,
+        executor=executor, address=address, device_classes=split_csv(device_class), shard_size=shard_size,
         retries=retries, lm_eval_include=tuple(lm_eval_include or ()), num_fewshot=num_fewshot,
         fewshot_mode=fewshot_mode,
     )
@@ -344,7 +330,7 @@ def doctor(
     from iberlite.cli.doctor import doctor_command
     from iberlite.models.catalog import DEFAULT_MODELS
 
-    code = doctor_command(_csv(models) or DEFAULT_MODELS, threads, check_format(fmt), wide, err)
+    code = doctor_command(split_csv(models) or DEFAULT_MODELS, threads, check_format(fmt), wide, err)
     raise typer.Exit(code)
 
 
@@ -440,6 +426,9 @@ def serve(
     finally:
         server.server_close()
         engine.close()
+
+
+app.command("label")(label_page.label)
 
 
 def main() -> None:

@@ -70,6 +70,9 @@ class Adapter:
     micro_batches: int | None = None  # forward/backward passes of the whole run
     parent: str | None = None  # key of the adapter this one continued (`adapt --from`)
     parent_name: str | None = None  # that adapter's BASE+NAME
+    labels: int | None = None  # trained on people's labels (`adapt --labels`): how many
+    labels_hash: str | None = None  # sha256 (16 hex) of (row, label, labeller) in training order
+    labellers: tuple[str, ...] = ()  # who gave them
 
     @property
     def model_name(self) -> str:
@@ -120,6 +123,7 @@ def read_record(gguf: Path) -> Adapter | None:
         if not required <= set(raw) <= known:
             return None
         raw["targets"], raw["train_files"] = tuple(raw["targets"]), tuple(raw["train_files"])
+        raw["labellers"] = tuple(raw.get("labellers", ()))
         adapter = Adapter(**raw)
     except (OSError, ValueError, TypeError):
         return None

@@ -120,7 +120,7 @@ _BAD_BYTES = "has bytes that are not UTF-8"
 _Read = tuple[int, "dict[str, Any] | RowFault"]
 
 
-def _read_table(fmt: str, path: Path, columns: tuple[str, ...] | None) -> Iterator[_Read]:
+def read_table(fmt: str, path: Path, columns: tuple[str, ...] | None) -> Iterator[_Read]:
     """(line, row) for each row of the file, or (line, fault) for a row that cannot be read.
 
     Bytes that are not UTF-8 are kept as surrogates (`surrogateescape`) so that one bad row
@@ -292,7 +292,7 @@ def read_rows(spec: TaskSpec, data_dir: Path, *, online: bool = False) -> RowsRe
         else:
             for rel in src.files:
                 path = resolve_path(spec, rel, data_dir)
-                read += [(str(path), n, row) for n, row in _read_table(src.format, path, src.columns)]
+                read += [(str(path), n, row) for n, row in read_table(src.format, path, src.columns)]
     counts: dict[str, int] = {}
     for file, _, _ in read:
         counts[file] = counts.get(file, 0) + 1
@@ -351,7 +351,7 @@ def _join(spec: TaskSpec, rows: list[tuple[str, int, dict[str, Any]]], data_dir:
     counts: dict[str, int] = {}
     for rel in join.files:
         path = resolve_path(spec, rel, data_dir)
-        for _, row in _read_table(join.format, path, None):
+        for _, row in read_table(join.format, path, None):
             counts[str(path)] = counts.get(str(path), 0) + 1
             if isinstance(row, RowFault):
                 faults.append(row)

@@ -7,6 +7,7 @@ field name fails loudly instead of rendering "".
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -40,6 +41,12 @@ class Instance:
     def prompt(self) -> str:
         """The context as the user reads it (for generation, exactly what the model sees)."""
         return self.context
+
+
+def content_hash(text: str) -> str:
+    """Hash of what the model reads, blind to whitespace differences between copies: how a
+    training or pool row is found among the evaluated items."""
+    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
 
 
 @lru_cache(maxsize=512)
