@@ -41,13 +41,21 @@ def _candidates_json(d: Decision) -> list[dict]:
              "cloud_share": c.chosen.cloud_share, "monthly_cost": c.chosen.monthly_cost} for c in d.candidates]
 
 
+def _labelling_cells(d: Decision) -> tuple[int | None, float | None, float | None]:
+    lab = d.labelling
+    if lab is None:
+        return None, None, None
+    return lab.labels, lab.seconds_median, lab.cost if lab.known else None
+
+
 def decisions_table(decisions: list[Decision], currency: str, min_accuracy: float,
                     notes: tuple[str, ...] = ()) -> TableData:
     """The decisions as a table: the recommendation, its test-half accuracy with CI, cloud
     share and monthly cost first; what it was chosen against after (hidden first when narrow).
     When several device candidates were compared, which one won, and (json, csv) every one's
-    choice."""
+    choice; when the candidate's adapter was trained on labels, (json, csv) what they cost."""
     several = any(d.candidates for d in decisions)
+    labelled = any(d.labelling for d in decisions)
     cols: tuple[Column, ...] = (
         Column("task", "task"), Column("lang", "lang"),
         *((Column("candidate", "device candidate"),) if several else ()),
@@ -71,6 +79,9 @@ def decisions_table(decisions: list[Decision], currency: str, min_accuracy: floa
         Column("cascade_cloud_share", "cascade cloud share", "num", human=False),
         Column("rule_action", "rule action", human=False), Column("rule_accuracy", "rule accuracy", "num", human=False),
         *((Column("candidates", "candidates", human=False),) if several else ()),
+        *((Column("labels", "labels", "num", human=False),
+           Column("label_seconds_median", "seconds per label", "num", human=False),
+           Column("labelling_cost", "labelling cost", "num", human=False)) if labelled else ()),
     )
     rows = []
     for d in decisions:
@@ -83,6 +94,7 @@ def decisions_table(decisions: list[Decision], currency: str, min_accuracy: floa
             cas.accuracy if cas else None, cas.threshold if cas else None, cas.cloud_share if cas else None,
             d.rule.action.removeprefix("rule:"), d.rule.accuracy,
             *((_candidates_json(d),) if several else ()),
+            *(_labelling_cells(d) if labelled else ()),
         ))
     title = (f"Routing decision: target accuracy {min_accuracy:.2f} "
              "(chosen on the calibration half, reported on the test half)")
@@ -111,6 +123,8 @@ def decide_command(*, device: str | Sequence[str], cloud: str, profile_path: Pat
                   f"(electricity at the assumed watts per core, and the device's time), spread over "
                   f"{p.amortize_months:g} months, is in the monthly cost of every option "
                   + (f"of {setup.candidate.raw} " if len(outcome.setups) > 1 else "") + "that uses the device.",)
+        if setup.labelling is not None:
+            notes += (setup.labelling.sentence(a.model_name),)
     notes += outcome.notes
     emit(decisions_table(list(outcome.decisions), outcome.profile.currency, min_accuracy, notes), fmt,
          wide=wide)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iberlite.decide.candidates import CandidateSetup, compare, comparison_notes, load_setup
+from iberlite.decide.labelling import LabellingCost, labelling_cost
 from iberlite.decide.prices import CostProfile, load_profile
 from iberlite.decide.router import Policy, Route
 from iberlite.decide.routing import Decision, open_results
@@ -18,6 +19,7 @@ from iberlite.errors import UserError
 from iberlite.models.adapters import Adapter, read_record
 from iberlite.models.names import adapter_base, parse_candidate, resolve_model
 from iberlite.store import Store, cost_key, json_safe
+from iberlite.store.labels import LabelBook
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class DecisionOutcome:
     training_cost: float = 0.0
     setups: tuple[CandidateSetup, ...] = ()  # every device candidate, with its own training cost
     notes: tuple[str, ...] = ()  # the moves toward the device and what could not be chosen
+    labelling: LabellingCost | None = None  # that adapter was trained on labels: what they cost
 
 
 def adapter_of(model: str) -> Adapter | None:
@@ -49,7 +52,8 @@ def decide_and_store(*, device: str | Sequence[str], cloud: str, profile_path: P
 
     `device` is one device candidate or several (`MODEL`, `MODEL+ADAPTER`, `MODEL:Kshot-fixed`,
     see `models.names.parse_candidate`); with several, each (task, language) goes to the best
-    candidate (`decide.candidates`)."""
+    candidate (`decide.candidates`). An adapter trained on people's labels also carries their
+    cost (`decide.labelling`), timed by the labelling page in `db`."""
     if not 0.0 <= min_accuracy <= 1.0:
         raise UserError(f"--min-accuracy must be between 0 and 1, not {min_accuracy}.", 2)
     base_profile = load_profile(profile_path)
@@ -65,7 +69,9 @@ def decide_and_store(*, device: str | Sequence[str], cloud: str, profile_path: P
             training = adapter_of(c.model)
             cost = (base_profile.device_time_cost(training.seconds, training.cpu_seconds, assumed_watts())
                     if training else 0.0)
-            setup = load_setup(store, c, cloud, base_profile, device_class, training, cost)
+            timed = LabelBook(store).label_seconds(training.task) if training and training.labels else []
+            labelling = labelling_cost(training, timed, base_profile)
+            setup = load_setup(store, c, cloud, base_profile, device_class, training, cost, labelling)
             if not setup.pairs:
                 raise UserError(f"{c.raw} and {cloud} have no items in common in {db}.", 2)
             setups.append(setup)
@@ -97,7 +103,8 @@ def decide_and_store(*, device: str | Sequence[str], cloud: str, profile_path: P
     adapted = next((s for s in setups if s.training), None)
     return DecisionOutcome(tuple(decisions), first.profile, decision_id,
                            adapted.training if adapted else None, adapted.training_cost if adapted else 0.0,
-                           tuple(setups), comparison_notes(candidates, decisions))
+                           tuple(setups), comparison_notes(candidates, decisions),
+                           adapted.labelling if adapted else None)
 
 
 def _model_of(candidate: str) -> str:

@@ -32,8 +32,10 @@ class CostProfile:
     volume: dict[str, int] = field(default_factory=dict)
     illustrative: bool = False
     source: str = ""
-    amortize_months: float = 12.0  # over how many months a one-off cost (training) is spread
-    one_off_monthly: float = 0.0  # one-off costs (an adapter's training) per month of that spread
+    amortize_months: float = 12.0  # over how many months a one-off cost (training, labels) is spread
+    one_off_monthly: float = 0.0  # one-off costs (an adapter's training and labels) per month of that spread
+    labelling_per_hour: float | None = None  # what an hour of people labelling costs; None: not priced
+    seconds_per_label: float | None = None  # assumed when the labelling page timed no label
 
     def monthly_volume(self, task: str, lang: str) -> int:
         """Requests per month for a task: by task name, then by language, then the default."""
@@ -60,9 +62,13 @@ class CostProfile:
         energy = self.device_energy_cost(cpu_seconds * watts_per_core)
         return energy + self.device_hardware_cost * wall_seconds / 3600 / self.device_lifetime_hours
 
+    def labelling_cost(self, labels: int, seconds_per_label: float) -> float:
+        """What people's time on `labels` labels costs at the profile's price of an hour."""
+        return labels * seconds_per_label * (self.labelling_per_hour or 0.0) / 3600
+
     def with_one_off(self, cost: float) -> "CostProfile":
         """The profile with a one-off cost spread evenly over `amortize_months`: a fixed monthly
-        cost of every option that uses the device (as an adapter's training is)."""
+        cost of every option that uses the device (as an adapter's training and labels are)."""
         return replace(self, one_off_monthly=self.one_off_monthly + cost / self.amortize_months)
 
     def to_dict(self) -> dict:
@@ -96,6 +102,10 @@ def load_profile(path: Path) -> CostProfile:
     cloud, device, volume = (raw.get(k) or {} for k in ("cloud", "device", "volume"))
     if not all(isinstance(s, dict) for s in (cloud, device, volume)):
         raise UserError(f"Cost profile {path}: cloud, device and volume must be mappings.", 2)
+    labelling = raw.get("labelling")
+    if labelling is not None and not isinstance(labelling, dict):
+        raise UserError(f"Cost profile {path}: labelling must be a mapping with per_hour "
+                        "(and optionally seconds_per_label).", 2)
     lifetime = _number(device, "lifetime_hours", "device", 1.0)
     if lifetime <= 0:
         raise UserError(f"Cost profile {path}: device `lifetime_hours` must be positive.", 2)
@@ -117,4 +127,8 @@ def load_profile(path: Path) -> CostProfile:
         illustrative=bool(raw.get("illustrative", False)),
         source=str(path),
         amortize_months=months,
+        # a section without its price would cost every label nothing: `per_hour` is then required
+        labelling_per_hour=_number(labelling, "per_hour", "labelling") if labelling is not None else None,
+        seconds_per_label=(_number(labelling, "seconds_per_label", "labelling")
+                           if labelling and labelling.get("seconds_per_label") is not None else None),
     )

@@ -25,6 +25,7 @@ import numpy as np
 
 from iberlite.analysis.device_cost import item_energy_j
 from iberlite.analysis.fewshot import shots_of
+from iberlite.decide.labelling import LabellingCost, labelling_from_json
 from iberlite.decide.prices import CostProfile
 from iberlite.errors import UserError
 from iberlite.scoring import metrics
@@ -109,6 +110,7 @@ class Decision:
     fewshot: dict | None = None  # its shots as evaluated (k, mode, sampler, seed, pool_hash)
     candidates: tuple[CandidateChoice, ...] = ()  # every candidate compared, when several were
     moves: tuple[str, ...] = ()  # "X moves T (L) from cloud to device: saves ..." sentences
+    labelling: LabellingCost | None = None  # the candidate's adapter was trained on labels: what they cost
 
     def to_dict(self) -> dict:
         """JSON-ready form (as `iberlite decide` stores it)."""
@@ -130,7 +132,7 @@ def decision_from_json(d: dict) -> Decision:
         candidate=d.get("candidate", ""), fewshot=d.get("fewshot"),
         candidates=tuple(CandidateChoice(**{**c, "chosen": Option(**c["chosen"])})
                          for c in d.get("candidates", ())),
-        moves=tuple(d.get("moves", ())),
+        moves=tuple(d.get("moves", ())), labelling=labelling_from_json(d.get("labelling")),
     )
 
 

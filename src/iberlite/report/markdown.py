@@ -104,6 +104,7 @@ def render_markdown(report: Report) -> str:
         out += _table(["task", "lang", "n cal/test", "device", "cloud", "recommendation", "accuracy",
                        "cloud share", "monthly", "break-even/mo"], rows, ["l", "l", "r", "r", "r", "l", "r", "r", "r", "r"])
         out += ["", *[f"- {m}" for m in rt.moves]] if rt.moves else []
+        out += ["", *[f"- {m}" for m in rt.labelling]] if rt.labelling else []
         out.append("")
 
     out += ["## Cost (same forward passes)", ""]

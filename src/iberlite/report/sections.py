@@ -16,7 +16,7 @@ from iberlite.analysis.gaps import Gap
 from iberlite.analysis.model_summary import CostAxis, ModelCost
 from iberlite.analysis.quantization import FamilyStudy
 from iberlite.bench.advise import Advice
-from iberlite.decide.candidates import routing_moves
+from iberlite.decide.candidates import routing_labelling, routing_moves
 from iberlite.decide.routing import Decision
 from iberlite.scoring.metric import percent_scale
 from iberlite.store import BenchRecord, RunRecord
@@ -150,6 +150,12 @@ class Routing:
         """Which adapted or few-shot device candidates move a task and language toward the
         device and what that saves (or that none does); empty when one candidate was decided."""
         return routing_moves(self.decisions)
+
+    @property
+    def labelling(self) -> tuple[str, ...]:
+        """Per (task, language) whose candidate was trained on people's labels: what the labels
+        cost against what the device then saves per month; empty for decisions without labels."""
+        return routing_labelling(self.decisions)
 
 
 @dataclass(frozen=True)
