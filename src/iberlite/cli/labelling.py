@@ -21,7 +21,7 @@ from iberlite.cli.options import (
 )
 from iberlite.cli.tables import Column, TableData, check_format, emit
 from iberlite.errors import UserError
-from iberlite.label.strategies import DEFAULT_STRATEGY, STRATEGIES
+from iberlite.label.defaults import DEFAULT_STRATEGY, STRATEGIES
 
 pool_app = typer.Typer(help="A task's pool of unlabelled texts.", no_args_is_help=True)
 labels_app = typer.Typer(help="Labels in the formats teams use: Label Studio JSON, JSONL, CSV.",

@@ -21,7 +21,8 @@ from iberlite.engines.base import Engine
 from iberlite.engines.factory import EngineOptions, open_engine
 from iberlite.engines.requests import batch_choice_requests
 from iberlite.errors import UserError
-from iberlite.label.strategies import DEFAULT_STRATEGY, Candidate, select
+from iberlite.label.defaults import DEFAULT_STRATEGY
+from iberlite.label.strategies import Candidate, select
 from iberlite.models.gguf_facts import gguf_facts
 from iberlite.models.model_file import ModelFile
 from iberlite.models.names import resolve_model

@@ -25,12 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from iberlite.errors import UserError
-
-STRATEGIES = ("random", "margin", "entropy", "diverse", "mix")
-DEFAULT_STRATEGY = "random"
-"""The default until a measurement shows another beating random (docs/labelling.md)."""
-
-NEAR_DUPLICATE = 0.9
+from iberlite.label.defaults import DEFAULT_STRATEGY, NEAR_DUPLICATE, STRATEGIES
 
 
 @dataclass(frozen=True)
