@@ -44,7 +44,7 @@ lint: install-test
 	$(BIN)/lint-imports
 
 test: lint
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra --durations=25
 
 # Everything but the tests that run a real model on real data (marked slow): a few minutes.
 test-fast: install-test

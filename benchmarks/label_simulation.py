@@ -198,14 +198,9 @@ def main() -> None:
         spec = load_task_specs()[task]
         pool, _ = _pool(spec, args.data_dir, args.pool)
         t1 = time.perf_counter()
-        base_scores: dict = {}
-        eng = open_engine(resolve_model(model, models_dir=args.models_dir), EngineOptions(n_threads=args.threads))
-        try:
-            score_rows(eng, spec, pool, lambda b: base_scores.update({(model, h): lp for h, lp, _ in b}))
-        finally:
-            eng.close()
-        print(f"{model} {task}: scored the pool of {len(pool)} in {time.perf_counter() - t1:.0f} s "
-              f"({scorer_key(resolve_model(model))})", flush=True)
+        base_scores = _base_scores(model, spec, pool, args)
+        print(f"{model} {task}: the pool of {len(pool)} scored in {time.perf_counter() - t1:.0f} s "
+              f"({scorer_key(resolve_model(model))}; 0 s: from {args.work})", flush=True)
         for seed in [int(s) for s in args.seeds.split(",")]:
             curves = {s: curve(model, task, s, seed, args, base_scores) for s in args.strategies.split(",")}
             rnd = curves.get("random")
@@ -218,6 +213,21 @@ def main() -> None:
                 results.append(c)
             _write(args, device, results, t0)
             _print(results)
+
+
+def _base_scores(model: str, spec, pool: list[PoolRow], args) -> dict:
+    """The base model's scores of the pool, kept in --work so that a second run does not rescore."""
+    path = args.work / f"scores-{model}-{spec.name}-{len(pool)}.json"
+    if path.is_file():
+        return {(model, h): lp for h, lp in json.loads(path.read_text()).items()}
+    scores: dict = {}
+    eng = open_engine(resolve_model(model, models_dir=args.models_dir), EngineOptions(n_threads=args.threads))
+    try:
+        score_rows(eng, spec, pool, lambda b: scores.update({(model, h): lp for h, lp, _ in b}))
+    finally:
+        eng.close()
+    path.write_text(json.dumps({h: lp for (_, h), lp in scores.items()}))
+    return scores
 
 
 def _print(results: list[dict]) -> None:
