@@ -202,17 +202,16 @@ def main() -> None:
         print(f"{model} {task}: the pool of {len(pool)} scored in {time.perf_counter() - t1:.0f} s "
               f"({scorer_key(resolve_model(model))}; 0 s: from {args.work})", flush=True)
         for seed in [int(s) for s in args.seeds.split(",")]:
-            curves = {s: curve(model, task, s, seed, args, base_scores) for s in args.strategies.split(",")}
-            rnd = curves.get("random")
-            if rnd is not None:
-                rnd["summary"] = summarize(rnd, None)
-                rnd["summary"] = summarize(rnd, rnd)
-            for s, c in curves.items():
-                if s != "random":
-                    c["summary"] = summarize(c, rnd)
+            rnd = None
+            for strategy in args.strategies.split(","):  # random first: the others are read against it
+                c = curve(model, task, strategy, seed, args, base_scores)
+                if strategy == "random":
+                    rnd = c
+                    c["summary"] = summarize(c, None)
+                c["summary"] = summarize(c, rnd)
                 results.append(c)
-            _write(args, device, results, t0)
-            _print(results)
+                _write(args, device, results, t0)  # after every curve: a long run keeps what it did
+                _print(results)
 
 
 def _base_scores(model: str, spec, pool: list[PoolRow], args) -> dict:
