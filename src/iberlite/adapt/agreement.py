@@ -1,4 +1,6 @@
-"""Does llama.cpp apply an adapter as PEFT does? Per-choice log-likelihoods, both engines.
+"""Does llama.cpp apply an adapter as PEFT does? Log-likelihoods in both engines: of every
+choice for a multiple-choice task, of the reference continuation (as the adapter was trained on
+it, stop string included) for a generation task.
 
 The base model already differs between the engines (llama.cpp keeps the quantized weights and
 quantizes activations; transformers runs the dequantized weights in float32), so the adapter is
@@ -14,6 +16,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from iberlite.adapt.examples import reference_continuation
 from iberlite.engines.base import LoglikelihoodRequest
 from iberlite.engines.llamacpp import LlamaCppEngine
 from iberlite.engines.transformers import TransformersEngine
@@ -23,7 +26,7 @@ from iberlite.tasks.render import Instance
 
 @dataclass(frozen=True)
 class Deviation:
-    """Absolute differences between two lists of per-choice log-likelihoods (nats)."""
+    """Absolute differences between two lists of log-likelihoods (nats)."""
 
     n: int
     median: float
@@ -44,13 +47,15 @@ class Agreement:
     base: Deviation  # llama.cpp vs transformers, base model
     adapted: Deviation  # llama.cpp vs transformers (PEFT), adapted model
     shift: Deviation  # adapted vs base, in llama.cpp: what the adapter changes
-    same_choice: int  # items where both engines pick the same choice with the adapter
+    same_choice: int | None  # items where both engines pick the same choice with the adapter
+    # (None for generation: one continuation per item, nothing to pick)
 
 
 def requests_for(instances: Sequence[Instance]) -> list[LoglikelihoodRequest]:
-    """One request per (item, choice), as the runner builds them for multiple choice."""
-    return [LoglikelihoodRequest(i.context, i.target_delimiter + c, group=i.doc_id)
-            for i in instances for c in i.choices]
+    """One request per (item, choice), as the runner builds them for multiple choice; one per
+    item, its reference continuation, for generation."""
+    return [LoglikelihoodRequest(i.context, cont, group=i.doc_id) for i in instances
+            for cont in ([i.target_delimiter + c for c in i.choices] or [reference_continuation(i)])]
 
 
 def llamacpp_scores(model: ModelFile, requests: Sequence[LoglikelihoodRequest], n_threads: int = 1,
@@ -83,7 +88,6 @@ def measure(base: ModelFile, adapted: ModelFile, instances: Sequence[Instance],
     found); without it one is loaded and closed here."""
     import peft
 
-
     assert adapted.adapter is not None
     requests = requests_for(instances)
     cpp_base, tokens = llamacpp_scores(base, requests, n_threads)
@@ -97,12 +101,14 @@ def measure(base: ModelFile, adapted: ModelFile, instances: Sequence[Instance],
     engine.model = with_adapter.unload()  # the LoRA layers out again, base weights untouched
     if reference is None:
         engine.close()
-    same, k = 0, 0
-    for inst in instances:
-        n = len(inst.choices)
-        a, b = cpp_adapted[k:k + n], ref_adapted[k:k + n]
-        same += a.index(max(a)) == b.index(max(b))
-        k += n
+    same: int | None = None
+    if all(inst.choices for inst in instances):
+        same, k = 0, 0
+        for inst in instances:
+            n = len(inst.choices)
+            a, b = cpp_adapted[k:k + n], ref_adapted[k:k + n]
+            same += a.index(max(a)) == b.index(max(b))
+            k += n
     return Agreement(len(instances), Deviation.between(cpp_base, ref_base),
                      Deviation.between(cpp_adapted, ref_adapted),
                      Deviation.between(cpp_adapted, cpp_base), same)

@@ -1,15 +1,19 @@
 """Training examples from a task's own train split, rendered exactly as the task evaluates.
 
-An example is the (context, continuation) pair the task scores for its gold choice: the context
-from `doc_to_text`, the continuation `target_delimiter + gold choice`. Training on that pair with
-the loss on the continuation only teaches the model the very thing an evaluation asks of it.
+An example is a (context, continuation) pair, the context from `doc_to_text`. For multiple
+choice the continuation is the one the task scores for the gold choice, `target_delimiter + gold
+choice`; for generation it is the reference as the task renders it, `target_delimiter +
+reference`, followed by the task's first stop string (`generation.until`), so that the model also
+learns where to stop. Training on that pair with the loss on the continuation only teaches the
+model the very thing an evaluation asks of it.
 
 Or, with `--labels`, the task's pool rows that people labelled (`load_labelled_set`).
 
 The train split is the task's `source.train_files` (same format as its evaluated files, labels
-inline). Training and evaluated items must never meet: every example's content hash (its
-whitespace-normalized context) is checked against the evaluated split, and an overlap is refused
-unless the user asks to drop the overlapping rows.
+or references inline; for a `lines` source, one file per field, as in its `files`). Training and
+evaluated items must never meet: every example's content hash (its whitespace-normalized context)
+is checked against the evaluated split, and an overlap is refused unless the user asks to drop
+the overlapping rows.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ class TrainExample:
 
     doc_id: str
     context: str
-    continuation: str  # target_delimiter + gold choice, as the task scores it
+    continuation: str  # target_delimiter + gold choice, or + reference + stop string
     content_hash: str
 
 
@@ -60,20 +64,25 @@ class TrainingSet:
 
 def train_spec(spec: TaskSpec) -> TaskSpec:
     """The task reading its train split instead of its evaluated one."""
-    if spec.output != "multiple_choice":
-        raise UserError(f"Task {spec.name} is a generation task; adapting supports multiple-choice "
-                        "tasks only.", 2)
-    if not spec.source.train_files:
+    src = spec.source
+    if not src.train_paths():
         raise UserError(f"Task {spec.name} declares no train split (source.train_files), so it "
                         "cannot be adapted to.", 2)
-    source = replace(spec.source, files=spec.source.train_files, join=None, hf=None, line_fields=())
+    source = replace(src, files=src.train_files, line_fields=src.train_line_fields, join=None, hf=None)
     return replace(spec, source=source)
 
 
+def reference_continuation(inst: Instance) -> str:
+    """What the model should say after the context: the gold choice as the task scores it, or
+    the reference as the task renders it followed by its first stop string (a generation that
+    does not stop runs on to `max_tokens`, and what follows the reference is scored too)."""
+    if isinstance(inst.gold, int):
+        return inst.target_delimiter + inst.choices[inst.gold]
+    return inst.target_delimiter + inst.gold + next((u for u in inst.until if u), "")
+
+
 def _example(inst: Instance) -> TrainExample:
-    assert isinstance(inst.gold, int)
-    return TrainExample(inst.doc_id, inst.context, inst.target_delimiter + inst.choices[inst.gold],
-                        content_hash(inst.context))
+    return TrainExample(inst.doc_id, inst.context, reference_continuation(inst), content_hash(inst.context))
 
 
 def load_training_set(spec: TaskSpec, data_dir: Path, limit: int | None, seed: int,
@@ -95,7 +104,7 @@ def load_training_set(spec: TaskSpec, data_dir: Path, limit: int | None, seed: i
     chosen = pool if limit is None else pool[:limit]
     if not chosen:
         raise UserError(f"Task {spec.name} has no training examples left to train on.", 2)
-    return TrainingSet(spec.name, tuple(chosen), len(pool), len(overlap), spec.source.train_files)
+    return TrainingSet(spec.name, tuple(chosen), len(pool), len(overlap), spec.source.train_paths())
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -179,8 +180,8 @@ def curve_command(model: str, task: str, sizes: tuple[int, ...], config: TrainCo
              f"{result.run_id} in {db}.")
     notes += _curve_sentences(db, task, {p.model.rsplit(ADAPTER_SEP, 1)[0] for p in points}, models_dir,
                               target_score)
-    emit(TableData(table.title, table.columns, table.rows, notes=notes, records=table.records), fmt,
-         wide=wide)
+    records = replace(table.records, notes=notes) if table.records else None  # the JSON says it too
+    emit(TableData(table.title, table.columns, table.rows, notes=notes, records=records), fmt, wide=wide)
 
 
 def _curve_sentences(db: Path, task: str, bases: set[str], models_dir: Path | None,

@@ -88,7 +88,7 @@ def quantize(
 @app.command()
 def adapt(
     model: Annotated[str, typer.Argument(help="Catalog name or path to a .gguf file (the base).")],
-    task: Annotated[str, typer.Option("--task", help="Multiple-choice task whose train split to learn (e.g. bec_eu).")],
+    task: Annotated[str, typer.Option("--task", help="Task whose train split to learn: multiple choice (e.g. bec_eu) or generation (e.g. flores_en-eu).")],
     train_limit: Annotated[Optional[int], typer.Option("--train-limit", min=1, help="Train on the first N examples of a seeded shuffle \\[default: all].")] = None,
     rank: Annotated[int, typer.Option("--rank", min=1, help="LoRA rank.")] = 8,
     alpha: Annotated[Optional[float], typer.Option("--alpha", help="LoRA alpha \\[default: 2 x rank].")] = None,

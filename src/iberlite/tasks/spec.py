@@ -81,14 +81,20 @@ class SourceSpec:
     where: tuple[tuple[str, str], ...] = ()
     join: JoinSpec | None = None
     hf: HubSpec | None = None
-    # The task's train split (same format, labels inline): only `iberlite adapt` reads it, never
-    # an evaluation, so it is in neither the data hash nor the evaluation key.
+    # The task's train split (same format, labels or references inline): only `iberlite adapt`
+    # reads it, never an evaluation, so it is in neither the data hash nor the evaluation key. A
+    # `lines` source maps the same fields to its train files as `files` does (`train_line_fields`).
     train_files: tuple[str, ...] = ()
+    train_line_fields: tuple[tuple[str, str], ...] = ()
 
     def paths(self) -> tuple[str, ...]:
         """Every file this source reads, in reading order."""
         own = self.files or tuple(f for _, f in self.line_fields)
         return own + (self.join.files if self.join else ())
+
+    def train_paths(self) -> tuple[str, ...]:
+        """Every file of the train split, in reading order (empty: the task has none)."""
+        return self.train_files or tuple(f for _, f in self.train_line_fields)
 
 
 @dataclass(frozen=True)
@@ -321,6 +327,7 @@ def _source(raw: Any, where: _Where, key: str = "source") -> SourceSpec:
             on=str(_req({"on": on}, "on", where, f"{key}.join.")),
         )
     columns = raw.get("columns")
+    train_files, train_line_fields = _train_split(raw.get("train_files"), line_fields, key, where)
     return SourceSpec(
         format=fmt,
         files=files,
@@ -330,9 +337,23 @@ def _source(raw: Any, where: _Where, key: str = "source") -> SourceSpec:
         where=_pairs(raw.get("where"), f"{key}.where", where),
         join=join,
         hf=_hub(raw.get("hf"), where, f"{key}.hf"),
-        train_files=tuple(_data_path(p, f"{key}.train_files", where)
-                          for p in _strs(raw.get("train_files") or [], f"{key}.train_files", where)),
+        train_files=train_files,
+        train_line_fields=train_line_fields,
     )
+
+
+def _train_split(raw: Any, line_fields: tuple[tuple[str, str], ...], key: str, where: _Where,
+                 ) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """(train files, train line fields): a `lines` source names one train file per field of
+    its `files`, every other format a list of files."""
+    at = f"{key}.train_files"
+    if not line_fields:
+        return tuple(_data_path(p, at, where) for p in _strs(raw or [], at, where)), ()
+    pairs = _pairs(raw, at, where)
+    if pairs and {f for f, _ in pairs} != {f for f, _ in line_fields}:
+        _fail(where, at, f"has `{at}` for the fields {', '.join(f for f, _ in pairs)}; a `lines` source's "
+              f"train files map the same fields as its `files` ({', '.join(f for f, _ in line_fields)})")
+    return (), tuple((f, _data_path(p, at, where)) for f, p in pairs)
 
 
 def _hub(raw: Any, where: _Where, key: str = "source.hf") -> HubSpec | None:
