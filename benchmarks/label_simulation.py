@@ -47,10 +47,10 @@ from iberlite.run.runner import run
 from iberlite.run.spec import RunSpec
 from iberlite.store import Store
 from iberlite.store.labels import LabelBook, LabelEvent, PoolRow
-from iberlite.tasks.data import doc_from_fields, docs_from_rows, read_rows
+from iberlite.tasks.data import docs_from_rows, read_rows
 from iberlite.tasks.items import load_items
 from iberlite.tasks.registry import load_task_specs
-from iberlite.tasks.render import content_hash, render
+from iberlite.tasks.render import content_hash, render_fields
 
 OUT = Path(__file__).resolve().parent / "out"
 SCORE_AWARE = ("margin", "entropy", "mix")
@@ -119,7 +119,7 @@ def curve(model: str, task: str, strategy: str, seed: int, args, base_scores: di
         labelled += new
         events = []
         for h in new:
-            inst = render(spec, doc_from_fields(spec, texts[h].fields, h), with_target=False)
+            inst = render_fields(spec, texts[h].fields, h)
             events.append(LabelEvent(h, "label", inst.choices[gold[h]], "gold", "simulation"))
         with Store(lab_db) as store:
             LabelBook(store).add_events(task, events)

@@ -27,9 +27,8 @@ from pathlib import Path
 from iberlite.errors import UserError
 from iberlite.store import Store
 from iberlite.store.labels import LabelBook
-from iberlite.tasks.data import doc_from_fields
 from iberlite.tasks.items import load_items
-from iberlite.tasks.render import Instance, content_hash, render
+from iberlite.tasks.render import Instance, content_hash, render_fields
 from iberlite.tasks.spec import TaskSpec
 
 
@@ -134,7 +133,7 @@ def load_labelled_set(spec: TaskSpec, db: Path, limit: int | None) -> tuple[Trai
     examples = []
     h = hashlib.sha256()
     for e in chosen:
-        inst = render(spec, doc_from_fields(spec, pool[e.row_hash].fields, e.row_hash), with_target=False)
+        inst = render_fields(spec, pool[e.row_hash].fields, e.row_hash)
         if e.label not in inst.choices:
             raise UserError(f"The label {e.label!r} of pool row {e.row_hash} is not one of {spec.name}'s "
                             f"choices ({', '.join(inst.choices)}).", 2)

@@ -19,8 +19,7 @@ from typing import Any
 from iberlite.errors import UserError
 from iberlite.store import Store
 from iberlite.store.labels import LabelBook, LabelEvent, PoolRow
-from iberlite.tasks.data import doc_from_fields
-from iberlite.tasks.render import render
+from iberlite.tasks.render import render_fields
 from iberlite.tasks.spec import TaskSpec
 
 FORMATS = ("label-studio", "jsonl", "csv")
@@ -47,7 +46,7 @@ class Imported:
 
 
 def _choices(spec: TaskSpec, row: PoolRow) -> tuple[str, ...]:
-    return render(spec, doc_from_fields(spec, row.fields, row.row_hash), with_target=False).choices
+    return render_fields(spec, row.fields, row.row_hash).choices
 
 
 def pool_choices(db: Path, spec: TaskSpec) -> dict[str, tuple[str, ...]]:

@@ -23,9 +23,9 @@ from typing import Any
 from iberlite.errors import RowError, TaskSpecError, UserError
 from iberlite.store import Store
 from iberlite.store.labels import LabelBook, PoolRow
-from iberlite.tasks.data import RowFault, doc_from_fields, read_table
+from iberlite.tasks.data import RowFault, read_table
 from iberlite.tasks.items import load_items
-from iberlite.tasks.render import content_hash, render
+from iberlite.tasks.render import content_hash, render_fields
 from iberlite.tasks.sandbox import template_fields
 from iberlite.tasks.spec import TaskSpec
 
@@ -121,7 +121,7 @@ def read_pool_file(spec: TaskSpec, path: Path, columns: dict[str, str], evaluate
             picked[fld] = value
         else:
             try:
-                inst = render(spec, doc_from_fields(spec, picked, f"line {line}"), with_target=False)
+                inst = render_fields(spec, picked, f"line {line}")
             except (RowError, TaskSpecError, UserError) as exc:
                 broken.append(f"{where} cannot be rendered by the task ({str(exc).rstrip('.')}).")
                 continue

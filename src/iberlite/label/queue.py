@@ -18,9 +18,8 @@ from pathlib import Path
 from iberlite.errors import UserError
 from iberlite.store.labels import LabelBook, LabelEvent, Pick, PoolRow, Selection
 from iberlite.store.store import Store
-from iberlite.tasks.data import doc_from_fields
 from iberlite.tasks.registry import load_task_specs
-from iberlite.tasks.render import render
+from iberlite.tasks.render import render_fields
 from iberlite.tasks.spec import TaskSpec
 
 SOURCE = "page"
@@ -139,8 +138,7 @@ class LabelQueue:
         return self._rows[row_hash]
 
     def _choices(self, row: PoolRow) -> tuple[str, ...]:
-        doc = doc_from_fields(self.task, row.fields, row.row_hash)
-        return render(self.task, doc, with_target=False).choices
+        return render_fields(self.task, row.fields, row.row_hash).choices
 
     def give(self, row_hash: str, choice_index: int, seconds: float | None) -> LabelEvent:
         """Label a row of the newest batch with its choice number `choice_index` (from 0).

@@ -28,8 +28,7 @@ from iberlite.models.model_file import ModelFile
 from iberlite.models.names import resolve_model
 from iberlite.store import Store
 from iberlite.store.labels import LabelBook, Pick, PoolRow
-from iberlite.tasks.data import doc_from_fields
-from iberlite.tasks.render import render
+from iberlite.tasks.render import render_fields
 from iberlite.tasks.spec import TaskSpec
 
 BATCH = 16  # pool rows scored (and stored) at a time
@@ -55,10 +54,10 @@ def scorer_key(model: ModelFile) -> str:
     return f"{key}+{(model.adapter_sha256 or '')[:16]}" if model.adapter else key
 
 
-def left_to_pick(book: LabelBook, task: str) -> list[PoolRow]:
-    """Pool rows without a label that may be trained on."""
-    labelled = set(book.labels(task))
-    return [r for r in book.pool(task) if not r.evaluated and r.row_hash not in labelled]
+def left_to_pick(book: LabelBook, pool: list[PoolRow]) -> list[PoolRow]:
+    """The rows of `pool` without a label that may be trained on."""
+    labelled = set(book.labels(pool[0].task)) if pool else set()
+    return [r for r in pool if not r.evaluated and r.row_hash not in labelled]
 
 
 def score_rows(engine: Engine, spec: TaskSpec, rows: list[PoolRow],
@@ -67,8 +66,7 @@ def score_rows(engine: Engine, spec: TaskSpec, rows: list[PoolRow],
     """Choice log-probabilities of `rows`, stored a batch at a time."""
     for start in range(0, len(rows), BATCH):
         chunk = rows[start:start + BATCH]
-        insts = [(i, render(spec, doc_from_fields(spec, r.fields, r.row_hash), with_target=False))
-                 for i, r in enumerate(chunk)]
+        insts = [(i, render_fields(spec, r.fields, r.row_hash)) for i, r in enumerate(chunk)]
         results = iter(engine.loglikelihood(batch_choice_requests(insts)))
         out = []
         for row, (_, inst) in zip(chunk, insts):
@@ -95,10 +93,11 @@ def select_rows(db: Path, spec: TaskSpec, model_name: str, n: int, *, strategy: 
     scorer = scorer_key(model)
     with Store(db) as store:
         book = LabelBook(store)
-        if not book.pool(spec.name):
+        pool = book.pool(spec.name)
+        if not pool:
             raise UserError(f"The pool of {spec.name} is empty; add texts with `iberlite pool add "
                             f"{spec.name} FILE` first.", 2)
-        rows = left_to_pick(book, spec.name)
+        rows = left_to_pick(book, pool)
         if not rows:
             raise UserError(f"Every usable row of the {spec.name} pool holds a label; add more texts "
                             "to the pool.", 2)

@@ -9,7 +9,6 @@ The tables are created on first use, like the bench table.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -147,10 +146,8 @@ class LabelBook:
     def _has_tables(self) -> bool:
         return "label_events" in tables(self.db)
 
-    def _rows(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-        cur = self.db.execute(sql, args)
-        names = [c[0] for c in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]  # type: ignore[misc]
+    def _rows(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
+        return self.store._rows(sql, args)
 
     # -- the pool ----------------------------------------------------------------------------
 
@@ -162,15 +159,17 @@ class LabelBook:
 
         def write() -> int:
             with self.db:
+                last = dict(self.db.execute("SELECT task, MAX(seq) FROM pool_rows GROUP BY task").fetchall())
                 added = 0
                 for r in rows:
-                    seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM pool_rows WHERE task = ?",
-                                          (r.task,)).fetchone()[0]
+                    seq = (last.get(r.task) or 0) + 1
                     cur = self.db.execute(
                         "INSERT OR IGNORE INTO pool_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (r.task, r.row_hash, seq, json.dumps(r.fields, ensure_ascii=False, sort_keys=True),
                          r.text, r.source, int(r.evaluated), now))
-                    added += cur.rowcount
+                    if cur.rowcount:
+                        last[r.task] = seq
+                        added += 1
                 return added
         return _retry_locked(write)
 

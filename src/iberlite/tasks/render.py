@@ -16,7 +16,7 @@ from typing import Any
 from jinja2 import Undefined
 
 from iberlite.errors import RowError, TaskSpecError
-from iberlite.tasks.data import Doc
+from iberlite.tasks.data import Doc, doc_from_fields
 from iberlite.tasks.sandbox import ENV, run_bounded
 from iberlite.tasks.spec import TaskSpec
 
@@ -117,6 +117,12 @@ def _gold_index(spec: TaskSpec, doc: Doc, target: Any, choices: tuple[str, ...])
                   f"{len(choices)} nor one of the choices")
         raise RowError(f"Task {spec.name}: document {doc.id} {detail}.", detail)
     return index
+
+
+def render_fields(spec: TaskSpec, fields: dict[str, Any], doc_id: str = "request") -> Instance:
+    """A document given as raw fields (a pool row, a request at run time) rendered as a question
+    with no answer yet: choices for multiple choice, gold -1."""
+    return render(spec, doc_from_fields(spec, fields, doc_id), with_target=False)
 
 
 def render(spec: TaskSpec, doc: Doc, *, with_target: bool = True) -> Instance:
