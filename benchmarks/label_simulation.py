@@ -45,6 +45,7 @@ from iberlite.models.names import resolve_model
 from iberlite.models.quantize import MODELS_DIR_ENV
 from iberlite.run.runner import run
 from iberlite.run.spec import RunSpec
+from iberlite.scoring.metrics import mean_with_ci
 from iberlite.store import Store
 from iberlite.store.labels import LabelBook, LabelEvent, PoolRow
 from iberlite.tasks.data import docs_from_rows, read_rows
@@ -148,7 +149,8 @@ def summarize(c: dict, random_curve: dict | None) -> dict:
     for p in c["points"]:
         right = [p["items"][d][0] for d in docs]
         rare_docs = [d for d in docs if p["items"][d][1] == rare]
-        out.append({"labels": p["labels"], "score": float(np.mean(right)), "ci": _ci(right),
+        score, low, high = mean_with_ci(right)
+        out.append({"labels": p["labels"], "score": score, "ci": (low, high),
                     "rare_recall": float(np.mean([p["items"][d][2] == rare for d in rare_docs])),
                     "select_s": p["select_s"]})
     auc = float(np.mean([o["score"] for o in out]))
@@ -162,13 +164,6 @@ def summarize(c: dict, random_curve: dict | None) -> dict:
         g = paired_bootstrap([rl["items"][d][0] for d in docs], [last["items"][d][0] for d in docs])
         gap = {"points": g.gap, "ci_low": g.ci_low, "ci_high": g.ci_high}
     return {"points": out, "auc": auc, "reach_random_last": reach, "rare_class": rare, "vs_random_last": gap}
-
-
-def _ci(right: list[float], n_boot: int = 1000) -> tuple[float, float]:
-    arr = np.asarray(right)
-    rng = np.random.default_rng(1234)
-    means = arr[rng.integers(0, len(arr), (n_boot, len(arr)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def main() -> None:
